@@ -1,0 +1,22 @@
+"""adl_helpers: the small, tested helper package of the Applied Deep Learning course kit.
+
+The public API is what this module exports. Importing it is cheap: no TensorFlow import, no download,
+no training. Submodules that need TensorFlow import it when first used.
+"""
+
+from adl_helpers import datasets, pretrained
+from adl_helpers.settings import PROFILES, Profile, data_dir, get_profile, mirror_dir, set_seed, setup
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PROFILES",
+    "Profile",
+    "data_dir",
+    "datasets",
+    "get_profile",
+    "mirror_dir",
+    "pretrained",
+    "set_seed",
+    "setup",
+]

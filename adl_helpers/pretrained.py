@@ -1,0 +1,1 @@
+"""Pretrained backbones (being written)."""

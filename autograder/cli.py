@@ -1,0 +1,141 @@
+"""``adl-grade``: the instructor's command line. ``adl-grade --help`` lists the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+from autograder import pipeline
+from autograder.course import CourseError, load_course
+
+SAMPLES = pathlib.Path(__file__).with_name("samples")
+
+
+def _assignments(course, names):
+    known = course.assignments()
+    for name in names or known:
+        if name not in known:
+            raise CourseError(f"unknown assignment {name!r}; the course has {known}")
+    return names or known
+
+
+def cmd_release(args, course):
+    for a in _assignments(course, args.assignments):
+        path = pipeline.release(course, a)
+        print(f"released {a}: {path.relative_to(course.root)}")
+
+
+def cmd_collect(args, course):
+    got = pipeline.collect(course, args.assignment, pathlib.Path(args.download), args.pattern)
+    print(f"collected {len(got.accepted)} submissions of {args.assignment} into {course.submitted}")
+    for name, reason in got.rejected:
+        print(f"  rejected {name}: {reason}")
+
+
+def cmd_autograde(args, course):
+    results = pipeline.autograde(course, args.assignment, args.student or None, args.workers, args.force)
+    print(pipeline.format_table(results))
+
+
+def cmd_feedback(args, course):
+    results = pipeline.autograde(course, args.assignment, workers=args.workers, progress=False)
+    for r in results:
+        pipeline.write_feedback(course, r)
+    print(f"wrote feedback for {len(results)} students under {course.feedback}")
+
+
+def cmd_export(args, course):
+    path = pipeline.export_csv(course, args.assignment, pathlib.Path(args.output) if args.output else None)
+    print(f"wrote {path}")
+
+
+def cmd_report(args, course):
+    results = pipeline.autograde(course, args.assignment, workers=args.workers, progress=False)
+    print(f"wrote {pipeline.write_report(course, args.assignment, results)}")
+
+
+def cmd_demo(args, course):
+    """Release every assignment, then collect, grade and report the bundled sample class of each."""
+    start = time.perf_counter()
+    for a in course.assignments():
+        print(f"== release {a}")
+        with pipeline.timed("nbgrader generate_assignment"):
+            pipeline.release(course, a)
+    for a in course.assignments():
+        sample = SAMPLES / a
+        if not sample.is_dir():
+            continue
+        print(f"== collect the sample class of {a} ({sample.relative_to(course.root)})")
+        got = pipeline.collect(course, a, sample)
+        print(f"  {len(got.accepted)} submissions; rejected: {len(got.rejected)}")
+        for name, reason in got.rejected:
+            print(f"  rejected {name}: {reason}")
+        print(f"== autograde {a} ({args.workers} workers; gradebook {course.db_url})")
+        with pipeline.timed("autograde"):
+            results = pipeline.autograde(course, a, sorted(got.accepted), args.workers, args.force)
+        print(pipeline.format_table(results))
+        for r in results:
+            pipeline.write_feedback(course, r)
+        csv_path = pipeline.export_csv(course, a)
+        report = pipeline.write_report(course, a, results)
+        print(f"  feedback: {course.feedback.relative_to(course.root)}/<student>/{a}/feedback.html")
+        print(f"  grades:   {csv_path.relative_to(course.root)}")
+        print(f"  report:   {report.relative_to(course.root)} (+ score_distribution.png)")
+    print(f"demo finished in {time.perf_counter() - start:.0f} s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adl-grade", description=__doc__)
+    parser.add_argument("--course", default=None, help="course kit folder (default: this checkout)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("release", help="generate release/ from source/ with nbgrader")
+    p.add_argument("assignments", nargs="*")
+    p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("collect", help="copy an LMS download into submitted/")
+    p.add_argument("assignment")
+    p.add_argument("download", help="folder of <student_id>_<assignment>.ipynb files")
+    p.add_argument("--pattern", help="regex with a (?P<student_id>...) group matching the file names")
+    p.set_defaults(func=cmd_collect)
+
+    for name, func, text in [
+        ("autograde", cmd_autograde, "grade collected submissions into the gradebook"),
+        ("feedback", cmd_feedback, "write per-student HTML feedback"),
+        ("report", cmd_report, "write the report (pass rates, score distribution, flags)"),
+    ]:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("assignment")
+        p.add_argument("--workers", type=int, default=2)
+        if name == "autograde":
+            p.add_argument("--student", action="append", help="grade only this student (repeatable)")
+            p.add_argument("--force", action="store_true", help="grade again even if nothing changed")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("export", help="write grades from the gradebook as CSV")
+    p.add_argument("assignment")
+    p.add_argument("--output", help="CSV path (default build/grades/<assignment>.csv)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="release, then grade the bundled sample class end to end")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--force", action="store_true", help="grade again even if nothing changed")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        course = load_course(args.course)
+        args.func(args, course)
+    except CourseError as exc:
+        print(f"adl-grade: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

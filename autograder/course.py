@@ -1,0 +1,106 @@
+"""The course on disk: nbgrader's configuration, the assignments and their grading settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import yaml
+
+SETTINGS_FILE = pathlib.Path(__file__).with_name("assignments.yml")
+
+
+class CourseError(RuntimeError):
+    """The course directory or its configuration is not usable; the message says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AssignmentSettings:
+    """How one assignment is graded (see autograder/assignments.yml)."""
+
+    name: str
+    notebook: str
+    profile: str = "smoke"
+    cell_timeout: float = 30.0
+    notebook_timeout: float = 600.0
+    data_files: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Course:
+    """Paths of a course kit checkout, as nbgrader_config.py sets them."""
+
+    root: pathlib.Path
+    course_id: str
+    source: pathlib.Path
+    release: pathlib.Path
+    submitted: pathlib.Path
+    autograded: pathlib.Path
+    feedback: pathlib.Path
+    db_url: str
+
+    @property
+    def build(self) -> pathlib.Path:
+        return self.root / "build"
+
+    def source_notebook(self, assignment: str) -> pathlib.Path:
+        return self.source / assignment / self.settings(assignment).notebook
+
+    def release_notebook(self, assignment: str) -> pathlib.Path:
+        return self.release / assignment / self.settings(assignment).notebook
+
+    def assignments(self) -> list[str]:
+        """Assignments that have a folder in source/, sorted."""
+        if not self.source.is_dir():
+            return []
+        return sorted(p.name for p in self.source.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def settings(self, assignment: str) -> AssignmentSettings:
+        return load_settings(assignment)
+
+
+def load_settings(assignment: str, path: pathlib.Path = SETTINGS_FILE) -> AssignmentSettings:
+    """Grading settings of ``assignment``: its entry in assignments.yml over the defaults."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CourseError(f"cannot read grading settings {path}: {exc}") from exc
+    merged = {"notebook": f"{assignment}.ipynb", **(raw.get("defaults") or {})}
+    merged.update((raw.get("assignments") or {}).get(assignment) or {})
+    known = {f.name for f in dataclasses.fields(AssignmentSettings)} - {"name"}
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise CourseError(f"{path}: unknown setting(s) {unknown} for {assignment!r}; known: {sorted(known)}")
+    merged["data_files"] = tuple(merged.get("data_files") or ())
+    for key in ("cell_timeout", "notebook_timeout"):
+        value = merged.get(key)
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise CourseError(f"{path}: {key} for {assignment!r} must be a positive number, got {value!r}")
+    return AssignmentSettings(name=assignment, **merged)
+
+
+def load_course(root: str | pathlib.Path | None = None) -> Course:
+    """Read ``nbgrader_config.py`` in ``root`` (default: the checkout this package lives in)."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    root = pathlib.Path(root) if root is not None else pathlib.Path(__file__).resolve().parent.parent
+    config_file = root / "nbgrader_config.py"
+    if not config_file.is_file():
+        raise CourseError(f"no nbgrader_config.py in {root}: run adl-grade from the course kit's folder")
+    config = PyFileConfigLoader(config_file.name, path=str(root)).load_config()
+    cd = config.CourseDirectory
+    base = pathlib.Path(cd.get("root", str(root)))
+
+    def sub(name: str, default: str) -> pathlib.Path:
+        return base / cd.get(name, default)
+
+    return Course(
+        root=base,
+        course_id=cd.get("course_id", "course"),
+        source=sub("source_directory", "source"),
+        release=sub("release_directory", "release"),
+        submitted=sub("submitted_directory", "submitted"),
+        autograded=sub("autograded_directory", "autograded"),
+        feedback=sub("feedback_directory", "feedback"),
+        db_url=cd.get("db_url", f"sqlite:///{base / 'gradebook.db'}"),
+    )

@@ -1,0 +1,483 @@
+"""The instructor pipeline: release, collect, autograde, record, feedback, export, report.
+
+Each step is a function the CLI (``adl-grade``) calls and the tests call directly. The grading of one
+submission happens in its own worker process (``autograder.worker``) with a fresh kernel; this module only
+prepares its input, reads its JSON result and owns the gradebook.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import nbformat
+
+from autograder import __version__
+from autograder.course import Course, CourseError
+from autograder.notebook import GradeCell, InvalidNotebook, parse_submission, read_source, restore
+
+HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
+HIDDEN_END = "### END HIDDEN TESTS"
+# Environment variables the grading kernel inherits; everything else (the gradebook URL, tokens, the
+# instructor's HOME) stays behind.
+KERNEL_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ", "ADL_DATA_MIRROR", "TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH")
+WORKER_GRACE = 120  # seconds on top of the notebook limit before a worker is killed outright
+
+
+# --------------------------------------------------------------------------------------------- release
+
+
+def _tools_on_path() -> None:
+    """nbgrader runs the ``alembic`` command by name; make this interpreter's scripts findable."""
+    bindir = str(pathlib.Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+
+def release(course: Course, assignment: str) -> pathlib.Path:
+    """Generate ``release/<assignment>`` from ``source/<assignment>`` with nbgrader (and register it in the
+    gradebook). Returns the released notebook's path."""
+    if not (course.source / assignment).is_dir():
+        raise CourseError(f"release: no source folder {course.source / assignment}")
+    _tools_on_path()
+    if course.db_url.startswith("sqlite:///"):
+        pathlib.Path(course.db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force", "--log-level=WARN"]
+    proc = subprocess.run(cmd, cwd=course.root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise CourseError(f"nbgrader generate_assignment {assignment} failed; its last lines:\n{tail}")
+    return course.release_notebook(assignment)
+
+
+# --------------------------------------------------------------------------------------------- collect
+
+
+@dataclasses.dataclass
+class Collected:
+    accepted: dict[str, pathlib.Path]
+    rejected: list[tuple[str, str]]
+
+
+def collect(course: Course, assignment: str, download: pathlib.Path, pattern: str | None = None) -> Collected:
+    """Copy an LMS download (a folder of ``<student_id>_<assignment>.ipynb`` files) into nbgrader's
+    ``submitted/<student_id>/<assignment>/`` layout. Files are copied as bytes, never parsed or run here.
+    Files whose name does not match are rejected with a reason."""
+    download = pathlib.Path(download)
+    if not download.is_dir():
+        raise CourseError(f"collect: {download} is not a folder of submissions")
+    regex = re.compile(pattern or rf"^(?P<student_id>[A-Za-z0-9][A-Za-z0-9_.-]*)_{re.escape(assignment)}\.ipynb$")
+    notebook = course.settings(assignment).notebook
+    accepted, rejected = {}, []
+    for path in sorted(download.iterdir()):
+        m = regex.match(path.name)
+        if path.is_symlink() or not path.is_file():
+            rejected.append((path.name, "not a regular file"))
+        elif not m:
+            rejected.append((path.name, f"name does not match {regex.pattern}"))
+        elif m.group("student_id") in accepted:
+            rejected.append((path.name, f"a second file for {m.group('student_id')}"))
+        else:
+            sid = m.group("student_id")
+            dest = course.submitted / sid / assignment
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest / notebook)
+            stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime, tz=datetime.UTC)
+            (dest / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
+            accepted[sid] = dest / notebook
+    return Collected(accepted, rejected)
+
+
+def submitted_students(course: Course, assignment: str) -> list[str]:
+    notebook = course.settings(assignment).notebook
+    if not course.submitted.is_dir():
+        return []
+    return sorted(p.name for p in course.submitted.iterdir() if (p / assignment / notebook).is_file())
+
+
+# ------------------------------------------------------------------------------------------- autograde
+
+
+@dataclasses.dataclass
+class QuestionResult:
+    grade_id: str
+    points: float
+    max_points: float
+    status: str  # passed | failed | not graded
+    reason: str = ""
+
+
+@dataclasses.dataclass
+class Result:
+    student: str
+    assignment: str
+    questions: list[QuestionResult]
+    flags: list[str]
+    elapsed: float
+    key: str
+
+    @property
+    def score(self) -> float:
+        return sum(q.points for q in self.questions)
+
+    @property
+    def max_score(self) -> float:
+        return sum(q.max_points for q in self.questions)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Result:
+        data = dict(data)
+        data["questions"] = [QuestionResult(**q) for q in data["questions"]]
+        return cls(**data)
+
+
+def _hidden_lines(source: str) -> set[int]:
+    hidden, inside = set(), False
+    for number, line in enumerate(source.splitlines(), start=1):
+        if HIDDEN_BEGIN in line:
+            inside = True
+        if inside:
+            hidden.add(number)
+        if HIDDEN_END in line:
+            inside = False
+    return hidden
+
+
+def _reason(cell: dict, trusted: GradeCell) -> str:
+    status = cell.get("status")
+    if status in ("timeout", "dead", "skipped"):
+        return f"the test could not run: {cell.get('evalue')}"
+    ename, evalue = cell.get("ename", "Error"), cell.get("evalue", "")
+    if ename == "NameError" and "is not defined" in evalue:
+        hint = f"{ename}: {evalue} (an answer cell above did not run or did not define it)"
+    elif ename == "NotImplementedError":
+        hint = "NotImplementedError: an answer this test needs was not written yet"
+    else:
+        hint = f"{ename}: {evalue}" if evalue else ename
+    if cell.get("line") in _hidden_lines(trusted.source):
+        return f"a hidden test failed ({hint})"
+    return f"a public check failed ({hint})"
+
+
+def _score(student: str, assignment: str, trusted: list[GradeCell], run: dict, key: str) -> Result:
+    by_id = {c["grade_id"]: c for c in run["cells"] if c.get("grade_id")}
+    questions = []
+    for tc in trusted:
+        if not tc.grade:
+            continue
+        if not tc.autograded_test:
+            questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "not graded", "graded by hand"))
+            continue
+        cell = by_id.get(tc.grade_id, {"status": "skipped", "evalue": "the test cell did not run"})
+        if cell["status"] == "ok":
+            questions.append(QuestionResult(tc.grade_id, tc.points, tc.points, "passed"))
+        else:
+            questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "failed", _reason(cell, tc)))
+    flags = []
+    statuses = {c["status"] for c in run["cells"]}
+    if "timeout" in statuses:
+        flags.append("timeout")
+    if "dead" in statuses:
+        flags.append("kernel died")
+    if "skipped" in statuses:
+        flags.append("notebook time limit")
+    return Result(student, assignment, questions, flags, run.get("elapsed", 0.0), key)
+
+
+def _invalid(student: str, assignment: str, trusted: list[GradeCell], reason: str, key: str) -> Result:
+    qs = [
+        QuestionResult(tc.grade_id, 0.0, tc.points, "failed", f"not graded: {reason}")
+        for tc in trusted
+        if tc.grade
+    ]
+    return Result(student, assignment, qs, ["invalid notebook"], 0.0, key)
+
+
+def _kernel_env(course: Course, profile: str, workdir: pathlib.Path) -> dict:
+    env = {k: os.environ[k] for k in KERNEL_ENV_KEEP if k in os.environ}
+    env.update(
+        HOME=str(workdir),
+        ADL_PROFILE=profile,
+        ADL_DATA_DIR=str(course.build / "data-cache"),
+        MPLBACKEND="Agg",
+        MPLCONFIGDIR=str(workdir / ".matplotlib"),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def grade_one(course: Course, assignment: str, student: str, force: bool = False) -> Result:
+    """Grade one collected submission in its own worker process; cache the result by content hash."""
+    settings = course.settings(assignment)
+    source_path = course.source_notebook(assignment)
+    _, trusted = read_source(source_path)
+    sub_path = course.submitted / student / assignment / settings.notebook
+    data = sub_path.read_bytes()
+    key = hashlib.sha256(
+        b"\0".join([data, source_path.read_bytes(), __version__.encode(), repr(settings).encode()])
+    ).hexdigest()
+    outdir = course.autograded / student / assignment
+    result_file = outdir / "result.json"
+    if not force and result_file.is_file():
+        try:
+            cached = Result.from_json(json.loads(result_file.read_text()))
+            if cached.key == key:
+                return cached
+        except (ValueError, TypeError, KeyError):
+            pass  # unreadable cache: grade again
+    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        submission = parse_submission(data)
+    except InvalidNotebook as exc:
+        result = _invalid(student, assignment, trusted, str(exc), key)
+        _write_json(result_file, result.to_json())
+        return result
+    restored = restore(submission, trusted)
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"adl-grade-{assignment}-"))
+    try:
+        for name in settings.data_files:
+            shutil.copy2(course.source / assignment / name, workdir / name)
+        nbformat.write(restored.notebook, str(workdir / settings.notebook))
+        job = {
+            "workdir": str(workdir),
+            "notebook": settings.notebook,
+            "cell_timeout": settings.cell_timeout,
+            "notebook_timeout": settings.notebook_timeout,
+            "env": _kernel_env(course, settings.profile, workdir),
+            "executed": str(outdir / settings.notebook),
+            "result": str(outdir / "run.json"),
+        }
+        job_file = workdir.parent / f"{workdir.name}.job.json"
+        job_file.write_text(json.dumps(job))
+        run = _run_worker(job_file, settings.notebook_timeout + WORKER_GRACE)
+        job_file.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if run is None:
+        cells = [{"grade_id": c.grade_id, "status": "skipped", "evalue": "grading did not finish"} for c in trusted]
+        run = {"cells": cells, "elapsed": settings.notebook_timeout + WORKER_GRACE}
+    result = _score(student, assignment, trusted, run, key)
+    result.flags.extend(note for note in restored.notes)
+    _write_json(result_file, result.to_json())
+    return result
+
+
+def _run_worker(job_file: pathlib.Path, hard_limit: float) -> dict | None:
+    """Run the worker; kill its whole process tree if it outlives ``hard_limit``. None if it failed."""
+    import psutil
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autograder.worker", str(job_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=hard_limit)
+    except subprocess.TimeoutExpired:
+        parent = psutil.Process(proc.pid)
+        for child in parent.children(recursive=True) + [parent]:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        proc.communicate()
+        return None
+    job = json.loads(job_file.read_text())
+    result_path = pathlib.Path(job["result"])
+    if proc.returncode != 0 or not result_path.is_file():
+        sys.stderr.write(f"worker failed ({proc.returncode}):\n{err.decode(errors='replace')[-3000:]}\n")
+        return None
+    return json.loads(result_path.read_text())
+
+
+def autograde(course: Course, assignment: str, students: list[str] | None = None, workers: int = 2,
+              force: bool = False, progress: bool = True) -> list[Result]:
+    """Grade submissions in parallel (``workers`` at a time), record them in the gradebook, return results."""
+    from tqdm.auto import tqdm
+
+    students = submitted_students(course, assignment) if students is None else students
+    if not students:
+        raise CourseError(f"autograde: no submissions of {assignment} in {course.submitted}; run collect first")
+    results: dict[str, Result] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = {pool.submit(grade_one, course, assignment, s, force): s for s in students}
+        bar = tqdm(total=len(futures), desc=f"grading {assignment}", unit="nb", disable=not progress)
+        for future in concurrent.futures.as_completed(futures):
+            result = future.result()
+            record(course, result)  # one student at a time: an interrupted batch keeps what it finished
+            results[result.student] = result
+            bar.update()
+        bar.close()
+    return [results[s] for s in students]
+
+
+def _write_json(path: pathlib.Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------------------------- gradebook
+
+
+def record(course: Course, result: Result) -> None:
+    """Write one result into nbgrader's gradebook (idempotent: the same result twice gives the same rows)."""
+    import sqlalchemy.exc
+    from nbgrader.api import Gradebook
+
+    _tools_on_path()
+    notebook = course.settings(result.assignment).notebook.removesuffix(".ipynb")
+    with warnings.catch_warnings(), Gradebook(course.db_url, course_id=course.course_id) as gb:
+        # nbgrader's own session use makes SQLAlchemy warn about autoflush; the rows are written correctly.
+        warnings.simplefilter("ignore", category=sqlalchemy.exc.SAWarning)
+        gb.update_or_create_student(result.student)
+        gb.update_or_create_submission(result.assignment, result.student)
+        for q in result.questions:
+            grade = gb.find_grade(q.grade_id, notebook, result.assignment, result.student)
+            if q.status == "not graded":
+                grade.auto_score = None
+                grade.needs_manual_grade = True
+            else:
+                grade.auto_score = q.points
+                grade.needs_manual_grade = grade.manual_score is not None
+        gb.db.commit()
+
+
+def gradebook_scores(course: Course, assignment: str) -> dict[str, dict[str, float]]:
+    """{student: {grade_id: score}} as the gradebook holds them (manual scores over automatic ones)."""
+    from nbgrader.api import Gradebook
+
+    out: dict[str, dict[str, float]] = {}
+    with Gradebook(course.db_url, course_id=course.course_id) as gb:
+        for sub in gb.assignment_submissions(assignment):
+            scores = {}
+            for nb in sub.notebooks:
+                for grade in nb.grades:
+                    scores[grade.name] = float(grade.score)
+            out[sub.student.id] = scores
+    return out
+
+
+# ----------------------------------------------------------------------------------- feedback / export
+
+
+def write_feedback(course: Course, result: Result) -> pathlib.Path:
+    """Per-student HTML: each question's points, the public checks, the reason for each lost point.
+    Hidden tests are never included: the public part of each test cell is cut from the source."""
+    import jinja2
+
+    _, trusted = read_source(course.source_notebook(result.assignment))
+    by_id = {c.grade_id: c for c in trusted}
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(pathlib.Path(__file__).with_name("templates")),
+        autoescape=True,
+    )
+    html = env.get_template("feedback.html.j2").render(
+        result=result,
+        public={q.grade_id: by_id[q.grade_id].public_source.strip() for q in result.questions},
+        generated=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    path = course.feedback / result.student / result.assignment / "feedback.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html)
+    return path
+
+
+def export_csv(course: Course, assignment: str, path: pathlib.Path | None = None) -> pathlib.Path:
+    """One row per student: each question's score from the gradebook, the total and the maximum."""
+    import csv
+
+    _, trusted = read_source(course.source_notebook(assignment))
+    graded = [c for c in trusted if c.grade]
+    scores = gradebook_scores(course, assignment)
+    path = path or course.build / "grades" / f"{assignment}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["student_id", "assignment", *[c.grade_id for c in graded], "score", "max_score"])
+        for student in sorted(scores):
+            row = [scores[student].get(c.grade_id, 0.0) for c in graded]
+            writer.writerow([student, assignment, *row, sum(row), sum(c.points for c in graded)])
+    return path
+
+
+def format_table(results: list[Result]) -> str:
+    """A fixed-width grade table for the terminal."""
+    if not results:
+        return "(no results)"
+    ids = [q.grade_id for q in results[0].questions]
+    width = max(len("student"), *(len(r.student) for r in results))
+    heads = [f"Q{i + 1}" for i in range(len(ids))]
+    lines = [f"{'student':<{width}}  " + " ".join(f"{h:>5}" for h in heads) + "  total    flags"]
+    for r in results:
+        pts = {q.grade_id: q.points for q in r.questions}
+        cells = " ".join(f"{pts.get(g, 0):>5g}" for g in ids)
+        lines.append(f"{r.student:<{width}}  {cells}  {r.score:>4g}/{r.max_score:<4g} {'; '.join(r.flags)}")
+    legend = ", ".join(f"{h}={g}" for h, g in zip(heads, ids, strict=True))
+    return "\n".join(lines + [f"({legend})"])
+
+
+def write_report(course: Course, assignment: str, results: list[Result]) -> pathlib.Path:
+    """report.md with per-question pass rates, the score distribution (PNG) and the flagged submissions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outdir = course.build / "report" / assignment
+    outdir.mkdir(parents=True, exist_ok=True)
+    scores = [r.score for r in results]
+    max_score = max((r.max_score for r in results), default=0)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(scores, bins=max(1, int(max_score)) + 1, range=(-0.5, max_score + 0.5), color="#3b6ea5", rwidth=0.9)
+    ax.set_xlabel(f"score (out of {max_score:g})")
+    ax.set_ylabel("students")
+    ax.set_title(f"{assignment}: score distribution (n={len(results)})")
+    fig.tight_layout()
+    fig.savefig(outdir / "score_distribution.png", dpi=120)
+    plt.close(fig)
+
+    lines = [f"# {assignment}: autograding report", "", f"{len(results)} submissions, "
+             f"mean {sum(scores) / max(1, len(scores)):.2f} / {max_score:g}.", "",
+             "## Pass rate per question", "", "| question | points | passed | pass rate |", "|---|---|---|---|"]
+    for i, q in enumerate(results[0].questions if results else []):
+        passed = sum(1 for r in results if r.questions[i].status == "passed")
+        lines.append(f"| {q.grade_id} | {q.max_points:g} | {passed}/{len(results)} | {passed / len(results):.0%} |")
+    lines += ["", "## Score distribution", "", "![score distribution](score_distribution.png)", "",
+              "## Flagged submissions", ""]
+    flagged = [r for r in results if r.flags]
+    lines += [f"- **{r.student}** ({r.score:g}/{r.max_score:g}): {'; '.join(r.flags)}" for r in flagged]
+    if not flagged:
+        lines.append("none")
+    (outdir / "report.md").write_text("\n".join(lines) + "\n")
+    return outdir / "report.md"
+
+
+def timed(label: str):
+    """Context manager printing how long a step took."""
+    class _T:
+        def __enter__(self):
+            self.t = time.perf_counter()
+            return self
+
+        def __exit__(self, *exc):
+            print(f"  {label}: {time.perf_counter() - self.t:.1f} s")
+
+    return _T()

@@ -1,0 +1,535 @@
+"""Regenerate the sample class of hw1: a dozen submissions as an LMS download delivers them, and their grades.
+
+The class is built from the student release (``release/hw1/hw1.ipynb``), so it follows hw1 when hw1 changes:
+each student's answer code is written into the release's ``# YOUR CODE HERE`` stubs, and a few students also
+edit or delete test cells or hand in a broken file. The script writes
+
+* ``autograder/samples/hw1/<student_id>_hw1.ipynb``: one flat file per student;
+* ``autograder/samples/hw1/expected.json``: for every student the expected points per test cell (grade id),
+  the total and a note, under the grading rules in ``RULES`` below.
+
+Running it twice gives byte-identical files. Usage, from the repository root::
+
+    make release                                              # after changing source/hw1/hw1.ipynb
+    .venv/bin/python autograder/samples/make_sample_class.py  # rewrite the class
+    .venv/bin/python autograder/samples/make_sample_class.py --check   # exit 1 if the class is out of date
+
+If hw1 changes shape (a stub more or less in a solution cell, a renamed grade id), the script stops and
+names the cell: update the roster below, and the failing test cells of each student, by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import re
+import sys
+import textwrap
+
+import nbformat
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RELEASE = ROOT / "release" / "hw1" / "hw1.ipynb"
+OUT_DIR = HERE / "hw1"
+ASSIGNMENT = "hw1"
+
+STUB_LINE = "# YOUR CODE HERE"
+RAISE_LINE = "raise NotImplementedError()"
+
+RULES = [
+    "The test cells are restored from source/hw1/hw1.ipynb, hidden tests included: an edited test cell is "
+    "replaced by the source's, a deleted one is put back after its solution cell.",
+    "The whole notebook runs top to bottom in one fresh kernel (profile smoke), with a per-cell time limit; a "
+    "cell that runs past it is interrupted and whatever it would have defined is missing afterwards.",
+    "A test cell earns its points if and only if it raises no error. Output on stderr (warnings, TensorFlow "
+    "log lines) costs nothing.",
+    "A file that is not valid notebook JSON scores 0 in every test cell.",
+]
+
+
+# --------------------------------------------------------------------------------------------------------
+# The roster
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """What a student wrote into one solution cell.
+
+    Args:
+        bodies: one piece of code per ``# YOUR CODE HERE`` stub of the cell, in order. Each replaces the stub
+            and its ``raise NotImplementedError()`` line, indented like the stub.
+        prefix: code the student added at the top of the cell, above the release's code.
+    """
+
+    bodies: tuple[str, ...]
+    prefix: str = ""
+
+
+def answer(*bodies: str, prefix: str = "") -> Answer:
+    return Answer(tuple(textwrap.dedent(b).strip("\n") for b in bodies), textwrap.dedent(prefix).strip("\n"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Student:
+    """One submission.
+
+    Args:
+        id: the student id; the file is ``<id>_hw1.ipynb``.
+        note: what the submission exercises, one or two sentences (copied into expected.json).
+        answers: solution grade id -> Answer. A solution cell without an answer keeps the release's stub.
+        failing: test grade id -> why that test cell fails after restoration. Every other test cell is
+            expected to earn its full points.
+        test_edits: test grade id -> the source the student left in that (locked) cell, or None if the
+            student deleted the cell.
+        truncate_at: if set, only this fraction of the notebook's bytes is written: a broken upload.
+    """
+
+    id: str
+    note: str
+    answers: dict[str, Answer] = dataclasses.field(default_factory=dict)
+    failing: dict[str, str] = dataclasses.field(default_factory=dict)
+    test_edits: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    truncate_at: float | None = None
+
+
+# Correct answers, written the way a student would (not the instructor's solution).
+SIGMOID = answer("""
+    z = np.asarray(z, dtype=float)
+    # log(1 + exp(-z)) without overflow, then exp(-that) = 1 / (1 + exp(-z))
+    return np.exp(-np.logaddexp(0.0, -z))
+""")
+NEURON = answer(
+    """
+    x = np.asarray(x, dtype=float)
+    z = np.matmul(x, np.asarray(w, dtype=float)) + b
+    return sigmoid(z)
+    """,
+    """
+    x_note = np.array([[1.0, 2.2]])
+    p_fake = float(neuron_probability(x_note, np.array([0.3, 0.1]), 1.0)[0])
+    """,
+)
+DENSE = answer("""
+    X = np.asarray(X, dtype=float)
+    W = np.asarray(W, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if X.ndim != 2 or W.ndim != 2:
+        raise ValueError(f"X and W must be 2-D, got X.shape={X.shape} and W.shape={W.shape}")
+    if X.shape[1] != W.shape[0]:
+        raise ValueError(f"X.shape={X.shape} does not fit W.shape={W.shape}")
+    if b.shape != (W.shape[1],):
+        raise ValueError(f"b.shape={b.shape}, expected ({W.shape[1]},)")
+    z = np.matmul(X, W) + b
+    if activation is None:
+        return z
+    return activation(z)
+""")
+PREDICT = answer("""
+    hidden = sigmoid(np.matmul(X, W1) + b1)
+    return sigmoid(np.matmul(hidden, W2) + b2)
+""")
+BCE = answer("""
+    y_true = np.asarray(y_true, dtype=float).ravel()
+    p = np.clip(np.asarray(p, dtype=float).ravel(), eps, 1 - eps)
+    losses = -(y_true * np.log(p) + (1 - y_true) * np.log(1 - p))
+    return float(np.mean(losses))
+""")
+ACCURACY = answer("""
+    predicted = (np.asarray(p).ravel() > threshold).astype(int)
+    return float(np.mean(predicted == np.asarray(y_true).ravel()))
+""")
+BANKNOTE = answer("""
+    p_bank = predict_hidden(x, W1_bank, b1_bank, W2_bank, b2_bank)
+    loss_bank = binary_cross_entropy(y, p_bank)
+    acc_bank = accuracy(y, p_bank)
+""")
+
+# What grace's dense layer prints on every call, before doing the right thing.
+TF_LOG_LINE = textwrap.dedent("""
+    import sys
+
+    print("I0000 00:00:1700000000.000000    4242 cpu_feature_guard.cc:210] This TensorFlow binary is optimized "
+          "to use available CPU instructions in performance-critical operations.", file=sys.stderr)
+""").strip("\n")
+
+CORRECT = {
+    "q1_sigmoid_solution": SIGMOID,
+    "q2_neuron_solution": NEURON,
+    "q3_dense_solution": DENSE,
+    "q4_predict_hidden_solution": PREDICT,
+    "q5_bce_solution": BCE,
+    "q6_accuracy_solution": ACCURACY,
+    "q7_banknote_solution": BANKNOTE,
+}
+
+
+def with_prefix(ans: Answer, prefix: str) -> Answer:
+    """``ans`` with ``prefix`` (code the student put at the top of the cell) added."""
+    return dataclasses.replace(ans, prefix=textwrap.dedent(prefix).strip("\n"))
+
+
+def correct_but(**changes: Answer) -> dict[str, Answer]:
+    """The correct answers, with some solution cells (by grade id) replaced."""
+    unknown = sorted(set(changes) - set(CORRECT))
+    if unknown:
+        raise ValueError(f"correct_but: no solution cells named {unknown}; known: {sorted(CORRECT)}")
+    return {**CORRECT, **changes}
+
+
+STUDENTS = [
+    Student(
+        "s01_alice",
+        "Everything correct, in her own words (her stable sigmoid masks positive and negative z). Full marks.",
+        correct_but(q1_sigmoid_solution=answer("""
+            z = np.asarray(z, dtype=float)
+            out = np.empty_like(z)
+            pos = z >= 0
+            out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+            ez = np.exp(z[~pos])  # z < 0 here, so exp(z) <= 1
+            out[~pos] = ez / (1.0 + ez)
+            return out
+        """)),
+    ),
+    Student(
+        "s02_bob",
+        "Textbook formulas without the numerics: a sigmoid that overflows for large negative z and a loss "
+        "without clipping. Only the hidden tests catch both; everything else is right.",
+        correct_but(
+            q1_sigmoid_solution=answer("return 1 / (1 + np.exp(-z))"),
+            q5_bce_solution=answer("""
+                y_true = np.asarray(y_true, dtype=float).ravel()
+                p = np.asarray(p, dtype=float).ravel()
+                return float(np.mean(-(y_true * np.log(p) + (1 - y_true) * np.log(1 - p))))
+            """),
+        ),
+        failing={
+            "q1_sigmoid": "hidden test: np.exp(1000) overflows (FloatingPointError under np.errstate(over='raise'))",
+            "q5_bce": "hidden test: p = 0 for y = 1 gives log(0) and an infinite loss",
+        },
+    ),
+    Student(
+        "s03_carol",
+        "Transposed weight matrix: her dense layer expects W[to, from] (PyTorch's layout) and computes "
+        "X @ W.T, so every (d_in, d_out) weight matrix is rejected. One mistake, three questions.",
+        correct_but(
+            q3_dense_solution=answer("""
+                X = np.asarray(X, dtype=float)
+                W = np.asarray(W, dtype=float)  # one row of weights per unit
+                b = np.asarray(b, dtype=float)
+                if X.shape[1] != W.shape[1]:
+                    raise ValueError(f"X has {X.shape[1]} features but W has {W.shape[1]} columns")
+                if b.shape != (W.shape[0],):
+                    raise ValueError(f"b.shape={b.shape}, expected ({W.shape[0]},)")
+                z = X @ W.T + b
+                return z if activation is None else activation(z)
+            """),
+            q4_predict_hidden_solution=answer("""
+                hidden = dense_forward(X, W1, b1, sigmoid)
+                return dense_forward(hidden, W2, b2, sigmoid)
+            """),
+        ),
+        failing={
+            "q3_dense": "her dense_forward raises ValueError for the (2, 3) weight matrix of the visible check",
+            "q4_predict_hidden": "predict_hidden calls her dense_forward, which rejects W1 of shape (2, 3)",
+            "q7_banknote": "the solution cell raises ValueError (W1_bank is (4, 3)), so p_bank is never defined",
+        },
+    ),
+    Student(
+        "s04_dave",
+        "Blank: the release handed in untouched. Every function raises NotImplementedError; zero points.",
+        {},
+        failing={
+            "q1_sigmoid": "sigmoid raises NotImplementedError",
+            "q2_neuron": "neuron_probability raises NotImplementedError",
+            "q3_dense": "dense_forward raises NotImplementedError",
+            "q4_predict_hidden": "predict_hidden raises NotImplementedError",
+            "q5_bce": "binary_cross_entropy raises NotImplementedError",
+            "q6_accuracy": "accuracy raises NotImplementedError",
+            "q7_banknote": "p_bank is never defined (the solution cell raises NotImplementedError)",
+        },
+    ),
+    Student(
+        "s05_erin",
+        "A broken upload: the file stops in the middle of the JSON (a correct notebook cut at 45% of its bytes). "
+        "Not a notebook, so zero everywhere; the grader must report it and go on with the class.",
+        CORRECT,
+        truncate_at=0.45,
+    ),
+    Student(
+        "s06_frank",
+        "An infinite loop (while True: pass) at the top of the question-2 cell, everything else correct. The "
+        "cell is interrupted at the time limit; only question 2 is lost, the rest of the notebook must still run.",
+        correct_but(q2_neuron_solution=with_prefix(NEURON, """
+            while True:  # wait for the plot window (left over from a script)
+                pass
+        """)),
+        failing={
+            "q2_neuron": "the cell that defines neuron_probability and p_fake timed out, so both are missing",
+        },
+    ),
+    Student(
+        "s07_grace",
+        "Correct, but her functions write to stderr while the tests call them: TensorFlow-style log lines "
+        "printed to sys.stderr and a warnings.warn. Classic nbgrader zeroes every test cell with stderr "
+        "output and would give her 3 points (only the test cells of questions 6 and 7 stay silent); our "
+        "rules give full credit.",
+        correct_but(
+            q1_sigmoid_solution=answer("""
+                import sys
+
+                print("W tensorflow/core/framework/cpu_allocator_impl.cc:83] Allocation of 4096 exceeds 10% "
+                      "of free system memory.", file=sys.stderr)
+                z = np.asarray(z, dtype=float)
+                return np.exp(-np.logaddexp(0.0, -z))
+            """),
+            q3_dense_solution=Answer((TF_LOG_LINE + "\n" + DENSE.bodies[0],)),
+            q5_bce_solution=answer("""
+                import warnings
+
+                warnings.warn("binary_cross_entropy: clipping probabilities to [eps, 1 - eps]", UserWarning)
+                y_true = np.asarray(y_true, dtype=float).ravel()
+                p = np.clip(np.asarray(p, dtype=float).ravel(), eps, 1 - eps)
+                return float(-np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)))
+            """),
+        ),
+    ),
+    Student(
+        "s08_heidi",
+        "Edited two locked test cells to `pass` so that her notebook runs clean, and both answers behind them "
+        "are wrong (a loss without the minus sign, an accuracy that counts instead of averaging). Restoring "
+        "the test cells takes the points back, and question 7 fails with them.",
+        correct_but(
+            q5_bce_solution=answer("""
+                y_true = np.asarray(y_true, dtype=float).ravel()
+                p = np.clip(np.asarray(p, dtype=float).ravel(), eps, 1 - eps)
+                return float(np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)))
+            """),
+            q6_accuracy_solution=answer("""
+                return np.sum((np.ravel(p) > threshold) == np.ravel(y_true))
+            """),
+        ),
+        failing={
+            "q5_bce": "(test cell restored) her loss has no minus sign: -0.164 instead of 0.164",
+            "q6_accuracy": "(test cell restored) her accuracy returns the number of correct notes (2), not 0.5",
+            "q7_banknote": "loss_bank is negative and acc_bank is a count",
+        },
+        test_edits={"q5_bce": "pass", "q6_accuracy": "pass"},
+    ),
+    Student(
+        "s09_ivan",
+        "Deleted the test cell of question 3, whose visible check kept failing: his dense_forward has no shape "
+        "validation. The grader puts the cell back and it fails. His other answers are correct.",
+        correct_but(q3_dense_solution=answer("""
+            z = np.matmul(X, W) + b
+            if activation is not None:
+                z = activation(z)
+            return z
+        """)),
+        failing={
+            "q3_dense": "(test cell restored) a b of shape (1,) broadcasts silently instead of raising ValueError",
+        },
+        test_edits={"q3_dense": None},
+    ),
+    Student(
+        "s10_judy",
+        "NameError in the first answer: she calls sigmoid(0) above its def (it worked in her kernel, where "
+        "sigmoid already existed). In a fresh kernel sigmoid is never defined, and every later answer that "
+        "uses it fails; the answers that do not use it still earn their points.",
+        correct_but(q1_sigmoid_solution=with_prefix(SIGMOID, """
+            print("sigmoid(0) =", sigmoid(0))  # quick check
+        """)),
+        failing={
+            "q1_sigmoid": "sigmoid is not defined (the cell stopped with a NameError before the def)",
+            "q2_neuron": "neuron_probability calls the undefined sigmoid; p_fake is never defined",
+            "q4_predict_hidden": "predict_hidden calls the undefined sigmoid",
+            "q7_banknote": "the solution cell raises NameError, so p_bank is never defined",
+        },
+    ),
+    Student(
+        "s11_ken",
+        "Shape bug: his loss and accuracy do not flatten, so a (n, 1) column of probabilities against (n,) "
+        "labels broadcasts to an (n, n) matrix. Passes every visible check (they use flat arrays) and fails "
+        "the hidden ones and the banknote question, where p_bank is (n, 1).",
+        correct_but(
+            q5_bce_solution=answer("""
+                y_true = np.asarray(y_true, dtype=float)
+                p = np.clip(np.asarray(p, dtype=float), eps, 1 - eps)
+                return float(-np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)))
+            """),
+            q6_accuracy_solution=answer("""
+                return float(np.mean((np.asarray(p) > threshold) == np.asarray(y_true)))
+            """),
+        ),
+        failing={
+            "q5_bce": "hidden test: p of shape (n, 1) broadcasts against y of shape (n,)",
+            "q6_accuracy": "hidden test: p of shape (n, 1) broadcasts against y of shape (n,)",
+            "q7_banknote": "loss_bank and acc_bank are means over an (n, n) matrix",
+        },
+    ),
+    Student(
+        "s12_lena",
+        "Unsigned labels: her loss negates y_true without converting it to float, and -1 in uint8 is 255. "
+        "Right for the float and int labels of the visible checks, wrong for the uint8 banknote labels.",
+        correct_but(q5_bce_solution=answer("""
+            y_true = np.ravel(y_true)
+            p = np.clip(np.ravel(p), eps, 1 - eps)
+            return float(np.mean(-y_true * np.log(p) - (1 - y_true) * np.log(1 - p)))
+        """)),
+        failing={
+            "q5_bce": "hidden test: with uint8 labels -y_true wraps to 255",
+            "q7_banknote": "y is uint8, so loss_bank is wrong",
+        },
+    ),
+]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Building the notebooks
+# --------------------------------------------------------------------------------------------------------
+
+
+def _nbgrader(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def _fill(source: str, ans: Answer, where: str) -> str:
+    """Replace each stub of ``source`` by the next body of ``ans`` and put ``ans.prefix`` on top."""
+    lines = source.split("\n")
+    out: list[str] = []
+    bodies = list(ans.bodies)
+    stubs = 0
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        indent = line[: len(line) - len(line.lstrip())]
+        if line.strip() == STUB_LINE and i + 1 < len(lines) and lines[i + 1] == indent + RAISE_LINE:
+            stubs += 1
+            if bodies:
+                out.extend((indent + b) if b else "" for b in bodies.pop(0).split("\n"))
+            i += 2
+            continue
+        out.append(line)
+        i += 1
+    if stubs != len(ans.bodies):
+        raise ValueError(
+            f"{where}: the release has {stubs} '{STUB_LINE}' stub(s) but the roster gives {len(ans.bodies)} "
+            "answer(s): hw1 changed, update the roster"
+        )
+    text = "\n".join(out)
+    return f"{ans.prefix}\n\n{text}" if ans.prefix else text
+
+
+def build(release, student: Student):
+    """The submission of ``student``: a modified deep copy of the release notebook."""
+    nb = nbformat.from_dict(json.loads(json.dumps(release)))
+    solutions = {_nbgrader(c).get("grade_id"): c for c in nb.cells if _nbgrader(c).get("solution")}
+    tests = {_nbgrader(c).get("grade_id"): c for c in nb.cells if _nbgrader(c).get("grade")}
+    for gid, ans in student.answers.items():
+        if gid not in solutions:
+            raise ValueError(f"{student.id}: the release has no solution cell {gid!r}; it has {sorted(solutions)}")
+        solutions[gid].source = _fill(solutions[gid].source, ans, f"{student.id}, cell {gid}")
+    for gid, new in student.test_edits.items():
+        if gid not in tests:
+            raise ValueError(f"{student.id}: the release has no test cell {gid!r}; it has {sorted(tests)}")
+        if new is None:
+            nb.cells.remove(tests[gid])
+        else:
+            tests[gid].source = new
+    return nb
+
+
+def points_of(release) -> dict[str, int]:
+    """Test grade id -> points, in notebook order."""
+    out = {}
+    for cell in release.cells:
+        meta = _nbgrader(cell)
+        if meta.get("grade") and cell.cell_type == "code":
+            out[meta["grade_id"]] = int(meta.get("points", 0))
+    return out
+
+
+def expected(release) -> dict:
+    points = points_of(release)
+    students = {}
+    for s in STUDENTS:
+        unknown = sorted(set(s.failing) - set(points))
+        if unknown:
+            raise ValueError(f"{s.id}: failing names test cells that hw1 does not have: {unknown}")
+        if s.truncate_at is not None:
+            scores = {gid: 0 for gid in points}
+            failing = {gid: "the file is not valid notebook JSON" for gid in points}
+        else:
+            scores = {gid: 0 if gid in s.failing else pts for gid, pts in points.items()}
+            failing = {gid: s.failing[gid] for gid in points if gid in s.failing}
+        students[s.id] = {
+            "file": f"{s.id}_{ASSIGNMENT}.ipynb",
+            "points": scores,
+            "total": sum(scores.values()),
+            "note": s.note,
+            "failing": failing,
+        }
+    return {
+        "assignment": ASSIGNMENT,
+        "generated_by": "autograder/samples/make_sample_class.py",
+        "rules": RULES,
+        "max_points": points,
+        "max_total": sum(points.values()),
+        "students": students,
+    }
+
+
+def render(release_path: pathlib.Path = RELEASE) -> dict[str, bytes]:
+    """File name -> bytes of everything the script writes into the class folder."""
+    if not release_path.is_file():
+        raise FileNotFoundError(
+            f"{release_path} not found: run `nbgrader generate_assignment {ASSIGNMENT} --force` first"
+        )
+    release = nbformat.read(release_path, as_version=4)
+    files: dict[str, bytes] = {}
+    for s in STUDENTS:
+        data = (nbformat.writes(build(release, s)) + "\n").encode("utf-8")
+        if s.truncate_at is not None:
+            data = data[: int(len(data) * s.truncate_at)]
+        files[f"{s.id}_{ASSIGNMENT}.ipynb"] = data
+    files["expected.json"] = (json.dumps(expected(release), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    return files
+
+
+SUBMISSION = re.compile(rf"^s\d+_[a-z]+_{ASSIGNMENT}\.ipynb$")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--release", type=pathlib.Path, default=RELEASE, help="the release notebook to start from")
+    parser.add_argument("--out", type=pathlib.Path, default=OUT_DIR, help="the class folder to write")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is out of date")
+    args = parser.parse_args(argv)
+
+    files = render(args.release)
+    stale = sorted(p.name for p in args.out.glob(f"*_{ASSIGNMENT}.ipynb") if SUBMISSION.match(p.name)
+                   and p.name not in files) if args.out.is_dir() else []
+    differing = [name for name, data in files.items()
+                 if not (args.out / name).is_file() or (args.out / name).read_bytes() != data]
+    if args.check:
+        for name in differing:
+            print(f"out of date: {args.out / name}", file=sys.stderr)
+        for name in stale:
+            print(f"not in the roster: {args.out / name}", file=sys.stderr)
+        return 1 if differing or stale else 0
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in differing:
+        (args.out / name).write_bytes(files[name])
+    for name in stale:
+        (args.out / name).unlink()
+    print(f"{args.out}: {len(files) - 1} submissions and expected.json "
+          f"({len(differing)} written, {len(stale)} removed, {len(files) - len(differing)} unchanged)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

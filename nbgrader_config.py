@@ -1,0 +1,31 @@
+"""nbgrader configuration of the course kit (read by `nbgrader` and by `adl-grade`).
+
+Assignments are written once in source/<assignment>/ (solutions between ### BEGIN SOLUTION / ### END SOLUTION,
+hidden tests between ### BEGIN HIDDEN TESTS / ### END HIDDEN TESTS) and turned into release/<assignment>/ by
+`make release` (nbgrader generate_assignment). Everything the instructor pipeline produces (submissions,
+autograded copies, feedback, the gradebook) goes under build/, which git ignores.
+
+Set ADL_GRADEBOOK_URL to keep the gradebook elsewhere (for example a PostgreSQL URL).
+"""
+
+import os
+
+c = get_config()  # noqa: F821 (injected by traitlets when nbgrader loads this file)
+
+_root = os.path.dirname(os.path.abspath(__file__))
+
+c.CourseDirectory.course_id = "adl"
+c.CourseDirectory.root = _root
+c.CourseDirectory.source_directory = "source"
+c.CourseDirectory.release_directory = "release"
+c.CourseDirectory.submitted_directory = os.path.join("build", "course", "submitted")
+c.CourseDirectory.autograded_directory = os.path.join("build", "course", "autograded")
+c.CourseDirectory.feedback_directory = os.path.join("build", "course", "feedback")
+c.CourseDirectory.db_url = os.environ.get(
+    "ADL_GRADEBOOK_URL", "sqlite:///" + os.path.join(_root, "build", "gradebook.db")
+)
+# Never copy caches, checkpoints or stray binaries from source/ into the student release.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store"]
+
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"

@@ -1,0 +1,220 @@
+"""The instructor pipeline on a scratch copy of the course: release, collect, grade, record, feedback,
+export, report. One module-scoped batch grades, per assignment, the solution, the blank release and the
+bundled sample class; the tests then assert on it."""
+
+from __future__ import annotations
+
+import csv
+import html as html_mod
+import json
+import pathlib
+import shutil
+
+import nbformat
+import pytest
+
+from autograder import cli, pipeline
+from autograder.course import CourseError, load_course, load_settings
+from autograder.notebook import InvalidNotebook, parse_submission, read_source, restore
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "autograder" / "samples"
+ASSIGNMENTS = sorted(p.name for p in (ROOT / "source").iterdir() if p.is_dir())
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("course")
+    shutil.copy(ROOT / "nbgrader_config.py", tmp)
+    shutil.copytree(ROOT / "source", tmp / "source")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ADL_GRADEBOOK_URL", f"sqlite:///{tmp / 'gradebook.db'}")
+    c = load_course(tmp)
+    for a in c.assignments():
+        pipeline.release(c, a)
+    yield c
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def graded(course, tmp_path_factory):
+    """{assignment: {student: Result}} for solution, blank and the sample class."""
+    out = {}
+    for a in course.assignments():
+        download = tmp_path_factory.mktemp(f"download-{a}")
+        shutil.copy(course.source_notebook(a), download / f"solution_{a}.ipynb")
+        shutil.copy(course.release_notebook(a), download / f"blank_{a}.ipynb")
+        if (SAMPLES / a).is_dir():
+            for nb in (SAMPLES / a).glob(f"*_{a}.ipynb"):
+                shutil.copy(nb, download / nb.name)
+        got = pipeline.collect(course, a, download)
+        assert got.rejected == []
+        results = pipeline.autograde(course, a, workers=2, progress=False)
+        out[a] = {r.student: r for r in results}
+    return out
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_solution_full_marks_blank_zero(graded, assignment):
+    solution, blank = graded[assignment]["solution"], graded[assignment]["blank"]
+    assert solution.max_score > 0
+    assert solution.score == solution.max_score, [q for q in solution.questions if q.status != "passed"]
+    assert solution.flags == []
+    assert all(q.points == 0 and q.status == "failed" for q in blank.questions), blank.questions
+    assert blank.score == 0
+
+
+@pytest.mark.parametrize("assignment", [a for a in ASSIGNMENTS if (SAMPLES / a / "expected.json").is_file()])
+def test_sample_class_gets_expected_grades(graded, assignment):
+    expected = json.loads((SAMPLES / assignment / "expected.json").read_text())
+    students = expected.get("students", expected)
+    assert len(students) >= 12
+    for student, exp in students.items():
+        result = graded[assignment][student]
+        got = {q.grade_id: q.points for q in result.questions}
+        assert got == {k: float(v) for k, v in exp["points"].items()}, (student, result.questions, result.flags)
+        assert result.score == exp["total"], student
+
+
+def test_gradebook_holds_the_grades_and_rerun_is_idempotent(course, graded):
+    for a, results in graded.items():
+        before = pipeline.gradebook_scores(course, a)
+        assert set(before) == set(results)
+        for student, r in results.items():
+            assert sum(before[student].values()) == r.score
+        again = pipeline.autograde(course, a, workers=2, progress=False)  # cached: same key, no kernel
+        assert all(x.elapsed == results[x.student].elapsed for x in again)
+        for r in again:
+            pipeline.record(course, r)
+        assert pipeline.gradebook_scores(course, a) == before
+
+
+def test_feedback_never_shows_hidden_tests(course, graded):
+    for a, results in graded.items():
+        _, cells = read_source(course.source_notebook(a))
+        hidden = []
+        for c in cells:
+            inside = False
+            for line in c.source.splitlines():
+                if "### BEGIN HIDDEN TESTS" in line:
+                    inside = True
+                elif "### END HIDDEN TESTS" in line:
+                    inside = False
+                elif inside and len(line.strip()) > 12:
+                    hidden.append(line.strip())
+        public = {line.strip() for c in cells for line in c.public_source.splitlines()}
+        hidden = [h for h in hidden if h not in public]  # lines that appear only in hidden tests
+        assert hidden, f"{a} has no hidden tests"
+        for r in results.values():
+            html = pipeline.write_feedback(course, r).read_text()
+            assert f"{r.score:g} / {r.max_score:g}" in html
+            shown = {line.strip() for line in html_mod.unescape(html).splitlines()}
+            leaked = [h for h in hidden if h in shown]
+            assert leaked == [], (r.student, leaked)
+
+
+def test_export_and_report(course, graded):
+    for a, results in graded.items():
+        path = pipeline.export_csv(course, a, course.build / "export.csv")
+        rows = list(csv.DictReader(path.open()))
+        assert {row["student_id"] for row in rows} == set(results)
+        for row in rows:
+            assert float(row["score"]) == results[row["student_id"]].score
+        report = pipeline.write_report(course, a, list(results.values()))
+        text = report.read_text()
+        assert "Pass rate per question" in text and (report.parent / "score_distribution.png").stat().st_size > 1000
+        assert "| " + results["solution"].questions[0].grade_id in text
+
+
+# ------------------------------------------------------------------------------------- unit-level checks
+
+
+def test_parse_submission_reasons():
+    with pytest.raises(InvalidNotebook, match="not valid JSON"):
+        parse_submission(b'{"cells": [')
+    with pytest.raises(InvalidNotebook, match="not UTF-8"):
+        parse_submission(b"\xff\xfe\x00")
+    with pytest.raises(InvalidNotebook, match="no 'cells' list"):
+        parse_submission(b"[1, 2]")
+    with pytest.raises(InvalidNotebook, match="format is version 3"):
+        parse_submission(json.dumps({"cells": [], "nbformat": 3}).encode())
+    with pytest.raises(InvalidNotebook, match="does not follow the Jupyter format"):
+        parse_submission(json.dumps({"cells": [{"cell_type": "code"}], "metadata": {}, "nbformat": 4,
+                                     "nbformat_minor": 5}).encode())
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x = 1")
+    cell.metadata["nbgrader"] = {"grade_id": "q1", "solution": True}
+    nb.cells = [cell, nbformat.v4.new_code_cell("x = 2", metadata={"nbgrader": {"grade_id": "q1"}})]
+    with pytest.raises(InvalidNotebook, match=r"\['q1'\] appear more than once"):
+        parse_submission(nbformat.writes(nb).encode())
+
+
+def test_restore_uses_trusted_tests_and_keeps_answers():
+    source, cells = read_source(ROOT / "source" / "hw1" / "hw1.ipynb")
+    release = nbformat.read(str(ROOT / "release" / "hw1" / "hw1.ipynb"), as_version=4)
+    tests = [c for c in cells if c.autograded_test]
+    answers = [c for c in cells if c.solution]
+    # the student answers one question, edits one test, deletes another and adds a scratch cell
+    for cell in release.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid == answers[0].grade_id:
+            cell.source = "MY_ANSWER = 42"
+        elif gid == tests[0].grade_id:
+            cell.source = "pass  # nothing to see"
+    release.cells = [c for c in release.cells if c.metadata.get("nbgrader", {}).get("grade_id") != tests[1].grade_id]
+    release.cells.insert(3, nbformat.v4.new_code_cell("scratch = 1"))
+    restored = restore(release, cells)
+    by_id = {c.metadata["nbgrader"]["grade_id"]: c for c in restored.notebook.cells if "nbgrader" in c.metadata}
+    assert by_id[answers[0].grade_id].source == "MY_ANSWER = 42"
+    assert by_id[tests[0].grade_id].source == tests[0].source  # hidden tests back in
+    assert by_id[tests[1].grade_id].source == tests[1].source
+    assert "### BEGIN HIDDEN TESTS" in tests[0].source
+    assert any(c.source == "scratch = 1" for c in restored.notebook.cells)
+    assert f"test cell {tests[0].grade_id} was edited; the original test was used" in restored.notes
+    assert f"test cell {tests[1].grade_id} was deleted; the original test was used" in restored.notes
+    assert restored.notebook.metadata["kernelspec"]["name"] == "python3"
+    assert len(source.cells) + 1 == len(restored.notebook.cells)
+
+
+def test_collect_rejects_unmatched_and_duplicate_names(course, tmp_path):
+    download = tmp_path / "dl"
+    download.mkdir()
+    (download / "alice_hw1.ipynb").write_text("{}")
+    (download / "notes.txt").write_text("x")
+    (download / "bob_hw2.ipynb").write_text("{}")
+    (download / "sub").mkdir()
+    got = pipeline.collect(course, "hw1", download)
+    assert sorted(got.accepted) == ["alice"]
+    reasons = dict(got.rejected)
+    assert "does not match" in reasons["notes.txt"] and "does not match" in reasons["bob_hw2.ipynb"]
+    assert reasons["sub"] == "not a regular file"
+    with pytest.raises(CourseError, match="not a folder"):
+        pipeline.collect(course, "hw1", tmp_path / "missing")
+    shutil.rmtree(course.submitted / "alice")
+
+
+def test_settings_validation(tmp_path):
+    bad = tmp_path / "a.yml"
+    bad.write_text("defaults: {cell_timeout: 0}\n")
+    with pytest.raises(CourseError, match="cell_timeout .* positive number, got 0"):
+        load_settings("hw1", bad)
+    bad.write_text("assignments: {hw1: {celltimeout: 3}}\n")
+    with pytest.raises(CourseError, match=r"unknown setting\(s\) \['celltimeout'\]"):
+        load_settings("hw1", bad)
+    assert load_settings("hw1").notebook == "hw1.ipynb"
+
+
+def test_cli_reports_errors(capsys, tmp_path):
+    assert cli.main(["--course", str(tmp_path), "release"]) == 1
+    assert "no nbgrader_config.py" in capsys.readouterr().err
+    assert cli.main(["--course", str(ROOT), "release", "hw99"]) == 1
+    assert "unknown assignment 'hw99'" in capsys.readouterr().err
+
+
+def test_sample_class_matches_the_release():
+    import subprocess
+    import sys
+
+    script = SAMPLES / "make_sample_class.py"
+    proc = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
