@@ -68,7 +68,7 @@ def cmd_demo(args, course):
         if not sample.is_dir():
             continue
         print(f"== collect the sample class of {a} ({sample.relative_to(course.root)})")
-        got = pipeline.collect(course, a, sample)
+        got = pipeline.collect(course, a, sample, ignore=("expected.json", "README.md"))
         print(f"  {len(got.accepted)} submissions; rejected: {len(got.rejected)}")
         for name, reason in got.rejected:
             print(f"  rejected {name}: {reason}")

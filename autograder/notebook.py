@@ -128,7 +128,8 @@ class Restored:
     """A submission rebuilt around the trusted cells."""
 
     notebook: nbformat.NotebookNode
-    notes: list[str]
+    notes: list[str]  # sentences for the feedback
+    flags: list[str]  # short labels for the grade table
 
 
 def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) -> Restored:
@@ -142,7 +143,8 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
     answers: dict[str, nbformat.NotebookNode] = {}
     after: dict[str | None, list] = {None: []}
     anchor = None
-    notes = []
+    notes: list[str] = []
+    flags: list[str] = []
     for cell in submission.cells:
         gid = nbgrader_meta(cell).get("grade_id")
         if gid in known:
@@ -156,11 +158,13 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
                 _norm(trusted.source),
             ):
                 notes.append(f"test cell {gid} was edited; the original test was used")
+                flags.append("test edited")
         else:
             after.setdefault(anchor, []).append(_clean(cell))
     for c in source_cells:
         if not c.solution and c.autograded_test and c.grade_id not in after:
             notes.append(f"test cell {c.grade_id} was deleted; the original test was used")
+            flags.append("test deleted")
 
     out = nbformat.v4.new_notebook()
     out.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
@@ -170,6 +174,7 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
             cell = answers.get(c.grade_id)
             if cell is None:
                 notes.append(f"answer cell {c.grade_id} was deleted; it was graded as blank")
+                flags.append("answer deleted")
                 cell = _new_cell(c.cell_type, "raise NotImplementedError()" if c.cell_type == "code" else "")
             else:
                 cell = _clean(cell)
@@ -187,7 +192,7 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
         }
         out.cells.append(cell)
         out.cells.extend(after.get(c.grade_id, []))
-    return Restored(out, notes)
+    return Restored(out, notes, sorted(set(flags)))
 
 
 def _new_cell(cell_type: str, source: str):

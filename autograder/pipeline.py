@@ -71,17 +71,18 @@ class Collected:
     rejected: list[tuple[str, str]]
 
 
-def collect(course: Course, assignment: str, download: pathlib.Path, pattern: str | None = None) -> Collected:
+def collect(course: Course, assignment: str, download: pathlib.Path, pattern: str | None = None,
+            ignore: tuple[str, ...] = ()) -> Collected:
     """Copy an LMS download (a folder of ``<student_id>_<assignment>.ipynb`` files) into nbgrader's
     ``submitted/<student_id>/<assignment>/`` layout. Files are copied as bytes, never parsed or run here.
-    Files whose name does not match are rejected with a reason."""
+    Files whose name does not match are rejected with a reason; names in ``ignore`` are passed over."""
     download = pathlib.Path(download)
     if not download.is_dir():
         raise CourseError(f"collect: {download} is not a folder of submissions")
     regex = re.compile(pattern or rf"^(?P<student_id>[A-Za-z0-9][A-Za-z0-9_.-]*)_{re.escape(assignment)}\.ipynb$")
     notebook = course.settings(assignment).notebook
     accepted, rejected = {}, []
-    for path in sorted(download.iterdir()):
+    for path in sorted(p for p in download.iterdir() if p.name not in ignore):
         m = regex.match(path.name)
         if path.is_symlink() or not path.is_file():
             rejected.append((path.name, "not a regular file"))
@@ -124,9 +125,10 @@ class Result:
     student: str
     assignment: str
     questions: list[QuestionResult]
-    flags: list[str]
+    flags: list[str]  # short labels: the grade table and the report
     elapsed: float
     key: str
+    notes: list[str] = dataclasses.field(default_factory=list)  # sentences: the feedback
 
     @property
     def score(self) -> float:
@@ -188,15 +190,14 @@ def _score(student: str, assignment: str, trusted: list[GradeCell], run: dict, k
             questions.append(QuestionResult(tc.grade_id, tc.points, tc.points, "passed"))
         else:
             questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "failed", _reason(cell, tc)))
-    flags = []
-    statuses = {c["status"] for c in run["cells"]}
-    if "timeout" in statuses:
-        flags.append("timeout")
-    if "dead" in statuses:
-        flags.append("kernel died")
-    if "skipped" in statuses:
-        flags.append("notebook time limit")
-    return Result(student, assignment, questions, flags, run.get("elapsed", 0.0), key)
+    labels = {"timeout": "timeout", "dead": "kernel died", "skipped": "time limit"}
+    flags = [labels[s] for s in labels if any(c["status"] == s for c in run["cells"])]
+    notes = [
+        f"cell {c.get('grade_id') or c.get('index')}: {c.get('evalue')}"
+        for c in run["cells"]
+        if c["status"] in labels
+    ]
+    return Result(student, assignment, questions, flags, run.get("elapsed", 0.0), key, notes)
 
 
 def _invalid(student: str, assignment: str, trusted: list[GradeCell], reason: str, key: str) -> Result:
@@ -205,7 +206,7 @@ def _invalid(student: str, assignment: str, trusted: list[GradeCell], reason: st
         for tc in trusted
         if tc.grade
     ]
-    return Result(student, assignment, qs, ["invalid notebook"], 0.0, key)
+    return Result(student, assignment, qs, ["invalid notebook"], 0.0, key, [f"not graded: {reason}"])
 
 
 def _kernel_env(course: Course, profile: str, workdir: pathlib.Path) -> dict:
@@ -273,7 +274,8 @@ def grade_one(course: Course, assignment: str, student: str, force: bool = False
         cells = [{"grade_id": c.grade_id, "status": "skipped", "evalue": "grading did not finish"} for c in trusted]
         run = {"cells": cells, "elapsed": settings.notebook_timeout + WORKER_GRACE}
     result = _score(student, assignment, trusted, run, key)
-    result.flags.extend(note for note in restored.notes)
+    result.flags.extend(restored.flags)
+    result.notes.extend(restored.notes)
     _write_json(result_file, result.to_json())
     return result
 
@@ -429,7 +431,7 @@ def format_table(results: list[Result]) -> str:
     for r in results:
         pts = {q.grade_id: q.points for q in r.questions}
         cells = " ".join(f"{pts.get(g, 0):>5g}" for g in ids)
-        lines.append(f"{r.student:<{width}}  {cells}  {r.score:>4g}/{r.max_score:<4g} {'; '.join(r.flags)}")
+        lines.append(f"{r.student:<{width}}  {cells}  {r.score:>4g}/{r.max_score:<4g} {', '.join(r.flags)}")
     legend = ", ".join(f"{h}={g}" for h, g in zip(heads, ids, strict=True))
     return "\n".join(lines + [f"({legend})"])
 
@@ -440,6 +442,7 @@ def write_report(course: Course, assignment: str, results: list[Result]) -> path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     outdir = course.build / "report" / assignment
     outdir.mkdir(parents=True, exist_ok=True)
@@ -449,6 +452,7 @@ def write_report(course: Course, assignment: str, results: list[Result]) -> path
     ax.hist(scores, bins=max(1, int(max_score)) + 1, range=(-0.5, max_score + 0.5), color="#3b6ea5", rwidth=0.9)
     ax.set_xlabel(f"score (out of {max_score:g})")
     ax.set_ylabel("students")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{assignment}: score distribution (n={len(results)})")
     fig.tight_layout()
     fig.savefig(outdir / "score_distribution.png", dpi=120)
@@ -463,7 +467,8 @@ def write_report(course: Course, assignment: str, results: list[Result]) -> path
     lines += ["", "## Score distribution", "", "![score distribution](score_distribution.png)", "",
               "## Flagged submissions", ""]
     flagged = [r for r in results if r.flags]
-    lines += [f"- **{r.student}** ({r.score:g}/{r.max_score:g}): {'; '.join(r.flags)}" for r in flagged]
+    lines += [f"- **{r.student}** ({r.score:g}/{r.max_score:g}): {', '.join(r.flags)}. {' '.join(n.rstrip('.') + '.' for n in r.notes)}"
+              for r in flagged]
     if not flagged:
         lines.append("none")
     (outdir / "report.md").write_text("\n".join(lines) + "\n")

@@ -74,6 +74,7 @@ def test_sample_class_gets_expected_grades(graded, assignment):
         got = {q.grade_id: q.points for q in result.questions}
         assert got == {k: float(v) for k, v in exp["points"].items()}, (student, result.questions, result.flags)
         assert result.score == exp["total"], student
+        assert result.flags == exp["flags"], (student, result.flags, result.notes)
 
 
 def test_gradebook_holds_the_grades_and_rerun_is_idempotent(course, graded):
@@ -172,6 +173,7 @@ def test_restore_uses_trusted_tests_and_keeps_answers():
     assert any(c.source == "scratch = 1" for c in restored.notebook.cells)
     assert f"test cell {tests[0].grade_id} was edited; the original test was used" in restored.notes
     assert f"test cell {tests[1].grade_id} was deleted; the original test was used" in restored.notes
+    assert restored.flags == ["test deleted", "test edited"]
     assert restored.notebook.metadata["kernelspec"]["name"] == "python3"
     assert len(source.cells) + 1 == len(restored.notebook.cells)
 

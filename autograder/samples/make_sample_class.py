@@ -86,6 +86,7 @@ class Student:
         test_edits: test grade id -> the source the student left in that (locked) cell, or None if the
             student deleted the cell.
         truncate_at: if set, only this fraction of the notebook's bytes is written: a broken upload.
+        flags: the short labels the grader is expected to put on the submission ("timeout", ...).
     """
 
     id: str
@@ -94,6 +95,7 @@ class Student:
     failing: dict[str, str] = dataclasses.field(default_factory=dict)
     test_edits: dict[str, str | None] = dataclasses.field(default_factory=dict)
     truncate_at: float | None = None
+    flags: tuple[str, ...] = ()
 
 
 # Correct answers, written the way a student would (not the instructor's solution).
@@ -258,6 +260,7 @@ STUDENTS = [
         "Not a notebook, so zero everywhere; the grader must report it and go on with the class.",
         CORRECT,
         truncate_at=0.45,
+        flags=("invalid notebook",),
     ),
     Student(
         "s06_frank",
@@ -270,6 +273,7 @@ STUDENTS = [
         failing={
             "q2_neuron": "the cell that defines neuron_probability and p_fake timed out, so both are missing",
         },
+        flags=("timeout",),
     ),
     Student(
         "s07_grace",
@@ -318,6 +322,7 @@ STUDENTS = [
             "q7_banknote": "loss_bank is negative and acc_bank is a count",
         },
         test_edits={"q5_bce": "pass", "q6_accuracy": "pass"},
+        flags=("test edited",),
     ),
     Student(
         "s09_ivan",
@@ -333,6 +338,7 @@ STUDENTS = [
             "q3_dense": "(test cell restored) a b of shape (1,) broadcasts silently instead of raising ValueError",
         },
         test_edits={"q3_dense": None},
+        flags=("test deleted",),
     ),
     Student(
         "s10_judy",
@@ -471,6 +477,7 @@ def expected(release) -> dict:
             "total": sum(scores.values()),
             "note": s.note,
             "failing": failing,
+            "flags": list(s.flags),
         }
     return {
         "assignment": ASSIGNMENT,
