@@ -158,6 +158,17 @@ def test_keras_download_is_the_fallback_when_no_local_file(monkeypatch, tmp_path
         np.testing.assert_array_equal(got.numpy(), want.numpy())
 
 
+@needs_mirror
+def test_a_copy_in_the_data_cache_is_used_without_a_mirror(monkeypatch, model_96, no_network_and_empty_cache):
+    cached = pathlib.Path(os.environ["ADL_DATA_DIR"]) / pretrained.MOBILENET_V2_FILE
+    cached.parent.mkdir(parents=True)
+    shutil.copyfile(MIRROR_FILE, cached)
+    monkeypatch.delenv("ADL_DATA_MIRROR", raising=False)
+    model = pretrained.load_mobilenet_v2((SIZE, SIZE, 3))
+    np.testing.assert_array_equal(model.get_layer("Conv_1").kernel.numpy(), model_96.get_layer("Conv_1").kernel.numpy())
+    assert no_network_and_empty_cache == []  # Keras' download was not needed
+
+
 # ------------------------------------------------------------------------------ weights from the mirror
 
 
@@ -217,8 +228,9 @@ def test_param_count_and_trainable(model_96):
 
 
 @needs_mirror
-def test_default_is_224_and_the_same_weights(model_96):
+def test_default_is_224_and_the_same_weights(model_96, no_network_and_empty_cache):
     model = pretrained.load_mobilenet_v2()
+    assert no_network_and_empty_cache == []  # the mirror comes first: Keras' download was not tried
     assert model.input_shape == (None, 224, 224, 3)
     assert model.output_shape == (None, 7, 7, 1280)
     assert model.name == "mobilenetv2_0.35_224"
@@ -376,6 +388,7 @@ def _mnist_sample(n):
 
 
 @needs_mirror
+@pytest.mark.slow
 def test_pretrained_features_beat_random_features_on_real_digits(model_96):
     """A linear probe on ImageNet features beats the same probe on a random backbone's features.
 
