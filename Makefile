@@ -59,7 +59,7 @@ lock:
 	$(PYTHON) -m venv build/lock-venv
 	build/lock-venv/bin/python -m pip install --quiet --upgrade "pip>=24"
 	build/lock-venv/bin/python -m pip install --quiet ".[instructor,dev]"
-	{ sed -n '1,/^# Python 3.11/p' requirements.lock; build/lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^adl-course-kit'; } > requirements.lock.new
+	{ sed -n '1,/^# Python 3.11/p' requirements.lock; build/lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -v -e '^adl-course-kit' -e '^pip=='; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 	@echo "requirements.lock updated; run 'make test' (test_packaging checks pyproject, environment.yml and Dockerfile)"
 
