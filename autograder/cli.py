@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import pathlib
 import sys
 import time
@@ -28,10 +29,16 @@ def cmd_release(args, course):
 
 
 def cmd_collect(args, course):
-    got = pipeline.collect(course, args.assignment, pathlib.Path(args.download), args.pattern)
+    due = None
+    if args.due:
+        due = datetime.datetime.fromisoformat(args.due)
+        due = due if due.tzinfo else due.replace(tzinfo=datetime.UTC)
+    got = pipeline.collect(course, args.assignment, pathlib.Path(args.download), args.pattern, due=due)
     print(f"collected {len(got.accepted)} submissions of {args.assignment} into {course.submitted}")
     for name, reason in got.rejected:
         print(f"  rejected {name}: {reason}")
+    if got.late:
+        print(f"  late: {', '.join(got.late)}")
 
 
 def cmd_autograde(args, course):
@@ -95,10 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignments", nargs="*")
     p.set_defaults(func=cmd_release)
 
-    p = sub.add_parser("collect", help="copy an LMS download into submitted/")
+    p = sub.add_parser("collect", help="copy an LMS download (.zip or folder) into submitted/")
     p.add_argument("assignment")
-    p.add_argument("download", help="folder of <student_id>_<assignment>.ipynb files")
-    p.add_argument("--pattern", help="regex with a (?P<student_id>...) group matching the file names")
+    p.add_argument("download", help="the LMS zip, or a folder of <student_id>_<assignment>.ipynb files")
+    p.add_argument("--pattern", help="regex with a (?P<student_id>...) group (and optionally (?P<timestamp>...))")
+    p.add_argument("--due", help="due date, ISO 8601 (e.g. 2026-10-01T23:59); later submissions are listed as late")
     p.set_defaults(func=cmd_collect)
 
     for name, func, text in [

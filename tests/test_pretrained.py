@@ -126,6 +126,15 @@ def test_offline_without_mirror_says_what_to_do(monkeypatch, no_network_and_empt
     assert len(no_network_and_empty_cache) == 1  # it did try Keras, once, after finding no local file
 
 
+def test_offline_switch_never_asks_keras(monkeypatch, tmp_path, no_network_and_empty_cache):
+    monkeypatch.delenv("ADL_DATA_MIRROR", raising=False)
+    monkeypatch.setenv("ADL_DATA_OFFLINE", "1")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    with pytest.raises(RuntimeError, match=r"ADL_DATA_OFFLINE=1 forbids downloading"):
+        pretrained.load_mobilenet_v2((SIZE, SIZE, 3))
+    assert no_network_and_empty_cache == []  # Keras' downloader was never called
+
+
 def test_offline_source_keras_and_source_mirror(monkeypatch, tmp_path):
     monkeypatch.setenv("ADL_DATA_MIRROR", str(tmp_path / "not-a-folder"))
     with pytest.warns(UserWarning, match=r"Weights for input shape \(224, 224\)"):  # Keras' own warning
