@@ -42,7 +42,8 @@ def cmd_collect(args, course):
 
 
 def cmd_autograde(args, course):
-    results = pipeline.autograde(course, args.assignment, args.student or None, args.workers, args.force)
+    results = pipeline.autograde(course, args.assignment, args.student or None, args.workers, args.force,
+                                 dask=args.dask)
     print(pipeline.format_table(results))
 
 
@@ -120,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "autograde":
             p.add_argument("--student", action="append", help="grade only this student (repeatable)")
             p.add_argument("--force", action="store_true", help="grade again even if nothing changed")
+            p.add_argument("--dask", metavar="SCHEDULER_ADDRESS",
+                           help="grade on a Dask distributed cluster (workers must share the course folder)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("export", help="write grades from the gradebook as CSV")

@@ -34,6 +34,7 @@ HIDDEN_END = "### END HIDDEN TESTS"
 # instructor's HOME) stays behind.
 KERNEL_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ", "ADL_DATA_MIRROR", "TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH")
 WORKER_GRACE = 120  # seconds on top of the notebook limit before a worker is killed outright
+DASK_CONNECT_TIMEOUT = 30  # seconds to reach a Dask scheduler
 
 
 # --------------------------------------------------------------------------------------------- release
@@ -281,24 +282,47 @@ def _run_worker(job_file: pathlib.Path, hard_limit: float) -> dict | None:
 
 
 def autograde(course: Course, assignment: str, students: list[str] | None = None, workers: int = 2,
-              force: bool = False, progress: bool = True) -> list[Result]:
-    """Grade submissions in parallel (``workers`` at a time), record them in the gradebook, return results."""
+              force: bool = False, progress: bool = True, dask: str | None = None) -> list[Result]:
+    """Grade submissions in parallel and record each in the gradebook as it finishes.
+
+    By default a local pool runs ``workers`` submissions at a time. With ``dask`` (a scheduler address such
+    as ``tcp://10.0.0.5:8786``) the same :func:`grade_one` calls run as tasks on a Dask distributed
+    cluster, whose workers must see the course folder at the same path (a shared file system). Either way
+    the gradebook is written here, one submission at a time, so an interrupted batch keeps what finished.
+    """
     from tqdm.auto import tqdm
 
     students = submitted_students(course, assignment) if students is None else students
     if not students:
         raise CourseError(f"autograde: no submissions of {assignment} in {course.submitted}; run collect first")
     results: dict[str, Result] = {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(grade_one, course, assignment, s, force): s for s in students}
-        bar = tqdm(total=len(futures), desc=f"grading {assignment}", unit="nb", disable=not progress)
-        for future in concurrent.futures.as_completed(futures):
-            result = future.result()
-            record(course, result)  # one student at a time: an interrupted batch keeps what it finished
-            results[result.student] = result
-            bar.update()
-        bar.close()
+    bar = tqdm(total=len(students), desc=f"grading {assignment}", unit="nb", disable=not progress)
+    for result in _grade_all(course, assignment, students, workers, force, dask):
+        record(course, result)
+        results[result.student] = result
+        bar.update()
+    bar.close()
     return [results[s] for s in students]
+
+
+def _grade_all(course, assignment, students, workers, force, dask):
+    if dask is None:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = [pool.submit(grade_one, course, assignment, s, force) for s in students]
+            for future in concurrent.futures.as_completed(futures):
+                yield future.result()
+        return
+    from distributed import Client, as_completed
+
+    try:
+        client = Client(dask, timeout=DASK_CONNECT_TIMEOUT)
+    except OSError as exc:
+        raise CourseError(f"cannot reach the Dask scheduler at {dask!r}: {exc}") from None
+    with client:
+        futures = client.map(grade_one, [course] * len(students), [assignment] * len(students), students,
+                             [force] * len(students), pure=False, key=[f"grade-{assignment}-{s}" for s in students])
+        for future in as_completed(futures):
+            yield future.result()
 
 
 def _write_json(path: pathlib.Path, data: dict) -> None:

@@ -220,3 +220,25 @@ def test_sample_class_matches_the_release():
     script = SAMPLES / "make_sample_class.py"
     proc = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dask_cluster_grades_like_the_local_pool(course, graded):
+    """The same grade_one tasks on a real dask.distributed LocalCluster (loopback only)."""
+    from distributed import LocalCluster
+
+    students = ["solution", "blank"]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        results = pipeline.autograde(course, "hw1", students, force=True, progress=False,
+                                     dask=cluster.scheduler_address)
+    for r in results:
+        local = graded["hw1"][r.student]
+        assert [(q.grade_id, q.points) for q in r.questions] == [(q.grade_id, q.points) for q in local.questions]
+    assert pipeline.gradebook_scores(course, "hw1")["solution"] == {
+        q.grade_id: q.points for q in graded["hw1"]["solution"].questions}
+
+
+def test_unreachable_dask_scheduler_is_a_clear_error(course, monkeypatch):
+    monkeypatch.setattr(pipeline, "DASK_CONNECT_TIMEOUT", 2)
+    with pytest.raises(CourseError, match="cannot reach the Dask scheduler"):
+        pipeline.autograde(course, "hw1", ["solution"], progress=False, dask="tcp://127.0.0.1:9")
