@@ -19,6 +19,7 @@ import dataclasses
 import os
 import pathlib
 import random
+import sys
 
 import numpy as np
 
@@ -154,13 +155,15 @@ def mirror_dir() -> pathlib.Path | None:
     return path if path.is_dir() else None
 
 
-def set_seed(seed: int = DEFAULT_SEED, deterministic: bool = True) -> None:
+def set_seed(seed: int = DEFAULT_SEED, deterministic: bool = True, tensorflow: bool = True) -> None:
     """Seed Python, NumPy and TensorFlow in one call, and make TensorFlow's ops deterministic.
 
     Args:
         seed: the seed, a non-negative whole number.
         deterministic: also call ``tf.config.experimental.enable_op_determinism()`` so that two runs of
             the same cell give the same numbers (slightly slower on GPUs, free on CPUs).
+        tensorflow: seed TensorFlow too (importing it, a few seconds). ``False`` for NumPy-only notebooks;
+            TensorFlow is then seeded anyway if it was already imported.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"set_seed: seed must be a non-negative whole number, got {seed!r}")
@@ -168,6 +171,8 @@ def set_seed(seed: int = DEFAULT_SEED, deterministic: bool = True) -> None:
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
     np.random.seed(seed)
+    if not tensorflow and "tensorflow" not in sys.modules:
+        return
     import tensorflow as tf  # deferred: importing adl_helpers must stay cheap
 
     tf.keras.utils.set_random_seed(seed)
@@ -175,13 +180,15 @@ def set_seed(seed: int = DEFAULT_SEED, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def setup(seed: int = DEFAULT_SEED, profile: str | None = None, quiet: bool = False) -> Profile:
+def setup(seed: int = DEFAULT_SEED, profile: str | None = None, quiet: bool = False,
+          tensorflow: bool = True) -> Profile:
     """The one call at the top of every notebook: pick the profile, seed everything, say what was chosen.
 
     Args:
         seed: passed to :func:`set_seed`.
         profile: profile name; defaults to ``$ADL_PROFILE`` or ``"full"``.
         quiet: do not print the one-line summary.
+        tensorflow: passed to :func:`set_seed` (``False``: do not import TensorFlow just to seed it).
 
     Returns:
         The active :class:`Profile`.
@@ -192,7 +199,7 @@ def setup(seed: int = DEFAULT_SEED, profile: str | None = None, quiet: bool = Fa
         'smoke'
     """
     active = get_profile(profile)
-    set_seed(seed)
+    set_seed(seed, tensorflow=tensorflow)
     if not quiet:
         caps = "no caps" if active.max_epochs is None else (
             f"at most {active.max_epochs} epochs, {active.max_samples} samples, {active.max_steps} steps"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import pathlib
 import sys
 import time
@@ -41,7 +42,13 @@ def cmd_collect(args, course):
         print(f"  late: {', '.join(got.late)}")
 
 
+def _print_sandbox(course, assignment):
+    for line in pipeline.sandbox_summary(course, assignment):
+        print(f"  sandbox: {line}")
+
+
 def cmd_autograde(args, course):
+    _print_sandbox(course, args.assignment)
     results = pipeline.autograde(course, args.assignment, args.student or None, args.workers, args.force,
                                  dask=args.dask)
     print(pipeline.format_table(results))
@@ -55,7 +62,15 @@ def cmd_feedback(args, course):
 
 
 def cmd_export(args, course):
-    path = pipeline.export_csv(course, args.assignment, pathlib.Path(args.output) if args.output else None)
+    output = pathlib.Path(args.output) if args.output else None
+    if args.canvas:
+        path, unknown = pipeline.export_canvas(course, args.assignment, output,
+                                               pathlib.Path(args.roster) if args.roster else None, args.column)
+        print(f"wrote {path} (Canvas: Grades > Import)")
+        if unknown:
+            print(f"  not in the roster, left out: {', '.join(unknown)}")
+        return
+    path = pipeline.export_csv(course, args.assignment, output)
     print(f"wrote {path}")
 
 
@@ -76,22 +91,58 @@ def cmd_demo(args, course):
         if not sample.is_dir():
             continue
         print(f"== collect the sample class of {a} ({sample.relative_to(course.root)})")
-        got = pipeline.collect(course, a, sample, ignore=("expected.json", "README.md"))
+        unsafe = _needs_sandbox(sample) if not pipeline.sandbox_isolated(course, a) else ()
+        if unsafe:
+            print(f"  not grading {len(unsafe)} submissions that attack the course's files: without bubblewrap "
+                  f"they would succeed ({', '.join(unsafe)}). Install bubblewrap to grade them.")
+        got = pipeline.collect(course, a, sample, ignore=("expected.json", "README.md", *unsafe))
         print(f"  {len(got.accepted)} submissions; rejected: {len(got.rejected)}")
         for name, reason in got.rejected:
             print(f"  rejected {name}: {reason}")
         print(f"== autograde {a} ({args.workers} workers; gradebook {course.db_url})")
+        _print_sandbox(course, a)
         with pipeline.timed("autograde"):
             results = pipeline.autograde(course, a, sorted(got.accepted), args.workers, args.force)
         print(pipeline.format_table(results))
+        _compare_with_expected(sample, results)
         for r in results:
             pipeline.write_feedback(course, r)
         csv_path = pipeline.export_csv(course, a)
+        canvas_path, _ = pipeline.export_canvas(course, a)
         report = pipeline.write_report(course, a, results)
         print(f"  feedback: {course.feedback.relative_to(course.root)}/<student>/{a}/feedback.html")
-        print(f"  grades:   {csv_path.relative_to(course.root)}")
+        print(f"  grades:   {csv_path.relative_to(course.root)} (Canvas import: {canvas_path.relative_to(course.root)})")
         print(f"  report:   {report.relative_to(course.root)} (+ score_distribution.png)")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
+
+
+def _compare_with_expected(sample: pathlib.Path, results) -> None:
+    """Say whether the sample class got the grades and flags its expected.json promises."""
+    expected = sample / "expected.json"
+    if not expected.is_file():
+        return
+    students = json.loads(expected.read_text()).get("students", {})
+    wrong = []
+    for r in results:
+        exp = students.get(r.student)
+        if exp is None:
+            continue
+        points = {q.grade_id: q.points for q in r.questions}
+        if points != {k: float(v) for k, v in exp["points"].items()} or r.flags != exp["flags"]:
+            wrong.append(f"{r.student}: got {r.score:g} {r.flags}, expected {exp['total']} {exp['flags']}")
+    checked = sum(1 for r in results if r.student in students)
+    print(f"  expected grades ({expected.name}): {checked - len(wrong)}/{checked} as expected")
+    for line in wrong:
+        print(f"  UNEXPECTED {line}")
+
+
+def _needs_sandbox(sample: pathlib.Path) -> tuple[str, ...]:
+    """Files of the sample class that may be graded only inside the sandbox (see expected.json)."""
+    expected = sample / "expected.json"
+    if not expected.is_file():
+        return ()
+    students = json.loads(expected.read_text()).get("students", {})
+    return tuple(sorted(e["file"] for e in students.values() if e.get("needs_sandbox")))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write grades from the gradebook as CSV")
     p.add_argument("assignment")
-    p.add_argument("--output", help="CSV path (default build/grades/<assignment>.csv)")
+    p.add_argument("--output", help="CSV path (default build/grades/<assignment>.csv or <assignment>-canvas.csv)")
+    p.add_argument("--canvas", action="store_true", help="write the CSV that Canvas' gradebook imports")
+    p.add_argument("--roster", help="a Canvas gradebook export: identity columns are copied from it")
+    p.add_argument("--column", help="the assignment's column name in Canvas, e.g. 'hw1 (12345)'")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="release, then grade the bundled sample class end to end")

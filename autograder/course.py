@@ -24,6 +24,9 @@ class AssignmentSettings:
     cell_timeout: float = 30.0
     notebook_timeout: float = 600.0
     data_files: tuple[str, ...] = ()
+    memory_limit: str = "4G"  # address space of the grading kernel
+    max_processes: int = 256  # processes and threads of the grading kernel's user
+    sandbox: bool = True  # bubblewrap isolation (resource limits apply either way)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +79,14 @@ def load_settings(assignment: str, path: pathlib.Path = SETTINGS_FILE) -> Assign
         value = merged.get(key)
         if not isinstance(value, (int, float)) or value <= 0:
             raise CourseError(f"{path}: {key} for {assignment!r} must be a positive number, got {value!r}")
+    from autograder.sandbox import SandboxError, parse_size
+
+    try:
+        parse_size(merged.get("memory_limit", "4G"))
+    except SandboxError as exc:
+        raise CourseError(f"{path}: memory_limit for {assignment!r}: {exc}") from None
+    if not isinstance(merged.get("max_processes", 256), int) or merged.get("max_processes", 256) < 16:
+        raise CourseError(f"{path}: max_processes for {assignment!r} must be an integer of at least 16")
     return AssignmentSettings(name=assignment, **merged)
 
 

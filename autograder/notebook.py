@@ -151,6 +151,15 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
             anchor = gid
             after.setdefault(gid, [])
             trusted = known[gid]
+            meta = nbgrader_meta(cell)
+            changed = [k for k, want in (("points", trusted.points), ("grade", trusted.grade),
+                                         ("solution", trusted.solution), ("locked", trusted.locked))
+                       if k in meta and _differs(meta[k], want)]
+            if cell.get("cell_type") != trusted.cell_type and not trusted.solution:
+                changed.append("cell type")
+            if changed:
+                notes.append(f"cell {gid}: {', '.join(changed)} changed in the notebook; the original was used")
+                flags.append("metadata changed")
             if trusted.solution:
                 answers[gid] = cell
             elif trusted.autograded_test and _norm(cell.get("source", "")) not in (
@@ -161,6 +170,10 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
                 flags.append("test edited")
         else:
             after.setdefault(anchor, []).append(_clean(cell))
+    spec = submission.get("metadata", {}).get("kernelspec", {})
+    if isinstance(spec, dict) and spec.get("name") not in (None, KERNELSPEC["name"]):
+        notes.append(f"the notebook asked for the kernel {str(spec.get('name'))[:60]!r}; it was graded with Python 3")
+        flags.append("metadata changed")
     for c in source_cells:
         if not c.solution and c.autograded_test and c.grade_id not in after:
             notes.append(f"test cell {c.grade_id} was deleted; the original test was used")
@@ -193,6 +206,15 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
         out.cells.append(cell)
         out.cells.extend(after.get(c.grade_id, []))
     return Restored(out, notes, sorted(set(flags)))
+
+
+def _differs(got, want) -> bool:
+    if isinstance(want, bool):
+        return bool(got) != want
+    try:
+        return float(got) != float(want)
+    except (TypeError, ValueError):
+        return True
 
 
 def _new_cell(cell_type: str, source: str):

@@ -7,6 +7,7 @@ prepares its input, reads its JSON result and owns the gradebook.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import dataclasses
 import datetime
@@ -27,6 +28,7 @@ from autograder import __version__
 from autograder.course import Course, CourseError
 from autograder.ingest import Ingested, ingest
 from autograder.notebook import GradeCell, InvalidNotebook, parse_submission, read_source, restore
+from autograder.sandbox import SLOT_UID_BASE, parse_size
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HIDDEN_END = "### END HIDDEN TESTS"
@@ -134,7 +136,7 @@ def _hidden_lines(source: str) -> set[int]:
 
 def _reason(cell: dict, trusted: GradeCell) -> str:
     status = cell.get("status")
-    if status in ("timeout", "dead", "skipped"):
+    if status in ("timeout", "dead", "skipped", "unresponsive"):
         return f"the test could not run: {cell.get('evalue')}"
     ename, evalue = cell.get("ename", "Error"), cell.get("evalue", "")
     if ename == "NameError" and "is not defined" in evalue:
@@ -162,13 +164,17 @@ def _score(student: str, assignment: str, trusted: list[GradeCell], run: dict, k
             questions.append(QuestionResult(tc.grade_id, tc.points, tc.points, "passed"))
         else:
             questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "failed", _reason(cell, tc)))
-    labels = {"timeout": "timeout", "dead": "kernel died", "skipped": "time limit"}
+    labels = {"timeout": "timeout", "dead": "kernel died", "skipped": "time limit", "unresponsive": "kernel unresponsive"}
     flags = [labels[s] for s in labels if any(c["status"] == s for c in run["cells"])]
     notes = [
         f"cell {c.get('grade_id') or c.get('index')}: {c.get('evalue')}"
         for c in run["cells"]
         if c["status"] in labels
     ]
+    if any(c.get("ename") == "ProtocolError" for c in run["cells"]):
+        flags.append("kernel tampered")
+        notes.append("the notebook's code changed how the kernel runs cells, so the grader could not read "
+                     "your answers for some questions")
     return Result(student, assignment, questions, flags, run.get("elapsed", 0.0), key, notes)
 
 
@@ -181,18 +187,79 @@ def _invalid(student: str, assignment: str, trusted: list[GradeCell], reason: st
     return Result(student, assignment, qs, ["invalid notebook"], 0.0, key, [f"not graded: {reason}"])
 
 
+def _mirror() -> pathlib.Path | None:
+    mirror = os.environ.get("ADL_DATA_MIRROR")
+    return pathlib.Path(mirror).resolve() if mirror and pathlib.Path(mirror).is_dir() else None
+
+
 def _kernel_env(course: Course, profile: str, workdir: pathlib.Path) -> dict:
     env = {k: os.environ[k] for k in KERNEL_ENV_KEEP if k in os.environ}
+    mirror = _mirror()
+    if mirror:
+        env["ADL_DATA_MIRROR"] = str(mirror)
+    else:
+        env.pop("ADL_DATA_MIRROR", None)
     env.update(
         HOME=str(workdir),
         ADL_PROFILE=profile,
-        ADL_DATA_DIR=str(course.build / "data-cache"),
+        ADL_DATA_DIR=str(workdir / ".data-cache"),  # its own cache: the kernel cannot see the course's
         MPLBACKEND="Agg",
         MPLCONFIGDIR=str(workdir / ".matplotlib"),
         PYTHONDONTWRITEBYTECODE="1",
     )
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
+
+
+def _grader_env(course: Course, profile: str) -> dict:
+    """The data settings of the trusted tests in the worker: the same profile as the kernel, the course's
+    own cache (never a file the student's code could have written)."""
+    env = {"ADL_PROFILE": profile, "ADL_DATA_DIR": str(course.build / "data-cache"), "MPLBACKEND": "Agg"}
+    mirror = _mirror()
+    if mirror:
+        env["ADL_DATA_MIRROR"] = str(mirror)
+    return env
+
+
+def sandbox_summary(course: Course, assignment: str) -> list[str]:
+    """What the grading kernels of ``assignment`` are held to, one line each (adl-grade prints it)."""
+    from autograder.sandbox import Limits, Sandbox
+
+    settings = course.settings(assignment)
+    limits = Limits(memory=parse_size(settings.memory_limit), processes=settings.max_processes)
+    return Sandbox(pathlib.Path(tempfile.gettempdir()), limits, enabled=settings.sandbox).describe()
+
+
+def sandbox_isolated(course: Course, assignment: str) -> bool:
+    """True when the assignment's kernels run inside bubblewrap (no course folder, no network)."""
+    from autograder.sandbox import Sandbox
+
+    return Sandbox(pathlib.Path(tempfile.gettempdir()), enabled=course.settings(assignment).sandbox).isolated
+
+
+class _Slots:
+    """Small integers naming the grading slots busy in this process; each slot's kernel runs as its own
+    user id, so one submission's processes never count against another's limit."""
+
+    def __init__(self):
+        import threading
+
+        self._lock = threading.Lock()
+        self._busy: set[int] = set()
+
+    def acquire(self) -> int:
+        with self._lock:
+            local = next(i for i in range(10_000) if i not in self._busy)
+            self._busy.add(local)
+        return (os.getpid() % 2000) * 16 + local % 16 if local < 16 else 32000 + local
+
+    def release(self, slot: int) -> None:
+        local = slot - 32000 if slot >= 32000 else slot % 16
+        with self._lock:
+            self._busy.discard(local)
+
+
+SLOTS = _Slots()
 
 
 def grade_one(course: Course, assignment: str, student: str, force: bool = False) -> Result:
@@ -222,26 +289,41 @@ def grade_one(course: Course, assignment: str, student: str, force: bool = False
         _write_json(result_file, result.to_json())
         return result
     restored = restore(submission, trusted)
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"adl-grade-{assignment}-"))
+    # base/home: the kernel's working directory (the only place it writes); base/control: files the grader
+    # writes for the kernel (read-only to it); base/private: the restored notebook with its tests and the
+    # job, never visible to the kernel.
+    base = pathlib.Path(tempfile.mkdtemp(prefix=f"adl-grade-{assignment}-"))
+    slot = SLOTS.acquire()
     try:
+        base.chmod(0o711)
+        home, control, private = base / "home", base / "control", base / "private"
+        home.mkdir()
+        control.mkdir(mode=0o755)
+        private.mkdir(mode=0o700)
         for name in settings.data_files:
-            shutil.copy2(course.source / assignment / name, workdir / name)
-        nbformat.write(restored.notebook, str(workdir / settings.notebook))
+            shutil.copy2(course.source / assignment / name, home / name)
+        nbformat.write(restored.notebook, str(private / settings.notebook))
+        mirror = _mirror()
         job = {
-            "workdir": str(workdir),
-            "notebook": settings.notebook,
+            "workdir": str(home),
+            "control": str(control),
+            "notebook": str(private / settings.notebook),
             "cell_timeout": settings.cell_timeout,
             "notebook_timeout": settings.notebook_timeout,
-            "env": _kernel_env(course, settings.profile, workdir),
+            "env": _kernel_env(course, settings.profile, home),
+            "grader_env": _grader_env(course, settings.profile),
+            "sandbox": {"enabled": settings.sandbox, "slot": slot, "memory": parse_size(settings.memory_limit),
+                        "processes": settings.max_processes, "readonly": [str(mirror)] if mirror else []},
             "executed": str(outdir / settings.notebook),
             "result": str(outdir / "run.json"),
         }
-        job_file = workdir.parent / f"{workdir.name}.job.json"
+        job_file = private / "job.json"
         job_file.write_text(json.dumps(job))
-        run = _run_worker(job_file, settings.notebook_timeout + WORKER_GRACE)
-        job_file.unlink(missing_ok=True)
+        run = _run_worker(course, slot, job_file, settings.notebook_timeout + WORKER_GRACE)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        _kill_user(slot)
+        SLOTS.release(slot)
+        shutil.rmtree(base, ignore_errors=True)
     if run is None:
         cells = [{"grade_id": c.grade_id, "status": "skipped", "evalue": "grading did not finish"} for c in trusted]
         run = {"cells": cells, "elapsed": settings.notebook_timeout + WORKER_GRACE}
@@ -252,33 +334,101 @@ def grade_one(course: Course, assignment: str, student: str, force: bool = False
     return result
 
 
-def _run_worker(job_file: pathlib.Path, hard_limit: float) -> dict | None:
-    """Run the worker; kill its whole process tree if it outlives ``hard_limit``. None if it failed."""
+def _kill_user(slot: int) -> None:
+    """After grading as root: no process of the slot's user survives (a daemon left by the student)."""
+    if os.geteuid() != 0:
+        return
     import psutil
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autograder.worker", str(job_file)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        _, err = proc.communicate(timeout=hard_limit)
-    except subprocess.TimeoutExpired:
-        parent = psutil.Process(proc.pid)
-        for child in parent.children(recursive=True) + [parent]:
+    uid = SLOT_UID_BASE + slot
+    for proc in psutil.process_iter(["uids"]):
+        try:
+            if proc.info["uids"] and proc.info["uids"].real == uid:
+                proc.kill()
+        except psutil.Error:
+            pass
+
+
+class _Worker:
+    """One long-lived ``autograder.worker --serve`` process: it grades the jobs of one slot, one at a time.
+    Its stderr (the kernels' too) goes to ``log``."""
+
+    def __init__(self, log: pathlib.Path):
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        with log.open("ab") as fh:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "autograder.worker", "--serve"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=fh, text=True, start_new_session=True,
+            )
+
+    def run(self, job_file: pathlib.Path, hard_limit: float) -> str | None:
+        """The worker's answer for one job, or None if it died or outlived ``hard_limit`` (then it is killed)."""
+        import selectors
+
+        try:
+            self.proc.stdin.write(f"{job_file}\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout=hard_limit):
+                self.kill()
+                return None
+        line = self.proc.stdout.readline()
+        return line.strip() or None
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        import psutil
+
+        try:
+            parent = psutil.Process(self.proc.pid)
+            procs = parent.children(recursive=True) + [parent]
+        except psutil.NoSuchProcess:
+            procs = []
+        for child in procs:
             try:
                 child.kill()
             except psutil.NoSuchProcess:
                 pass
-        proc.communicate()
-        return None
-    job = json.loads(job_file.read_text())
-    result_path = pathlib.Path(job["result"])
-    if proc.returncode != 0 or not result_path.is_file():
-        sys.stderr.write(f"worker failed ({proc.returncode}):\n{err.decode(errors='replace')[-3000:]}\n")
+        self.proc.wait()
+
+
+_WORKERS: dict[int, _Worker] = {}
+
+
+def _run_worker(course: Course, slot: int, job_file: pathlib.Path, hard_limit: float) -> dict | None:
+    """Run one job on the slot's worker (started on first use, restarted if it died). None if it failed."""
+    worker = _WORKERS.get(slot)
+    if worker is None or not worker.alive():
+        worker = _WORKERS[slot] = _Worker(course.build / "logs" / f"worker-{slot}.log")
+    result_path = pathlib.Path(json.loads(job_file.read_text())["result"])
+    result_path.unlink(missing_ok=True)
+    answer = worker.run(job_file, hard_limit)
+    if answer != "done" or not result_path.is_file():
+        if answer is None:
+            _WORKERS.pop(slot, None)
+        sys.stderr.write(f"worker for {job_file.parent.parent.name} failed ({answer}); see {worker.log}\n")
         return None
     return json.loads(result_path.read_text())
+
+
+def shutdown_workers() -> None:
+    """Stop the long-lived workers (autograde calls it when a batch is done)."""
+    while _WORKERS:
+        _, worker = _WORKERS.popitem()
+        try:
+            worker.proc.stdin.close()
+            worker.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            worker.kill()
+
+
+atexit.register(shutdown_workers)
 
 
 def autograde(course: Course, assignment: str, students: list[str] | None = None, workers: int = 2,
@@ -297,11 +447,14 @@ def autograde(course: Course, assignment: str, students: list[str] | None = None
         raise CourseError(f"autograde: no submissions of {assignment} in {course.submitted}; run collect first")
     results: dict[str, Result] = {}
     bar = tqdm(total=len(students), desc=f"grading {assignment}", unit="nb", disable=not progress)
-    for result in _grade_all(course, assignment, students, workers, force, dask):
-        record(course, result)
-        results[result.student] = result
-        bar.update()
-    bar.close()
+    try:
+        for result in _grade_all(course, assignment, students, workers, force, dask):
+            record(course, result)
+            results[result.student] = result
+            bar.update()
+    finally:
+        bar.close()
+        shutdown_workers()
     return [results[s] for s in students]
 
 
@@ -413,6 +566,62 @@ def export_csv(course: Course, assignment: str, path: pathlib.Path | None = None
             row = [scores[student].get(c.grade_id, 0.0) for c in graded]
             writer.writerow([student, assignment, *row, sum(row), sum(c.points for c in graded)])
     return path
+
+
+CANVAS_ID_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
+
+
+def export_canvas(course: Course, assignment: str, path: pathlib.Path | None = None,
+                  roster: pathlib.Path | None = None, column: str | None = None) -> tuple[pathlib.Path, list[str]]:
+    """The assignment's totals as a CSV that Canvas' gradebook imports (Grades > Import).
+
+    Canvas matches rows by ``ID`` (its user id, which is what its submission downloads put in file names),
+    ``SIS User ID`` or ``SIS Login ID``. With ``roster`` (a gradebook export from Canvas) each student's
+    identity columns are copied from the row whose ID, SIS User ID or SIS Login ID equals the student id;
+    ``column`` names the assignment's column there (Canvas writes ``hw1 (12345)``; default: the assignment).
+
+    Returns the path and the student ids that the roster does not know (they are left out, never guessed).
+    """
+    import csv
+
+    _, trusted = read_source(course.source_notebook(assignment))
+    possible = sum(c.points for c in trusted if c.grade)
+    scores = gradebook_scores(course, assignment)
+    people: dict[str, dict[str, str]] = {}
+    if roster is not None:
+        try:
+            with pathlib.Path(roster).open(newline="", encoding="utf-8-sig") as fh:
+                reader = csv.DictReader(fh)
+                missing = [c for c in ("Student", "ID") if c not in (reader.fieldnames or [])]
+                if missing:
+                    raise CourseError(f"{roster}: not a Canvas gradebook export (no column {missing[0]!r}); "
+                                      "export it from Canvas: Grades > Export > Export Entire Gradebook")
+                for row in reader:
+                    if row.get("Student", "").strip() in ("", "Points Possible", "Test Student"):
+                        continue
+                    for key in ("ID", "SIS User ID", "SIS Login ID"):
+                        if (row.get(key) or "").strip():
+                            people.setdefault(row[key].strip(), row)
+        except OSError as exc:
+            raise CourseError(f"cannot read the Canvas roster {roster}: {exc}") from None
+    unknown = []
+    path = path or course.build / "grades" / f"{assignment}-canvas.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    column = column or assignment
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*CANVAS_ID_COLUMNS, column])
+        writer.writerow(["Points Possible", "", "", "", "", f"{possible:g}"])
+        for student in sorted(scores):
+            total = f"{sum(scores[student].values()):g}"
+            if roster is None:
+                writer.writerow([student, student, "", "", "", total])
+            elif student in people:
+                row = people[student]
+                writer.writerow([*(row.get(c, "") for c in CANVAS_ID_COLUMNS), total])
+            else:
+                unknown.append(student)
+    return path, unknown
 
 
 def format_table(results: list[Result]) -> str:

@@ -1,8 +1,12 @@
-"""Execute one restored submission in a fresh kernel: the process the pipeline starts per submission.
+"""Execute one restored submission in a fresh, sandboxed kernel: the process the pipeline starts per submission.
 
-Run as ``python -m autograder.worker JOB.json``. The job names the notebook, its working directory, the
-time limits and the kernel's environment; the worker writes the executed notebook and a JSON result
-beside it. Nothing here touches the gradebook or the instructor's files.
+Run as ``python -m autograder.worker JOB.json``. The job names the restored notebook (kept outside the
+kernel's reach), the kernel's working directory, the time limits, the sandbox and the kernel's environment;
+the worker writes the executed notebook and a JSON result. Nothing here touches the gradebook.
+
+The kernel runs every cell except the test cells. A test cell (an nbgrader ``grade`` cell that is not an
+answer) runs here, in the worker's own process, against the live kernel, under the grading contract of
+:mod:`autograder.contract`: the kernel only ever answers with data.
 
 Time limits: a cell that runs past ``cell_timeout`` is interrupted (SIGINT). If the kernel does not answer
 within a few seconds after that (a loop that ignores SIGINT) or has died (``os._exit``, a segfault, the
@@ -13,15 +17,31 @@ discarded, so that a timeout or a crash costs only the questions that depend on 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import queue
 import re
+import secrets
+import stat
 import sys
 import time
 
 import nbformat
-from jupyter_core.utils import run_sync
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import ensure_async, run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+from autograder.contract import (
+    KERNEL_SIDE,
+    MAX_RESPONSE,
+    KernelUnavailable,
+    Link,
+    ProtocolError,
+    TrustedTests,
+    read_answer,
+)
+from autograder.sandbox import Limits, Sandbox
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
@@ -41,10 +61,46 @@ def _error_of(cell) -> dict | None:
     return None
 
 
+def is_test_cell(cell) -> bool:
+    """An autograded test cell: run by the trusted grader, never by the kernel."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel started inside :class:`autograder.sandbox.Sandbox`, talking over Unix sockets in its
+    working directory (it has no network), interrupted by message (signals do not cross the sandbox)."""
+
+    sandbox: Sandbox | None = None
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        cmd = super().format_kernel_cmd(extra_arguments)
+        cmd += ["--HistoryManager.enabled=False"]
+        if self.sandbox is None:
+            return cmd
+        self.sandbox.prepare()  # hand the working directory to the kernel's user
+        os.chmod(self.connection_file, 0o644)  # just written (0600): the kernel's user must read it
+        return self.sandbox.wrap(cmd)
+
+    @property
+    def kernel_spec(self):
+        spec = super().kernel_spec
+        if spec is not None:
+            spec.interrupt_mode = "message"
+        return spec
+
+
 class Runner:
-    def __init__(self, nb, workdir: pathlib.Path, cell_timeout: float, notebook_timeout: float, env: dict):
+    def __init__(self, nb, workdir: pathlib.Path, cell_timeout: float, notebook_timeout: float, env: dict,
+                 sandbox: Sandbox | None = None, control: pathlib.Path | None = None):
         self.nb = nb
         self.workdir = workdir
+        self.sandbox = sandbox
+        # Files the grader writes (connection file, requests) go to `control`, which the kernel can read but
+        # not change: nothing the student's code plants (a symlink, say) redirects the grader's writes.
+        self.control = control or workdir
+        self.answers = workdir / ".grader"  # the kernel writes its answers here
+        self.answers.mkdir(exist_ok=True)
         self.cell_timeout = cell_timeout
         self.deadline = time.monotonic() + notebook_timeout
         self.notebook_timeout = notebook_timeout
@@ -63,8 +119,23 @@ class Runner:
             resources={"metadata": {"path": str(workdir)}},
             on_cell_executed=self._on_executed,
         )
+        self.client.create_kernel_manager = self._kernel_manager
         self.last_status: str | None = None
         self.last_reply: dict = {}
+        self.tests = TrustedTests(Link(self._ask))
+        self.test_deadline = 0.0
+        self.broken: str | None = None  # set when the kernel stopped answering for good
+
+    def _kernel_manager(self):
+        km = SandboxedKernelManager(kernel_name="python3")
+        km.sandbox = self.sandbox
+        kdir = self.workdir / ".kernel"
+        kdir.mkdir(exist_ok=True)
+        km.transport = "ipc"
+        km.ip = str(kdir / "ipc")
+        km.connection_file = str(self.control / "connection.json")
+        self.client.km = km
+        return km
 
     def _on_executed(self, cell, cell_index, execute_reply) -> None:
         self.last_reply = execute_reply.get("content", {})
@@ -78,6 +149,11 @@ class Runner:
                     continue
                 gid = cell.metadata.get("nbgrader", {}).get("grade_id")
                 entry = {"index": index, "grade_id": gid, "status": "ok"}
+                if self.broken:
+                    entry.update(status="unresponsive", evalue=self.broken)
+                    cell.outputs = []
+                    results.append(entry)
+                    continue
                 remaining = self.deadline - time.monotonic()
                 if remaining <= 1:
                     entry.update(status="skipped", evalue=f"the notebook's time limit ({self.notebook_timeout:g} s) ran out")
@@ -85,6 +161,11 @@ class Runner:
                     results.append(entry)
                     continue
                 self.client.timeout = int(max(1, min(self.cell_timeout, remaining)))
+                if is_test_cell(cell):
+                    entry["trusted"] = True
+                    self._run_test(index, cell, gid, entry, results)
+                    results.append(entry)
+                    continue
                 try:
                     self.last_status = None
                     self.client.execute_cell(cell, index)
@@ -108,16 +189,93 @@ class Runner:
                 results.append(entry)
         return results
 
-    def _scratch(self, source: str, timeout: float) -> None:
-        """Run ``source`` in the kernel without touching the notebook (nbclient writes a cell back by index)."""
-        scratch = nbformat.v4.new_notebook()
-        scratch.cells = [nbformat.v4.new_code_cell(source)]
-        saved_nb, saved_timeout = self.client.nb, self.client.timeout
-        self.client.nb, self.client.timeout = scratch, int(max(1, timeout))
+    def _run_test(self, index: int, cell, gid: str | None, entry: dict, done: list[dict]) -> None:
+        """Run one test cell in this process against the kernel (the grading contract)."""
+        self.test_deadline = time.monotonic() + self.client.timeout
         try:
-            self.client.execute_cell(scratch.cells[0], 0)
+            outcome = self.tests.run(cell.source, gid or f"cell {index}")
+        except KernelUnavailable as exc:
+            entry.update(status=exc.status, evalue=str(exc))
+            what = "timed out" if exc.status == "timeout" else "killed the kernel"
+            self.events.append(f"cell {index} ({gid or 'no id'}) {what} while the grader waited for it")
+            cell.outputs = []
+            self._recover(index, done, interrupt=exc.status == "timeout")
+            return
+        stdout = outcome.pop("stdout", "")
+        entry.update(outcome)
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stdout)] if stdout else []
+        if outcome["status"] == "error":
+            cell.outputs.append(nbformat.v4.new_output(
+                "error", ename=outcome["ename"], evalue=outcome["evalue"],
+                traceback=[f"{outcome['ename']}: {outcome['evalue']} (line {outcome.get('line')})"]))
+
+    def _ask(self, request: dict) -> dict:
+        """One question to the kernel: write the request, run the answering code, read the answer."""
+        nonce = secrets.token_hex(8)
+        req, ans = self.control / f"{nonce}.request.json", self.answers / f"{nonce}.answer.json"
+        req.write_text(json.dumps(request))
+        req.chmod(0o644)
+        code = f"{KERNEL_SIDE}\n_adl_answer(globals(), {str(req)!r}, {str(ans)!r})\ndel _adl_answer\n"
+        remaining = min(self.test_deadline, self.deadline) - time.monotonic()
+        try:
+            if remaining < 0.5:
+                raise CellTimeoutError("no time left")
+            self.last_status = None
+            self._scratch(code, remaining)
+        except CellTimeoutError:
+            raise KernelUnavailable("timeout", f"the test ran longer than {self.client.timeout} s") from None
+        except DeadKernelError:
+            raise KernelUnavailable("dead", "the kernel died while the test ran the student's code") from None
         finally:
-            self.client.nb, self.client.timeout = saved_nb, saved_timeout
+            req.unlink(missing_ok=True)
+        try:
+            fd = os.open(ans, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            why = self.last_status
+            if self.last_status == "error":
+                why = f"{self.last_reply.get('ename')}: {str(self.last_reply.get('evalue'))[:200]}"
+            raise ProtocolError(
+                f"the kernel gave no answer: the notebook's code interfered with how cells run ({why})") from None
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    raise ProtocolError("the kernel's answer is not a regular file")
+                data = fh.read(MAX_RESPONSE + 1)
+            if len(data) > MAX_RESPONSE:
+                raise ProtocolError(f"the kernel's answer is larger than {MAX_RESPONSE >> 20} MiB")
+            return read_answer(data.decode("utf-8", errors="replace"))
+        finally:
+            try:
+                ans.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+    def _scratch(self, source: str, timeout: float) -> None:
+        """Run ``source`` in the kernel outside the notebook and wait for its reply (not its output).
+
+        Used for the grader's questions, replays and probes. It talks to the kernel client directly, with one
+        deadline for the whole exchange: whatever the kernel sends or fails to send, this returns or raises
+        CellTimeoutError / DeadKernelError by then. Sets ``last_status`` and ``last_reply``."""
+        run_sync(self._async_scratch)(source, max(0.5, timeout))
+
+    async def _async_scratch(self, source: str, timeout: float) -> None:
+        kc = self.client.kc
+        msg_id = kc.execute(source, silent=False, store_history=False, allow_stdin=False, stop_on_error=False)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CellTimeoutError(f"no reply within {timeout:.0f} s")
+            try:
+                msg = await kc.get_shell_msg(timeout=min(remaining, 1.0))
+            except queue.Empty:
+                if not await ensure_async(self.client.km.is_alive()):
+                    raise DeadKernelError("the kernel died") from None
+                continue
+            if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                self.last_reply = msg.get("content", {})
+                self.last_status = self.last_reply.get("status")
+                return
 
     def _probe(self) -> bool:
         """True once the kernel runs a trivial cell again. After an interrupt ipykernel answers queued
@@ -147,7 +305,7 @@ class Runner:
         self.events.append("kernel restarted; earlier cells run again")
         self._new_kernel()
         for entry in done:
-            if entry["status"] not in ("ok", "error"):
+            if entry["status"] not in ("ok", "error") or entry.get("trusted"):
                 continue
             try:
                 self._scratch(
@@ -156,7 +314,12 @@ class Runner:
                 )
             except (CellTimeoutError, DeadKernelError):
                 self.events.append(f"replaying cell {entry['index']} failed; later cells may miss its results")
-                return
+                break
+        if not self._probe():
+            # The replayed cells leave a kernel that runs nothing (a patched shell, say): waiting for every
+            # later cell to time out would cost minutes and change no grade.
+            self.broken = f"after a restart the kernel stopped answering once cell {failed}'s predecessors ran again"
+            self.events.append(self.broken)
 
     def _new_kernel(self) -> None:
         """Kill the kernel (whatever state it is in) and start a fresh one with the same settings."""
@@ -169,16 +332,26 @@ class Runner:
         self.client.start_new_kernel_client()
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m autograder.worker JOB.json", file=sys.stderr)
-        return 2
-    job = json.loads(pathlib.Path(argv[0]).read_text())
+def run_job(job_path: str) -> None:
+    """Grade the job described by ``job_path``; write the executed notebook and the JSON result."""
+    job = json.loads(pathlib.Path(job_path).read_text())
     workdir = pathlib.Path(job["workdir"])
-    nb = nbformat.read(str(workdir / job["notebook"]), as_version=4)
+    nb = nbformat.read(job["notebook"], as_version=4)  # kept outside the kernel's reach
+    control = pathlib.Path(job["control"]) if job.get("control") else None
+    os.environ.update(job.get("grader_env", {}))  # the trusted tests' own data settings
+    sandbox = None
+    if "sandbox" in job:
+        box = job["sandbox"]
+        sandbox = Sandbox(
+            workdir,
+            Limits(memory=box["memory"], processes=box["processes"],
+                   cpu_seconds=int(job["notebook_timeout"]) * 2 + 60),
+            slot=box["slot"],
+            readonly=tuple(pathlib.Path(p) for p in [*box.get("readonly", []), *([control] if control else [])]),
+            enabled=box.get("enabled", True),
+        )
     start = time.monotonic()
-    runner = Runner(nb, workdir, job["cell_timeout"], job["notebook_timeout"], job["env"])
+    runner = Runner(nb, workdir, job["cell_timeout"], job["notebook_timeout"], job["env"], sandbox, control)
     cells = runner.run()
     pathlib.Path(job["executed"]).write_text(nbformat.writes(nb))
     result = {
@@ -190,6 +363,44 @@ def main(argv: list[str] | None = None) -> int:
     tmp = pathlib.Path(job["result"] + ".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(job["result"])
+
+
+def serve() -> int:
+    """``--serve``: grade one job after another, their paths read from stdin, one per line; answer each with
+    a line ``done`` or ``failed ...`` on stdout. The pipeline keeps one such process per grading slot, so
+    the trusted side's imports (NumPy, TensorFlow for the tests) are paid once, not per submission. Student
+    code never runs in this process: every submission still gets a fresh kernel in its own sandbox."""
+    import gc
+    import traceback
+
+    channel = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # stray prints (and the kernel's inherited stdout) go to the log, not the protocol
+    for line in sys.stdin:
+        path = line.strip()
+        if not path:
+            continue
+        try:
+            run_job(path)
+            status = "done"
+        except Exception as exc:  # the pipeline records the submission as not graded and goes on
+            traceback.print_exc()
+            status = f"failed {type(exc).__name__}: {exc}".replace("\n", " ")[:500]
+        if "tensorflow" in sys.modules:
+            sys.modules["tensorflow"].keras.backend.clear_session()
+        gc.collect()
+        channel.write(status + "\n")
+        channel.flush()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--serve"]:
+        return serve()
+    if len(argv) != 1:
+        print("usage: python -m autograder.worker JOB.json | --serve", file=sys.stderr)
+        return 2
+    run_job(argv[0])
     return 0
 
 

@@ -36,6 +36,12 @@ def course(tmp_path_factory):
     mp.undo()
 
 
+def _unsafe(assignment: str) -> set[str]:
+    """Sample files that attack the course's files: graded only inside the sandbox (else they would succeed)."""
+    students = json.loads((SAMPLES / assignment / "expected.json").read_text())["students"]
+    return {e["file"] for e in students.values() if e.get("needs_sandbox")}
+
+
 @pytest.fixture(scope="module")
 def graded(course, tmp_path_factory):
     """{assignment: {student: Result}} for solution, blank and the sample class."""
@@ -45,8 +51,10 @@ def graded(course, tmp_path_factory):
         shutil.copy(course.source_notebook(a), download / f"solution_{a}.ipynb")
         shutil.copy(course.release_notebook(a), download / f"blank_{a}.ipynb")
         if (SAMPLES / a).is_dir():
+            unsafe = _unsafe(a) if not pipeline.sandbox_isolated(course, a) else set()
             for nb in (SAMPLES / a).glob(f"*_{a}.ipynb"):
-                shutil.copy(nb, download / nb.name)
+                if nb.name not in unsafe:
+                    shutil.copy(nb, download / nb.name)
         got = pipeline.collect(course, a, download)
         assert got.rejected == []
         results = pipeline.autograde(course, a, workers=2, progress=False)
@@ -70,6 +78,9 @@ def test_sample_class_gets_expected_grades(graded, assignment):
     students = expected.get("students", expected)
     assert len(students) >= 12
     for student, exp in students.items():
+        if student not in graded[assignment]:
+            assert exp["needs_sandbox"] and not pipeline.sandbox_isolated(load_course(ROOT), assignment)
+            continue
         result = graded[assignment][student]
         got = {q.grade_id: q.points for q in result.questions}
         assert got == {k: float(v) for k, v in exp["points"].items()}, (student, result.questions, result.flags)
@@ -242,3 +253,89 @@ def test_unreachable_dask_scheduler_is_a_clear_error(course, monkeypatch):
     monkeypatch.setattr(pipeline, "DASK_CONNECT_TIMEOUT", 2)
     with pytest.raises(CourseError, match="cannot reach the Dask scheduler"):
         pipeline.autograde(course, "hw1", ["solution"], progress=False, dask="tcp://127.0.0.1:9")
+
+
+def test_canvas_export(course, graded, tmp_path):
+    path, unknown = pipeline.export_canvas(course, "hw1")
+    rows = list(csv.reader(path.open()))
+    assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "hw1"]
+    assert rows[1] == ["Points Possible", "", "", "", "", "14"]
+    by_id = {r[1]: r for r in rows[2:]}
+    assert by_id["solution"][5] == "14" and by_id["blank"][5] == "0" and unknown == []
+    # With Canvas' own export as the roster: identity columns copied, matched by ID or SIS Login ID.
+    roster = tmp_path / "canvas_export.csv"
+    roster.write_text("Student,ID,SIS User ID,SIS Login ID,Section,hw1 (4711)\n"
+                      "Points Possible,,,,,14\n"
+                      '"Doe, Jane",solution,,jdoe,Section A,\n'
+                      '"Roe, Rick",99,,s01_alice,Section B,\n'
+                      "Test Student,blank,,,,\n")
+    path, unknown = pipeline.export_canvas(course, "hw1", tmp_path / "out.csv", roster, "hw1 (4711)")
+    rows = list(csv.reader(path.open()))
+    assert rows[0][-1] == "hw1 (4711)"
+    assert rows[2:] == [["Roe, Rick", "99", "", "s01_alice", "Section B", rows[2][5]],
+                        ["Doe, Jane", "solution", "", "jdoe", "Section A", "14"]]
+    assert "blank" in unknown and "s01_alice" not in unknown  # the Test Student row is never used
+    roster.write_text("name,grade\nx,1\n")
+    with pytest.raises(CourseError, match="not a Canvas gradebook export"):
+        pipeline.export_canvas(course, "hw1", tmp_path / "out.csv", roster)
+
+
+def test_attacks_left_the_course_untouched(course, graded):
+    """s18-s20 went for the instructor's files, the gradebook and the grader's code; s28 planted a pickle."""
+    if not pipeline.sandbox_isolated(course, "hw1"):
+        pytest.skip("the attacks on the course's files are graded only inside bubblewrap")
+    for where in (ROOT, course.root):
+        assert (where / "source" / "hw1" / "hw1.ipynb").read_bytes() == (ROOT / "source/hw1/hw1.ipynb").read_bytes()
+    assert all(p.read_text() != "pass\n" for p in (ROOT / "autograder").glob("*.py"))
+    assert read_source(course.source_notebook("hw1"))[1] == read_source(ROOT / "source/hw1/hw1.ipynb")[1]
+    scores = pipeline.gradebook_scores(course, "hw1")
+    assert all(v <= 3 for per in scores.values() for v in per.values())  # nobody's 100
+    assert sum(scores["s19_yvonne"].values()) == graded["hw1"]["s19_yvonne"].score == 2
+    assert not pathlib.Path("/tmp/adl-pickle-was-loaded").exists()
+
+
+def test_killed_batch_resumes_without_loss_or_double_counting(tmp_path):
+    """Kill adl-grade mid-batch (SIGKILL to its whole process group), run it again: every submission is
+    graded exactly once more at most, the finished ones are reused, and the gradebook holds one row each."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
+    shutil.copytree(ROOT / "source", tmp_path / "source")
+    env = dict(os.environ, ADL_GRADEBOOK_URL=f"sqlite:///{tmp_path / 'gradebook.db'}")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ADL_GRADEBOOK_URL", env["ADL_GRADEBOOK_URL"])
+    try:
+        course = load_course(tmp_path)
+        pipeline.release(course, "hw1")
+        download = tmp_path / "download"
+        download.mkdir()
+        for name in ("s01_alice", "s02_bob", "s03_carol", "s04_dave"):
+            shutil.copy(SAMPLES / "hw1" / f"{name}_hw1.ipynb", download)
+        pipeline.collect(course, "hw1", download)
+        proc = subprocess.Popen([sys.executable, "-m", "autograder.cli", "--course", str(tmp_path), "autograde",
+                                 "hw1", "--workers", "1"], env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not list(course.autograded.glob("*/hw1/result.json")):
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        first = {p.parent.parent.name: p.stat().st_mtime_ns for p in course.autograded.glob("*/hw1/result.json")}
+        assert 1 <= len(first) < 4, first
+        results = pipeline.autograde(course, "hw1", workers=2, progress=False)
+        assert {r.student: r.score for r in results} == {"s01_alice": 14, "s02_bob": 10, "s03_carol": 7,
+                                                         "s04_dave": 0}
+        for student, mtime in first.items():  # finished before the kill: reused, not graded again
+            assert (course.autograded / student / "hw1" / "result.json").stat().st_mtime_ns == mtime
+        from nbgrader.api import Gradebook
+
+        with Gradebook(course.db_url, course_id=course.course_id) as gb:
+            subs = gb.assignment_submissions("hw1")
+            assert sorted(s.student.id for s in subs) == ["s01_alice", "s02_bob", "s03_carol", "s04_dave"]
+            assert all(len(nb.grades) == 7 for s in subs for nb in s.notebooks)
+    finally:
+        mp.undo()

@@ -29,7 +29,7 @@ def run(tmp_path_factory):
     nb.cells = [nbformat.v4.new_code_cell(src, metadata={"nbgrader": {"grade_id": f"c{i}"}})
                 for i, (src, _) in enumerate(CELLS)]
     nbformat.write(nb, str(tmp / "nb.ipynb"))
-    job = {"workdir": str(tmp), "notebook": "nb.ipynb", "cell_timeout": 4, "notebook_timeout": 300,
+    job = {"workdir": str(tmp), "notebook": str(tmp / "nb.ipynb"), "cell_timeout": 4, "notebook_timeout": 300,
            "env": {"PATH": os.environ["PATH"], "HOME": str(tmp)},
            "executed": str(tmp / "out.ipynb"), "result": str(tmp / "result.json")}
     (tmp / "job.json").write_text(json.dumps(job))

@@ -27,6 +27,7 @@ import pathlib
 import re
 import sys
 import textwrap
+from collections.abc import Callable
 
 import nbformat
 
@@ -86,6 +87,9 @@ class Student:
         test_edits: test grade id -> the source the student left in that (locked) cell, or None if the
             student deleted the cell.
         truncate_at: if set, only this fraction of the notebook's bytes is written: a broken upload.
+        tamper: a function that edits the built notebook further (metadata, stored outputs, ...).
+        needs_sandbox: the submission attacks the course's files. Without bubblewrap it would succeed (and
+            damage the checkout), so the demo and the tests grade it only inside the sandbox.
         flags: the short labels the grader is expected to put on the submission ("timeout", ...).
     """
 
@@ -96,6 +100,8 @@ class Student:
     test_edits: dict[str, str | None] = dataclasses.field(default_factory=dict)
     truncate_at: float | None = None
     flags: tuple[str, ...] = ()
+    tamper: Callable[[nbformat.NotebookNode], None] | None = None  # edits beyond answers (metadata, outputs)
+    needs_sandbox: bool = False  # writes to the course when not isolated: graded only inside bubblewrap
 
 
 # Correct answers, written the way a student would (not the instructor's solution).
@@ -394,6 +400,333 @@ STUDENTS = [
 
 
 # --------------------------------------------------------------------------------------------------------
+# Attacks: submissions that try to defeat the grader. Each is one case of the autograder's threat list
+# (autograder/README.md); tests/test_autograder.py asserts their exact grades and flags, and
+# tests/test_sandbox.py the side effects (nothing outside the sandbox changed).
+# --------------------------------------------------------------------------------------------------------
+
+BLANK_AFTER_Q1 = {"q1_sigmoid_solution": SIGMOID}  # what the attackers fall back on: question 1 only
+FAILS_AFTER_Q1 = {
+    "q2_neuron": "neuron_probability raises NotImplementedError",
+    "q3_dense": "dense_forward raises NotImplementedError",
+    "q4_predict_hidden": "predict_hidden raises NotImplementedError",
+    "q5_bce": "binary_cross_entropy raises NotImplementedError",
+    "q6_accuracy": "accuracy raises NotImplementedError",
+    "q7_banknote": "p_bank is never defined",
+}
+WRONG_SIGMOID_FAILS = {
+    "q1_sigmoid": "the grader compares the returned values itself",
+    "q2_neuron": "neuron_probability uses the wrong sigmoid",
+    "q4_predict_hidden": "predict_hidden uses the wrong sigmoid",
+    "q7_banknote": "p_bank comes from the wrong sigmoid",
+}
+
+
+def _tamper_metadata(nb) -> None:
+    """More points, a test turned into markdown, a test that is no longer graded, another kernel."""
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade_id") == "q1_sigmoid":
+            meta["points"] = 100
+        if meta.get("grade_id") == "q2_neuron":
+            cell.cell_type = "markdown"
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+        if meta.get("grade_id") == "q3_dense":
+            meta["grade"] = False
+    nb.metadata["kernelspec"] = {"name": "evil", "display_name": "Always full marks", "language": "python"}
+
+
+def _tamper_outputs(nb) -> None:
+    """10,000 stored output lines in one cell."""
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "q1_sigmoid_solution")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="".join(f"line {i}\n" for i in range(10_000)))]
+
+
+# A pickle whose loading would create /tmp/adl-pickle-was-loaded in the process that loads it.
+PICKLE_B64 = "gASVQQAAAAAAAACMAm9zlIwGc3lzdGVtlJOUjCV0b3VjaCAvdG1wL2FkbC1waWNrbGUtd2FzLWxvYWRlZJSFlFKULg=="
+
+
+def _tamper_pickle(nb) -> None:
+    """The same crafted pickle as an output, an attachment and in metadata."""
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "q2_neuron_solution")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"application/x-python-pickle": PICKLE_B64,
+                                                                  "text/plain": "a model"})]
+    cell.metadata["model"] = {"pickle": PICKLE_B64}
+    md = next(c for c in nb.cells if c.cell_type == "markdown")
+    md.attachments = {"model.pkl": {"application/octet-stream": PICKLE_B64}}
+
+
+READ_SOURCE = """
+    # Look for the instructor's files next to the helper package and run the solutions found there.
+    import json, pathlib, adl_helpers
+    _root = pathlib.Path(adl_helpers.__file__).resolve().parents[1]
+    for _nb in [*_root.glob("source/*/*.ipynb"), *_root.glob("submitted/*/*/*.ipynb"), *_root.glob("autograded/*/*/*.ipynb")]:
+        try:
+            for _c in json.loads(_nb.read_text())["cells"]:
+                if "### BEGIN SOLUTION" in "".join(_c["source"]):
+                    exec("".join(_c["source"]), globals())
+        except Exception:
+            pass
+"""
+
+WRITE_GRADEBOOK = """
+    # Give everyone full marks in the gradebook, wherever it is.
+    import os, pathlib, sqlite3, adl_helpers
+    _root = pathlib.Path(adl_helpers.__file__).resolve().parents[1]
+    for _db in [*_root.glob("build/*.db"), *_root.glob("*.db"), *pathlib.Path("/").glob("tmp/*/build/*.db")]:
+        try:
+            with sqlite3.connect(_db) as _con:
+                _con.execute("UPDATE grade SET auto_score = 100")
+        except Exception:
+            pass
+    print("gradebook URL in my environment:", os.environ.get("ADL_GRADEBOOK_URL"))
+"""
+
+OVERWRITE_TESTS = """
+    # Replace the instructor's test cells, and the grader's own code, with `pass`.
+    import json, pathlib, adl_helpers
+    _root = pathlib.Path(adl_helpers.__file__).resolve().parents[1]
+    for _nb in _root.glob("source/*/*.ipynb"):
+        try:
+            _j = json.loads(_nb.read_text())
+            for _c in _j["cells"]:
+                if _c["metadata"].get("nbgrader", {}).get("grade"):
+                    _c["source"] = ["pass"]
+            _nb.write_text(json.dumps(_j))
+        except Exception:
+            pass
+    for _py in [*_root.glob("autograder/*.py"), pathlib.Path(adl_helpers.__file__)]:
+        try:
+            _py.write_text("pass\\n")
+        except Exception:
+            pass
+"""
+
+STUDENTS += [
+    Student(
+        "s13_mallory",
+        "Correct answers, and the notebook's metadata edited: question 1's test worth 100 points, question 2's "
+        "test turned into markdown, question 3's test no longer graded, another kernel asked for. Points, cell "
+        "types and the kernel come from source/: 14/14, flagged.",
+        CORRECT,
+        tamper=_tamper_metadata,
+        flags=("metadata changed",),
+    ),
+    Student(
+        "s14_oscar",
+        "Redefines the assert helpers (np.testing.assert_allclose, np.isclose, np.allclose do nothing or say "
+        "yes; AssertionError replaced) above a wrong sigmoid. The tests run in the grader, whose NumPy he "
+        "cannot touch: the four questions that need the sigmoid fail.",
+        correct_but(q1_sigmoid_solution=with_prefix(answer("return np.zeros_like(np.asarray(z, dtype=float))"), """
+            import builtins
+            np.testing.assert_allclose = lambda *args, **kwargs: None
+            np.isclose = lambda *args, **kwargs: True
+            np.allclose = lambda *args, **kwargs: True
+            builtins.AssertionError = type("AssertionError", (Exception,), {})
+        """)),
+        failing=WRONG_SIGMOID_FAILS,
+    ),
+    Student(
+        "s15_trent",
+        "Answers that equal anything: his sigmoid returns an object whose __eq__ always says True (and which "
+        "pretends to be an array), and p_fake is a float subclass that equals everything. Neither crosses "
+        "into the grader as a number.",
+        correct_but(
+            q1_sigmoid_solution=with_prefix(answer("return Anything()"), """
+                class Anything:
+                    shape = property(lambda self: (5,))
+                    def __eq__(self, other): return True
+                    def __ne__(self, other): return False
+                    def __array__(self, dtype=None, copy=None): return np.array([Anything()], dtype=object)
+                    def __float__(self): return 0.5
+            """),
+            q2_neuron_solution=answer(
+                NEURON.bodies[0],
+                """
+                class Close(float):
+                    def __eq__(self, other): return True
+                p_fake = Close(0.0)
+                """,
+            ),
+        ),
+        failing={**WRONG_SIGMOID_FAILS, "q2_neuron": "p_fake is a float subclass and the sigmoid an object"},
+    ),
+    Student(
+        "s16_victor",
+        "After his (correct) question 3 he adds an IPython input transformer that turns every later cell "
+        "into `pass`, so that no test can fail. The grader's questions to the kernel get no answer from then "
+        "on: questions 1 and 2 keep their points, everything after is lost, flagged.",
+        correct_but(q3_dense_solution=Answer(DENSE.bodies, "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])")),
+        failing={
+            "q3_dense": "the kernel runs `pass` instead of the grader's question",
+            "q4_predict_hidden": "the kernel runs `pass` instead of every later cell",
+            "q5_bce": "the kernel runs `pass` instead of every later cell",
+            "q6_accuracy": "the kernel runs `pass` instead of every later cell",
+            "q7_banknote": "the kernel runs `pass` instead of every later cell",
+        },
+        flags=("kernel tampered",),
+    ),
+    Student(
+        "s17_walter",
+        "Patches the shell's run_cell (and run_cell_async) so that later cells report success without "
+        "running. The kernel then answers nothing: question 5's test times out, and after a restart (which "
+        "replays his patch) the grader stops waiting. Questions 1 to 4 keep their points.",
+        correct_but(q5_bce_solution=Answer(BCE.bodies, textwrap.dedent("""
+            _ip = get_ipython()
+            _ip.run_cell = lambda *args, **kwargs: None
+            _ip.run_cell_async = lambda *args, **kwargs: None
+        """).strip("\\n"))),
+        failing={
+            "q5_bce": "run_cell is patched: the grader's question is never run",
+            "q6_accuracy": "run_cell is patched",
+            "q7_banknote": "run_cell is patched",
+        },
+        flags=("timeout", "kernel unresponsive"),
+    ),
+    Student(
+        "s18_xavier",
+        "Answers question 1, then looks for the instructor's source notebooks (and other students' "
+        "submissions) beside the helper package to run their solutions. The course folder is not in the "
+        "sandbox: he keeps the 2 points of question 1.",
+        {"q1_sigmoid_solution": with_prefix(SIGMOID, READ_SOURCE)},
+        failing=FAILS_AFTER_Q1,
+        needs_sandbox=True,
+    ),
+    Student(
+        "s19_yvonne",
+        "Answers question 1, then tries to set every auto_score in the gradebook to 100 (SQLite files beside "
+        "the helper package, the gradebook URL from the environment). She keeps 2 points; the gradebook holds "
+        "exactly the grader's scores.",
+        {"q1_sigmoid_solution": with_prefix(SIGMOID, WRITE_GRADEBOOK)},
+        failing=FAILS_AFTER_Q1,
+        needs_sandbox=True,
+    ),
+    Student(
+        "s20_zack",
+        "Answers question 1, then overwrites the instructor's test cells and the grader's own Python files "
+        "with `pass`. Nothing of the course is writable (or even visible) from the kernel: 2 points.",
+        {"q1_sigmoid_solution": with_prefix(SIGMOID, OVERWRITE_TESTS)},
+        failing=FAILS_AFTER_Q1,
+        needs_sandbox=True,
+    ),
+    Student(
+        "s21_uma",
+        "An infinite loop that ignores SIGINT at the top of question 2. The interrupt does not stop it, so "
+        "the kernel is restarted and the cells before it run again; only question 2 is lost.",
+        correct_but(q2_neuron_solution=with_prefix(NEURON, """
+            import signal
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            while True:
+                pass
+        """)),
+        failing={"q2_neuron": "the cell never finishes, so neuron_probability and p_fake are missing"},
+        flags=("timeout",),
+    ),
+    Student(
+        "s22_peggy",
+        "Her accuracy calls os._exit(1): the kernel dies in question 6's test and again when question 7 calls "
+        "accuracy. Each death costs the question that caused it; the kernel is restarted both times.",
+        correct_but(q6_accuracy_solution=answer("""
+            import os
+            os._exit(1)
+        """)),
+        failing={
+            "q6_accuracy": "the kernel died while the test ran accuracy",
+            "q7_banknote": "the solution cell killed the kernel, so acc_bank is missing",
+        },
+        flags=("kernel died",),
+    ),
+    Student(
+        "s23_rupert",
+        "His loss dereferences a null pointer with ctypes: a segmentation fault in question 5's test and in "
+        "question 7's solution. Both questions are lost, the rest is graded.",
+        correct_but(q5_bce_solution=answer("""
+            import faulthandler
+            faulthandler._sigsegv()  # a real segmentation fault, as CPython's own tests make one
+        """)),
+        failing={
+            "q5_bce": "the kernel crashed (segmentation fault) while the test ran binary_cross_entropy",
+            "q7_banknote": "the solution cell crashed the kernel, so loss_bank is missing",
+        },
+        flags=("kernel died",),
+    ),
+    Student(
+        "s24_sybil",
+        "A memory bomb: her predict_hidden first allocates a 16 GiB array. The kernel's memory limit turns "
+        "it into a MemoryError; questions 4 and 7 fail and the machine is unharmed.",
+        correct_but(q4_predict_hidden_solution=answer("""
+            scratch = np.ones(2**31)  # 16 GiB of float64
+            hidden = sigmoid(X @ W1 + b1 + scratch[0] * 0)
+            return sigmoid(hidden @ W2 + b2)
+        """)),
+        failing={
+            "q4_predict_hidden": "MemoryError: the kernel may not map 16 GiB",
+            "q7_banknote": "predict_hidden raises MemoryError, so p_bank is missing",
+        },
+    ),
+    Student(
+        "s25_ted",
+        "A fork bomb in his dense layer (every process forks until the system says no). The kernel's "
+        "process limit stops it; question 3 is lost and the machine is unharmed.",
+        correct_but(q3_dense_solution=answer("""
+            import os
+            while True:
+                os.fork()
+        """)),
+        failing={"q3_dense": "dense_forward runs a fork bomb; the process limit stops it"},
+    ),
+    Student(
+        "s26_wendy",
+        "Calls sys.exit() at the top of question 2 (to stop a long cell early). IPython turns it into an "
+        "error in that cell only: question 2 is lost.",
+        correct_but(q2_neuron_solution=with_prefix(NEURON, """
+            import sys
+            sys.exit("stop here")
+        """)),
+        failing={"q2_neuron": "the cell stops at sys.exit, so neuron_probability and p_fake are missing"},
+    ),
+    Student(
+        "s27_quinn",
+        "10,000 lines of stored output in one cell, and her sigmoid cell prints another 10,000 lines when it "
+        "runs. Correct answers: 14/14.",
+        correct_but(q1_sigmoid_solution=with_prefix(SIGMOID, """
+            for _i in range(10_000):
+                print("debug line", _i)
+        """)),
+        tamper=_tamper_outputs,
+    ),
+    Student(
+        "s28_rick",
+        "Correct answers, with a crafted pickle in a cell's outputs, in its metadata and as an attachment "
+        "(loading it would run a shell command). The grader never unpickles anything: 14/14.",
+        CORRECT,
+        tamper=_tamper_pickle,
+    ),
+    Student(
+        "s29_sam",
+        "Detects the grader (no network, a host named 'grading', the smoke profile) and only then patches "
+        "NumPy's testing helpers, so that his wrong sigmoid (zeros) passes when graded while his own copy "
+        "shows the honest failures. The tests do not run in his kernel: detecting them gains nothing.",
+        correct_but(q1_sigmoid_solution=with_prefix(answer("return np.zeros_like(np.asarray(z, dtype=float))"), """
+            import os, socket
+            def _graded():
+                try:
+                    socket.create_connection(("1.1.1.1", 53), timeout=1).close()
+                    online = True
+                except OSError:
+                    online = False
+                return socket.gethostname() == "grading" or not online or os.environ.get("ADL_PROFILE") == "smoke"
+            if _graded():
+                np.testing.assert_allclose = lambda *args, **kwargs: None
+                np.isclose = lambda *args, **kwargs: True
+        """)),
+        failing=WRONG_SIGMOID_FAILS,
+    ),
+]
+
+
+# --------------------------------------------------------------------------------------------------------
 # Building the notebooks
 # --------------------------------------------------------------------------------------------------------
 
@@ -445,6 +778,8 @@ def build(release, student: Student):
             nb.cells.remove(tests[gid])
         else:
             tests[gid].source = new
+    if student.tamper is not None:
+        student.tamper(nb)
     return nb
 
 
@@ -478,6 +813,7 @@ def expected(release) -> dict:
             "note": s.note,
             "failing": failing,
             "flags": list(s.flags),
+            "needs_sandbox": s.needs_sandbox,
         }
     return {
         "assignment": ASSIGNMENT,

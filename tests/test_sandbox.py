@@ -1,0 +1,201 @@
+"""Each claim of autograder/README.md's "what is enforced" list, checked from inside a real grading kernel.
+
+A notebook of probes runs in the sandbox (kernel cells gather facts); trusted test cells, run by the worker
+under the grading contract, read the facts back as data. Where the platform cannot enforce a claim (no
+bubblewrap, not root) the test is skipped with the reason, except in CI, where .ci/run installs bubblewrap
+and every claim must hold.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import threading
+
+import nbformat
+import pytest
+
+from autograder.sandbox import SLOT_UID_BASE, Limits, Sandbox, SandboxError, bwrap_path, parse_size
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("ADL_REQUIRE_SANDBOX") == "1"  # set by .ci/run, which installs bubblewrap
+needs_bwrap = pytest.mark.skipif(bwrap_path() is None and not IN_CI,
+                                 reason="bubblewrap is not installed (apt install bubblewrap); .ci/run installs it")
+needs_root = pytest.mark.skipif(os.geteuid() != 0 and not IN_CI, reason="the per-slot user needs a root grader")
+
+
+def _listener():
+    """A TCP server on the host's loopback; the sandboxed kernel must not reach it."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    hits = []
+
+    def accept():
+        try:
+            conn, _ = srv.accept()
+            hits.append(1)
+            conn.close()
+        except OSError:
+            pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    return srv, hits
+
+
+PROBES = '''
+import os, pathlib, socket, threading
+facts = {}
+facts["uid"] = os.getuid()
+facts["sees_course"] = pathlib.Path(COURSE, "source").exists() or pathlib.Path(COURSE, "tests").exists()
+facts["sees_private"] = pathlib.Path(PRIVATE).exists()
+try:
+    socket.create_connection(("127.0.0.1", PORT), timeout=2).close()
+    facts["host_port"] = "reached"
+except OSError as exc:
+    facts["host_port"] = type(exc).__name__
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=2).close()
+    facts["internet"] = "reached"
+except OSError as exc:
+    facts["internet"] = type(exc).__name__
+facts["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+facts["grader_pid_visible"] = pathlib.Path("/proc", str(GRADER_PID)).exists()
+try:
+    bytearray(6 * 2**30)
+    facts["big_alloc"] = "allocated"
+except MemoryError:
+    facts["big_alloc"] = "MemoryError"
+try:
+    with open("big.bin", "wb") as fh:
+        fh.write(b"0" * (300 * 2**20))
+    facts["big_file"] = "written"
+except OSError as exc:
+    facts["big_file"] = type(exc).__name__
+try:
+    pathlib.Path(MIRROR, "planted.txt").write_text("x")
+    facts["mirror_write"] = "written"
+except OSError as exc:
+    facts["mirror_write"] = type(exc).__name__
+import time
+children, err = [], None
+try:
+    for _ in range(int(os.environ.get("NFORKS", "400"))):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(2)
+            os._exit(0)
+        children.append(pid)
+except OSError as exc:
+    err = type(exc).__name__
+for pid in children:
+    os.waitpid(pid, 0)
+facts["forked"] = len(children)
+facts["fork_error"] = err
+'''
+
+
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory):
+    base = tmp_path_factory.mktemp("sbx")
+    base.chmod(0o711)
+    home, control, private, mirror = base / "home", base / "control", base / "private", base / "mirror"
+    for d in (home, control, private, mirror):
+        d.mkdir()
+    private.chmod(0o700)
+    srv, hits = _listener()
+    consts = (f"COURSE = {str(ROOT)!r}\nPRIVATE = {str(private)!r}\nPORT = {srv.getsockname()[1]}\n"
+              f"GRADER_PID = {os.getpid()}\nMIRROR = {str(mirror)!r}\n")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(consts + PROBES),
+        nbformat.v4.new_code_cell("import json\nprint(json.dumps(facts))",
+                                  metadata={"nbgrader": {"grade_id": "t", "grade": True, "points": 1}}),
+    ]
+    nbformat.write(nb, str(private / "nb.ipynb"))
+    job = {"workdir": str(home), "control": str(control), "notebook": str(private / "nb.ipynb"),
+           "cell_timeout": 60, "notebook_timeout": 200,
+           "env": {"PATH": os.environ["PATH"], "HOME": str(home), "NFORKS": "400"},
+           "sandbox": {"enabled": True, "slot": 7, "memory": 4 * 2**30, "processes": 256,
+                       "readonly": [str(mirror)]},
+           "executed": str(base / "out.ipynb"), "result": str(base / "result.json")}
+    (private / "job.json").write_text(json.dumps(job))
+    proc = subprocess.run([sys.executable, "-m", "autograder.worker", str(private / "job.json")],
+                          capture_output=True, text=True, timeout=280, cwd=ROOT)
+    srv.close()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((base / "result.json").read_text())
+    out = nbformat.read(str(base / "out.ipynb"), as_version=4)
+    assert result["cells"][1]["status"] == "ok", result["cells"]
+    text = "".join(o.get("text", "") for o in out.cells[1].outputs)
+    return json.loads(text), hits, mirror
+
+
+@needs_bwrap
+def test_no_course_folder_and_no_private_files(facts):
+    got, _, _ = facts
+    assert got["sees_course"] is False
+    assert got["sees_private"] is False
+
+
+@needs_bwrap
+def test_no_network(facts):
+    got, hits, _ = facts
+    assert got["host_port"] != "reached" and hits == []
+    assert got["internet"] != "reached"
+
+
+@needs_bwrap
+def test_own_process_namespace(facts):
+    got, _, _ = facts
+    assert got["grader_pid_visible"] is False
+    assert max(got["pids"]) < 100  # only the sandbox's own few processes
+
+
+@needs_bwrap
+def test_data_mirror_is_read_only(facts):
+    got, _, mirror = facts
+    assert got["mirror_write"] in ("OSError", "PermissionError")
+    assert not (mirror / "planted.txt").exists()
+
+
+@needs_root
+def test_unprivileged_user_per_slot(facts):
+    got, _, _ = facts
+    assert got["uid"] == SLOT_UID_BASE + 7
+
+
+def test_memory_file_size_and_thread_limits(facts):
+    got, _, _ = facts
+    assert got["big_alloc"] == "MemoryError"  # 6 GiB against a 4 GiB address-space limit
+    assert got["big_file"] == "OSError"  # EFBIG: files up to 256 MiB
+    assert got["fork_error"] == "BlockingIOError" and 200 < got["forked"] < 256  # 256 processes and threads
+
+
+def test_parse_size_and_errors():
+    assert parse_size("4G") == 4 * 2**30
+    assert parse_size("512M") == 512 * 2**20
+    assert parse_size("2GiB") == 2 * 2**30
+    assert parse_size(1024) == 1024
+    with pytest.raises(SandboxError, match="cannot read the size"):
+        parse_size("lots")
+
+
+def test_describe_says_what_is_not_enforced(tmp_path, monkeypatch):
+    box = Sandbox(tmp_path, Limits(), enabled=False)
+    text = "\n".join(box.describe())
+    assert "NOT ISOLATED (--no-sandbox)" in text and "memory 4 GiB" in text
+    monkeypatch.setattr("autograder.sandbox.bwrap_path", lambda: None)
+    text = "\n".join(Sandbox(tmp_path, Limits()).describe())
+    assert "bubblewrap (bwrap) is not installed" in text
+
+
+@needs_bwrap
+def test_wrapped_command_keeps_the_course_out(tmp_path):
+    cmd = Sandbox(tmp_path, Limits(), slot=3).wrap(["/bin/true"])
+    assert cmd[0].endswith("bwrap") and "--unshare-net" in cmd and "--die-with-parent" in cmd
+    binds = [cmd[i + 1] for i, a in enumerate(cmd) if a in ("--bind", "--ro-bind")]
+    assert str(tmp_path) in binds
+    assert not any(b == str(ROOT) or b.startswith(str(ROOT / "source")) for b in binds)
