@@ -20,11 +20,13 @@ installs bubblewrap and the tests check every claim.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import os
 import pathlib
 import re
 import shutil
+import subprocess
 import sys
 
 UNIT = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
@@ -70,6 +72,26 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
+@functools.lru_cache(maxsize=1)
+def bwrap_problem() -> str | None:
+    """None if bubblewrap can build the sandbox here; else why not (checked once, with the same namespaces)."""
+    path = bwrap_path()
+    if path is None:
+        return "bubblewrap (bwrap) is not installed"
+    cmd = [path, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
+           "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"]
+    if os.geteuid() != 0:
+        cmd.insert(1, "--unshare-user")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap does not run here ({exc})"
+    if proc.returncode != 0:
+        return (f"bubblewrap cannot create namespaces here ({proc.stderr.strip()[:200]}); inside Docker, grade "
+                "on the host or give the container the privilege to create namespaces")
+    return None
+
+
 def _readonly_roots() -> list[pathlib.Path]:
     """What the kernel needs to read: the Python installation, the environment, the helper package."""
     roots = {pathlib.Path(sys.base_prefix).resolve(), pathlib.Path(sys.prefix).resolve()}
@@ -92,7 +114,7 @@ class Sandbox:
     @property
     def isolated(self) -> bool:
         """True when bubblewrap namespaces are used."""
-        return self.enabled and bwrap_path() is not None
+        return self.enabled and bwrap_problem() is None
 
     @property
     def uid(self) -> int | None:
@@ -176,6 +198,6 @@ class Sandbox:
             lines.append("NOT ISOLATED (--no-sandbox): the kernel can read what the grader's user can read, "
                          "and use the network")
         else:
-            lines.append("NOT ISOLATED: bubblewrap (bwrap) is not installed, so the kernel can read what the "
-                         "grader's user can read and use the network. Install it (apt install bubblewrap).")
+            lines.append(f"NOT ISOLATED: {bwrap_problem()}, so the kernel can read what the grader's user can "
+                         "read and use the network. Install it (apt install bubblewrap) where namespaces work.")
         return lines

@@ -17,6 +17,7 @@ import threading
 import nbformat
 import pytest
 
+from autograder import sandbox as sandbox_module
 from autograder.sandbox import SLOT_UID_BASE, Limits, Sandbox, SandboxError, bwrap_path, parse_size
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -188,8 +189,28 @@ def test_describe_says_what_is_not_enforced(tmp_path, monkeypatch):
     text = "\n".join(box.describe())
     assert "NOT ISOLATED (--no-sandbox)" in text and "memory 4 GiB" in text
     monkeypatch.setattr("autograder.sandbox.bwrap_path", lambda: None)
-    text = "\n".join(Sandbox(tmp_path, Limits()).describe())
-    assert "bubblewrap (bwrap) is not installed" in text
+    sandbox_module.bwrap_problem.cache_clear()
+    try:
+        text = "\n".join(Sandbox(tmp_path, Limits()).describe())
+        assert "bubblewrap (bwrap) is not installed" in text
+        assert Sandbox(tmp_path, Limits()).wrap(["/bin/true"])[0].endswith("prlimit") or os.geteuid() == 0
+    finally:
+        sandbox_module.bwrap_problem.cache_clear()
+
+
+def test_bwrap_that_cannot_make_namespaces_is_reported(tmp_path, monkeypatch):
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr("autograder.sandbox.bwrap_path", lambda: str(fake))
+    sandbox_module.bwrap_problem.cache_clear()
+    try:
+        box = Sandbox(tmp_path, Limits())
+        assert not box.isolated
+        assert "cannot create namespaces here" in "\n".join(box.describe())
+        assert "--unshare-net" not in box.wrap(["/bin/true"])  # limits only, and said so
+    finally:
+        sandbox_module.bwrap_problem.cache_clear()
 
 
 @needs_bwrap

@@ -100,3 +100,13 @@ def test_import_is_cheap():
     code = "import sys, adl_helpers; print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_setup_without_tensorflow_does_not_import_it():
+    """NumPy-only notebooks (hw1) skip the TensorFlow import: grading kernels start in a second, not five."""
+    code = ("import sys, adl_helpers as adl; adl.setup(seed=1, profile='smoke', quiet=True, tensorflow=False); "
+            "import numpy as np; a = np.random.rand(); adl.set_seed(1, tensorflow=False); "
+            "assert np.random.rand() == a; print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
