@@ -168,7 +168,10 @@ class Runner:
                     continue
                 try:
                     self.last_status = None
-                    self.client.execute_cell(cell, index)
+                    try:
+                        self.client.execute_cell(cell, index)
+                    finally:
+                        self._reap_strays(index)
                     err = _error_of(cell)
                     if self.last_status == "error" and not err:  # the error output came late or not at all
                         err = _error_of({"outputs": [{"output_type": "error", **self.last_reply}]})
@@ -188,6 +191,32 @@ class Runner:
                     self._recover(index, results, interrupt=False)
                 results.append(entry)
         return results
+
+    def _reap_strays(self, index: int) -> None:
+        """Kill the processes a cell left behind (a fork bomb's survivors, a daemon): in the sandbox only the
+        kernel and bubblewrap's own processes may outlive a cell. A forked copy of the kernel would otherwise
+        hold the process limit and the kernel's sockets."""
+        import psutil
+
+        try:
+            top = psutil.Process(self.client.km.provisioner.process.pid)
+            procs = top.children(recursive=True)
+            kernels = [p for p in [top, *procs]  # the python process, not bwrap (whose arguments name it too)
+                       if p.name() != "bwrap" and "ipykernel_launcher" in " ".join(p.cmdline())]
+        except (psutil.Error, AttributeError):
+            return
+        if not kernels:
+            return
+        kernel = min(kernels, key=lambda p: (p.create_time(), p.pid))
+        keep = {top.pid, kernel.pid, *(p.pid for p in kernel.parents())}
+        strays = [p for p in procs if p.pid not in keep]
+        for proc in strays:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        if strays:
+            self.events.append(f"cell {index}: killed {len(strays)} process(es) it left running")
 
     def _run_test(self, index: int, cell, gid: str | None, entry: dict, done: list[dict]) -> None:
         """Run one test cell in this process against the kernel (the grading contract)."""
@@ -221,7 +250,10 @@ class Runner:
             if remaining < 0.5:
                 raise CellTimeoutError("no time left")
             self.last_status = None
-            self._scratch(code, remaining)
+            try:
+                self._scratch(code, remaining)
+            finally:
+                self._reap_strays(-1)
         except CellTimeoutError:
             raise KernelUnavailable("timeout", f"the test ran longer than {self.client.timeout} s") from None
         except DeadKernelError:

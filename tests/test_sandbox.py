@@ -46,9 +46,26 @@ def _listener():
     return srv, hits
 
 
+FORK_AND_LEAVE = '''
+import os, time
+left = []
+for _ in range(5):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(600)
+        os._exit(0)
+    left.append(pid)
+'''
+
 PROBES = '''
 import os, pathlib, socket, threading
 facts = {}
+def _state(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().split(") ")[1].split()[0]
+    except OSError:
+        return "gone"
+facts["left_running"] = [pid for pid in left if _state(pid) not in ("Z", "gone")]
 facts["uid"] = os.getuid()
 facts["sees_course"] = pathlib.Path(COURSE, "source").exists() or pathlib.Path(COURSE, "tests").exists()
 facts["sees_private"] = pathlib.Path(PRIVATE).exists()
@@ -111,6 +128,7 @@ def facts(tmp_path_factory):
               f"GRADER_PID = {os.getpid()}\nMIRROR = {str(mirror)!r}\n")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
+        nbformat.v4.new_code_cell(FORK_AND_LEAVE),
         nbformat.v4.new_code_cell(consts + PROBES),
         nbformat.v4.new_code_cell("import json\nprint(json.dumps(facts))",
                                   metadata={"nbgrader": {"grade_id": "t", "grade": True, "points": 1}}),
@@ -129,8 +147,9 @@ def facts(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((base / "result.json").read_text())
     out = nbformat.read(str(base / "out.ipynb"), as_version=4)
-    assert result["cells"][1]["status"] == "ok", result["cells"]
-    text = "".join(o.get("text", "") for o in out.cells[1].outputs)
+    assert result["cells"][2]["status"] == "ok", result["cells"]
+    assert "cell 0: killed 5 process(es) it left running" in result["events"]
+    text = "".join(o.get("text", "") for o in out.cells[2].outputs)
     return json.loads(text), hits, mirror
 
 
@@ -153,6 +172,11 @@ def test_own_process_namespace(facts):
     got, _, _ = facts
     assert got["grader_pid_visible"] is False
     assert max(got["pids"]) < 100  # only the sandbox's own few processes
+
+
+def test_processes_a_cell_leaves_behind_are_killed(facts):
+    got, _, _ = facts
+    assert got["left_running"] == []
 
 
 @needs_bwrap
@@ -220,3 +244,30 @@ def test_wrapped_command_keeps_the_course_out(tmp_path):
     binds = [cmd[i + 1] for i, a in enumerate(cmd) if a in ("--bind", "--ro-bind")]
     assert str(tmp_path) in binds
     assert not any(b == str(ROOT) or b.startswith(str(ROOT / "source")) for b in binds)
+
+
+def test_fork_bomb_in_a_cell_costs_that_cell_only(tmp_path):
+    """`while True: os.fork()` at the top level of a cell: the process limit stops it, the survivors (forked
+    copies of the kernel) are killed after the cell, and the kernel grades the rest of the notebook."""
+    home, control, private = tmp_path / "home", tmp_path / "control", tmp_path / "private"
+    for d in (home, control, private):
+        d.mkdir()
+    tmp_path.chmod(0o711)
+    private.chmod(0o700)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in ("p = 0.5", "import os\nwhile True:\n    os.fork()", "q = 1")]
+    nb.cells.append(nbformat.v4.new_code_cell("assert p == 0.5 and q == 1",
+                                              metadata={"nbgrader": {"grade_id": "t", "grade": True, "points": 1}}))
+    nbformat.write(nb, str(private / "nb.ipynb"))
+    job = {"workdir": str(home), "control": str(control), "notebook": str(private / "nb.ipynb"),
+           "cell_timeout": 60, "notebook_timeout": 200, "env": {"PATH": os.environ["PATH"], "HOME": str(home)},
+           "sandbox": {"enabled": True, "slot": 8, "memory": 4 * 2**30, "processes": 128, "readonly": []},
+           "executed": str(tmp_path / "out.ipynb"), "result": str(tmp_path / "result.json")}
+    (private / "job.json").write_text(json.dumps(job))
+    proc = subprocess.run([sys.executable, "-m", "autograder.worker", str(private / "job.json")],
+                          capture_output=True, text=True, timeout=280, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert [c["status"] for c in result["cells"]] == ["ok", "error", "ok", "ok"]
+    assert result["cells"][1]["ename"] == "BlockingIOError"
+    assert any(e.startswith("cell 1: killed ") for e in result["events"]), result["events"]
