@@ -25,7 +25,8 @@ c.CourseDirectory.db_url = os.environ.get(
     "ADL_GRADEBOOK_URL", "sqlite:///" + os.path.join(_root, "build", "gradebook.db")
 )
 # Never copy caches, checkpoints or stray binaries from source/ into the student release.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store"]
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store",
+                            "wrong_answers.yml"]  # the instructor's wrong-answer cases (autograder/cases.py)
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"

@@ -4,7 +4,7 @@ The public API is what this module exports. Importing it is cheap: no TensorFlow
 no training. Submodules that need TensorFlow import it when first used.
 """
 
-from adl_helpers import datasets, pretrained
+from adl_helpers import datasets, grading, pretrained
 from adl_helpers.settings import PROFILES, Profile, data_dir, get_profile, mirror_dir, set_seed, setup
 
 __version__ = "0.1.0"
@@ -15,6 +15,7 @@ __all__ = [
     "data_dir",
     "datasets",
     "get_profile",
+    "grading",
     "mirror_dir",
     "pretrained",
     "set_seed",

@@ -32,6 +32,7 @@ from jupyter_core.utils import ensure_async, run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+from adl_helpers import grading as adl_grading
 from autograder.contract import (
     KERNEL_SIDE,
     MAX_RESPONSE,
@@ -41,6 +42,7 @@ from autograder.contract import (
     TrustedTests,
     read_answer,
 )
+from autograder.evaluate import ModelEvaluator
 from autograder.sandbox import Limits, Sandbox
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -123,7 +125,7 @@ class Runner:
         self.last_status: str | None = None
         self.last_reply: dict = {}
         self.tests = TrustedTests(Link(self._ask))
-        self.test_deadline = 0.0
+        self.test_budget = 0.0  # seconds the current test cell may still spend waiting for the kernel
         self.broken: str | None = None  # set when the kernel stopped answering for good
 
     def _kernel_manager(self):
@@ -220,7 +222,9 @@ class Runner:
 
     def _run_test(self, index: int, cell, gid: str | None, entry: dict, done: list[dict]) -> None:
         """Run one test cell in this process against the kernel (the grading contract)."""
-        self.test_deadline = time.monotonic() + self.client.timeout
+        # The cell time limit counts the student's code (the kernel's answers), not the grader's own work in
+        # the test (importing TensorFlow, evaluating a saved model).
+        self.test_budget = float(self.client.timeout)
         try:
             outcome = self.tests.run(cell.source, gid or f"cell {index}")
         except KernelUnavailable as exc:
@@ -245,7 +249,8 @@ class Runner:
         req.write_text(json.dumps(request))
         req.chmod(0o644)
         code = f"{KERNEL_SIDE}\n_adl_answer(globals(), {str(req)!r}, {str(ans)!r})\ndel _adl_answer\n"
-        remaining = min(self.test_deadline, self.deadline) - time.monotonic()
+        started = time.monotonic()
+        remaining = min(self.test_budget, self.deadline - started)
         try:
             if remaining < 0.5:
                 raise CellTimeoutError("no time left")
@@ -253,6 +258,7 @@ class Runner:
             try:
                 self._scratch(code, remaining)
             finally:
+                self.test_budget -= time.monotonic() - started
                 self._reap_strays(-1)
         except CellTimeoutError:
             raise KernelUnavailable("timeout", f"the test ran longer than {self.client.timeout} s") from None
@@ -384,7 +390,18 @@ def run_job(job_path: str) -> None:
         )
     start = time.monotonic()
     runner = Runner(nb, workdir, job["cell_timeout"], job["notebook_timeout"], job["env"], sandbox, control)
-    cells = runner.run()
+    # Saved models (adl.grading.evaluate_saved_model in a test cell) are loaded in a sandbox of their own.
+    box = job.get("sandbox", {})
+    adl_grading._evaluator = ModelEvaluator(
+        workdir, timeout=job["cell_timeout"], slot=box.get("slot", 0),
+        limits=Limits(memory=box.get("memory", Limits.memory), processes=64, cpu_seconds=int(job["cell_timeout"]) * 4),
+        sandbox=box.get("enabled", True),
+        env={k: v for k, v in job["env"].items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "TF_CPP_MIN_LOG_LEVEL")},
+    )
+    try:
+        cells = runner.run()
+    finally:
+        adl_grading._evaluator = None
     pathlib.Path(job["executed"]).write_text(nbformat.writes(nb))
     result = {
         "cells": cells,
@@ -407,6 +424,7 @@ def serve() -> int:
 
     channel = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # stray prints (and the kernel's inherited stdout) go to the log, not the protocol
+    import tensorflow  # noqa: F401 (the tests' TensorFlow, imported once per worker, before any job)
     for line in sys.stdin:
         path = line.strip()
         if not path:

@@ -76,7 +76,7 @@ def test_solution_full_marks_blank_zero(graded, assignment):
 def test_sample_class_gets_expected_grades(graded, assignment):
     expected = json.loads((SAMPLES / assignment / "expected.json").read_text())
     students = expected.get("students", expected)
-    assert len(students) >= 12
+    assert len(students) >= (12 if assignment == "hw1" else 2)  # hw2 on: the wrong-answer cases
     for student, exp in students.items():
         if student not in graded[assignment]:
             assert exp["needs_sandbox"] and not pipeline.sandbox_isolated(load_course(ROOT), assignment)

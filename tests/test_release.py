@@ -62,6 +62,7 @@ def test_release_has_no_solutions_or_hidden_tests():
         for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
             assert marker not in text, f"{nb}: {marker}"
         assert "raise NotImplementedError()" in text
+    assert not list((ROOT / "release").rglob("wrong_answers.yml")), "the instructor's wrong-answer cases were released"
 
 
 def test_stale_release_is_detected(regenerated, tmp_path):

@@ -845,34 +845,70 @@ def render(release_path: pathlib.Path = RELEASE) -> dict[str, bytes]:
 SUBMISSION = re.compile(rf"^s\d+_[a-z]+_{ASSIGNMENT}\.ipynb$")
 
 
+def render_cases(assignment: str) -> dict[str, bytes]:
+    """The sample class of an assignment with ``source/<assignment>/wrong_answers.yml``: a correct student
+    and one student per wrong-answer case (see autograder/cases.py), with expected.json."""
+    sys.path.insert(0, str(ROOT))
+    from autograder import cases
+
+    source_dir = ROOT / "source" / assignment
+    source_nb = nbformat.read(source_dir / f"{assignment}.ipynb", as_version=4)
+    release_nb = nbformat.read(ROOT / "release" / assignment / f"{assignment}.ipynb", as_version=4)
+    files, students = {}, {}
+    for st in cases.build_class(assignment, source_nb, release_nb, source_dir):
+        name = f"{st['id']}_{assignment}.ipynb"
+        files[name] = nbformat.writes(st["notebook"]).encode() + b"\n"
+        points = cases.expected_points(source_nb, st["loses"])
+        students[st["id"]] = {"file": name, "points": points, "total": sum(points.values()), "flags": [],
+                              "note": st["note"]}
+    rules = [f"Built from source/{assignment}/wrong_answers.yml by autograder/samples/make_sample_class.py: "
+             "each student is the release filled in with the solution's code, with at most one plausible "
+             "mistake, which must cost exactly the points of the test cells it names.", *RULES[:3]]
+    files["expected.json"] = (json.dumps({"rules": rules, "students": students}, indent=1) + "\n").encode()
+    return files
+
+
+def case_assignments() -> list[str]:
+    return sorted(p.parent.name for p in (ROOT / "source").glob("*/wrong_answers.yml"))
+
+
+def _sync(files: dict[str, bytes], out: pathlib.Path, assignment: str, check: bool) -> bool:
+    """Write (or, with check, compare) one class folder. True if it was up to date."""
+    stale = sorted(p.name for p in out.glob(f"*_{assignment}.ipynb") if p.name not in files) if out.is_dir() else []
+    differing = [name for name, data in files.items()
+                 if not (out / name).is_file() or (out / name).read_bytes() != data]
+    if check:
+        for name in differing:
+            print(f"out of date: {out / name}", file=sys.stderr)
+        for name in stale:
+            print(f"not in the roster: {out / name}", file=sys.stderr)
+        return not (differing or stale)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in differing:
+        (out / name).write_bytes(files[name])
+    for name in stale:
+        (out / name).unlink()
+    print(f"{out}: {len(files) - 1} submissions and expected.json "
+          f"({len(differing)} written, {len(stale)} removed, {len(files) - len(differing)} unchanged)")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--release", type=pathlib.Path, default=RELEASE, help="the release notebook to start from")
     parser.add_argument("--out", type=pathlib.Path, default=OUT_DIR, help="the class folder to write")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is out of date")
+    parser.add_argument("--only", help="one assignment (default: hw1 and every assignment with wrong_answers.yml)")
     args = parser.parse_args(argv)
 
-    files = render(args.release)
-    stale = sorted(p.name for p in args.out.glob(f"*_{ASSIGNMENT}.ipynb") if SUBMISSION.match(p.name)
-                   and p.name not in files) if args.out.is_dir() else []
-    differing = [name for name, data in files.items()
-                 if not (args.out / name).is_file() or (args.out / name).read_bytes() != data]
-    if args.check:
-        for name in differing:
-            print(f"out of date: {args.out / name}", file=sys.stderr)
-        for name in stale:
-            print(f"not in the roster: {args.out / name}", file=sys.stderr)
-        return 1 if differing or stale else 0
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in differing:
-        (args.out / name).write_bytes(files[name])
-    for name in stale:
-        (args.out / name).unlink()
-    print(f"{args.out}: {len(files) - 1} submissions and expected.json "
-          f"({len(differing)} written, {len(stale)} removed, {len(files) - len(differing)} unchanged)")
-    return 0
-
+    ok = True
+    if args.only in (None, ASSIGNMENT):
+        files = render(args.release)
+        ok &= _sync(files, args.out, ASSIGNMENT, args.check)
+    for assignment in case_assignments():
+        if args.only in (None, assignment):
+            ok &= _sync(render_cases(assignment), HERE / assignment, assignment, args.check)
+    return 0 if ok else 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,95 @@
+"""autograder.cases: wrong_answers.yml is checked against its notebook, and the sample students built from it
+are the release filled in with the solution's code, with exactly one edit."""
+
+from __future__ import annotations
+
+import pathlib
+import textwrap
+
+import nbformat
+import pytest
+
+from autograder import cases
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+WITH_CASES = sorted(p.parent.name for p in (ROOT / "source").glob("*/wrong_answers.yml"))
+
+
+def _nb(*cells):
+    nb = nbformat.v4.new_notebook()
+    for gid, kind, source, points in cells:
+        md = {"grade_id": gid, "locked": kind != "solution", "schema_version": 3,
+              "solution": kind == "solution", "grade": kind == "test"}
+        if kind == "test":
+            md["points"] = points
+        nb.cells.append(nbformat.v4.new_code_cell(source, metadata={"nbgrader": md}))
+    return nb
+
+
+SOURCE = _nb(
+    ("q1_solution", "solution", "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n", None),
+    ("q1", "test", "assert f(1) == 2", 2),
+    ("q2_solution", "solution", "### BEGIN SOLUTION\ny = 3\n### END SOLUTION\n", None),
+    ("q2", "test", "assert y == 3", 1),
+)
+RELEASE = _nb(
+    ("q1_solution", "solution", "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n", None),
+    ("q1", "test", "assert f(1) == 2", 2),
+    ("q2_solution", "solution", "# YOUR CODE HERE\nraise NotImplementedError()\n", None),
+    ("q2", "test", "assert y == 3", 1),
+)
+
+
+def _write(tmp_path, text):
+    (tmp_path / "wrong_answers.yml").write_text(textwrap.dedent(text))
+    return tmp_path
+
+
+GOOD = """
+    cases:
+      - {id: plus-two, cell: q1_solution, replace: "x + 1", with: "x + 2", loses: [q1], why: off by one}
+      - {id: y-four, cell: q2_solution, replace: "y = 3", with: "y = 4", loses: [q2], why: wrong constant}
+"""
+
+
+def test_cases_become_students_with_one_edit(tmp_path):
+    students = cases.build_class("hwx", SOURCE, RELEASE, _write(tmp_path, GOOD))
+    assert [s["id"] for s in students] == ["w01_plus_two", "w02_y_four"]
+    correct = cases.fill_release(RELEASE, SOURCE)
+    assert correct.cells[0].source == "def f(x):\n    return x + 1\n"
+    assert correct.cells[2].source == "y = 3\n"
+    assert students[1]["notebook"].cells[2].source == "y = 4\n"
+    students = students[:1] * 2  # the first case stands at index 1 below
+    assert students[1]["notebook"].cells[0].source == "def f(x):\n    return x + 2\n"
+    assert students[1]["notebook"].cells[2].source == "y = 3\n"
+    assert students[1]["notebook"].cells[1].source == RELEASE.cells[1].source  # the release's test cell
+    assert cases.expected_points(SOURCE, students[1]["loses"]) == {"q1": 0.0, "q2": 1.0}
+
+
+@pytest.mark.parametrize("text, match", [
+    ("cases: [{id: a, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1]}]", "missing"),
+    ("cases: [{id: a, cell: q9_solution, replace: 'x + 1', with: 'x', loses: [q1], why: w}]", "not a solution cell"),
+    ("cases: [{id: a, cell: q1, replace: 'f(1)', with: 'f(2)', loses: [q1], why: w}]", "not a solution cell"),
+    ("cases: [{id: a, cell: q1_solution, replace: 'x - 1', with: 'x', loses: [q1], why: w}]", "found 0 times"),
+    ("cases: [{id: a, cell: q1_solution, replace: 'x', with: 'y', loses: [q1], why: w}]", "found 2 times"),
+    ("cases: [{id: a, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1_solution], why: w}]",
+     "graded test cells"),
+    ("cases: [{id: A b, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1], why: w}]", "slugs"),
+    ("cases: [{id: a, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1], why: w}]", "no case loses"),
+    ("cases: {a: 1}", "list under 'cases'"),
+    ("cases: [oops", "not valid YAML"),
+])
+def test_bad_cases_files_are_refused_with_the_reason(tmp_path, text, match):
+    with pytest.raises(cases.CaseError, match=match):
+        cases.load_cases(_write(tmp_path, text), SOURCE)
+
+
+def test_no_cases_file_means_no_cases(tmp_path):
+    assert cases.load_cases(tmp_path, SOURCE) == []
+
+
+@pytest.mark.parametrize("assignment", WITH_CASES)
+def test_every_assignment_cases_fit_its_notebook(assignment):
+    source = nbformat.read(ROOT / "source" / assignment / f"{assignment}.ipynb", as_version=4)
+    found = cases.load_cases(ROOT / "source" / assignment, source)
+    assert found, f"{assignment}: wrong_answers.yml has no cases"
