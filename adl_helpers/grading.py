@@ -95,7 +95,12 @@ def load_for_grading(path):
 def model_report(model, batches, *, batch_size=256, single=True):
     """The dict :func:`evaluate_saved_model` returns, for a loaded ``model`` and ``{name: array}`` batches."""
     outputs = {}
+    expected = _shape(getattr(model, "input_shape", None))
     for name, x in batches.items():
+        if expected and not isinstance(expected[0], list) and (len(expected) != x.ndim or any(
+                e is not None and e != d for e, d in zip(expected[1:], x.shape[1:], strict=True))):
+            raise ValueError(f"evaluate_saved_model: inputs of shape {x.shape} do not fit the model, which takes "
+                             f"{tuple(expected)} (None: any size)")
         y = model.predict(x, batch_size=batch_size, verbose=0)
         if isinstance(y, (list, tuple)):
             raise ValueError("evaluate_saved_model: the model has several outputs; grading expects one")

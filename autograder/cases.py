@@ -115,16 +115,20 @@ def fill_release(release_nb, source_nb, case: Case | None = None):
 
 
 def build_class(assignment: str, source_nb, release_nb, source_dir: pathlib.Path) -> list[dict]:
-    """The sample students of ``assignment``, one per case: [{"id", "notebook", "note", "loses"}]. (The
+    """The sample students of ``assignment``, one per case: [{"id", "notebook", "note", "loses", "ci"}]
+    (``ci``: the first case that loses some test cell; CI grades those, the demo grades every case). (The
     correct student is the solution itself, which the demo and the tests grade anyway.)"""
-    students = []
+    students, covered = [], set()
     for i, case in enumerate(load_cases(source_dir, source_nb), start=1):
         students.append({
             "id": f"w{i:02d}_{case.id.replace('-', '_')}",
             "notebook": fill_release(release_nb, source_nb, case),
             "loses": list(case.loses),
             "note": f"{case.why} (in {case.cell}): loses {', '.join(case.loses)} and nothing else.",
+            # CI grades the first case of each test cell; the demo and check_cases.py grade them all
+            "ci": not set(case.loses) <= covered,
         })
+        covered |= set(case.loses)
     return students
 
 

@@ -8,20 +8,24 @@ its place, so that a crafted model file never gets near the grader's process:
 1. The file must be a plain file name in the submission's folder (no path, no symlink: opened with
    ``O_NOFOLLOW``), a regular file of at most :data:`adl_helpers.grading.MAX_MODEL_BYTES`. It is copied into
    a fresh folder, with the inputs as ``.npy`` files.
-2. A fresh Python process in its own sandbox (bubblewrap, an unprivileged user of its own, the resource
+2. A Python process in its own sandbox (bubblewrap, an unprivileged user of its own, the resource
    limits; no network, no course folder) loads the copy with Keras' safe mode (no ``Lambda`` code, no
    unknown classes) and writes the outputs as ``.npy`` files and the rest as JSON. No student code runs
-   there, and the student's kernel cannot see or reach it.
+   there, and the student's kernel cannot see or reach it. The process stays up for the rest of the job and
+   answers further evaluations of the same file (a public check and a hidden test, say) without loading it
+   again; a changed file gets a process of its own.
 3. The grader reads the outputs with ``allow_pickle=False``; the test compares them with labels that
    never left the grader.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -34,31 +38,47 @@ from autograder.sandbox import Limits, Sandbox
 EVAL_SLOT_OFFSET = 500  # the evaluator of slot N runs as uid SLOT_UID_BASE + N + 500: not the kernel's user
 MAX_OUTPUT_BYTES = 256 * 2**20
 
-# Runs inside the sandbox with `python -I`: nothing but Keras loading the file and predicting.
+# Runs inside the sandbox with `python -I`: Keras loads the file once, then answers one request per line of
+# stdin (a folder name under requests/ holding the inputs) with a line on stdout; nothing else runs there.
 EVALUATOR_CODE = r"""
-import json, sys, traceback
+import json, sys
 import numpy as np
+def answer(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 try:
     from adl_helpers import grading
-    req = json.load(open("request.json"))
-    batches = {name: np.load(f"input-{i}.npy", allow_pickle=False) for i, name in enumerate(req["names"])}
     model = grading.load_for_grading("model.keras")
-    report = grading.model_report(model, batches, batch_size=req["batch_size"], single=False)
-    for i, name in enumerate(req["names"]):
-        np.save(f"output-{i}.npy", np.ascontiguousarray(report["outputs"][name]), allow_pickle=False)
-    report.pop("outputs")
-    json.dump({"ok": report}, open("report.json", "w"))
 except BaseException as exc:
-    json.dump({"error": [type(exc).__name__, str(exc)[:2000]]}, open("report.json", "w"))
+    json.dump({"error": [type(exc).__name__, str(exc)[:2000]]}, open("load.json", "w"))
+    answer("load failed")
+    raise SystemExit(0)
+answer("loaded")
+for line in sys.stdin:
+    d = "requests/" + line.strip()
+    try:
+        req = json.load(open(d + "/request.json"))
+        batches = {n: np.load(f"{d}/input-{i}.npy", allow_pickle=False) for i, n in enumerate(req["names"])}
+        report = grading.model_report(model, batches, batch_size=req["batch_size"], single=False)
+        for i, name in enumerate(req["names"]):
+            np.save(f"{d}/output-{i}.npy", np.ascontiguousarray(report["outputs"][name]), allow_pickle=False)
+        report.pop("outputs")
+        json.dump({"ok": report}, open(d + "/report.json", "w"))
+    except BaseException as exc:
+        json.dump({"error": [type(exc).__name__, str(exc)[:2000]]}, open(d + "/report.json", "w"))
+    answer("done")
 """
 
 
 class ModelEvaluator:
     """``adl.grading.evaluate_saved_model`` as the grader runs it (installed by the worker for one job).
 
+    Each model file (by content) is loaded once, in its own sandboxed process, which then answers every
+    evaluation of that file during the job; :meth:`close` ends them all.
+
     Args:
         workdir: the submission's folder (the kernel's working directory).
-        timeout: seconds one evaluation may take (TensorFlow's import included).
+        timeout: seconds one evaluation may take (the first one includes TensorFlow's import).
         slot: the grading slot; the evaluator runs as its own user for that slot.
         limits: resource limits of the evaluator process.
         sandbox: False to skip bubblewrap (the assignment's ``sandbox: false``).
@@ -74,6 +94,8 @@ class ModelEvaluator:
         self.sandbox = sandbox
         self.env = dict(env or {})
         self.calls = 0
+        self.loads = 0
+        self._open: dict[str, tuple[subprocess.Popen, pathlib.Path]] = {}  # sha256 -> (process, its folder)
 
     def __call__(self, path, inputs, *, batch_size=256) -> dict:
         from adl_helpers.grading import _check_inputs  # the same validation as in the student's notebook
@@ -81,22 +103,39 @@ class ModelEvaluator:
         single = not isinstance(inputs, dict)
         batches = _check_inputs(inputs)
         self.calls += 1
-        box = pathlib.Path(tempfile.mkdtemp(prefix="adl-eval-"))
+        data = self._read_model(os.fspath(path))
+        proc, box = self._process(hashlib.sha256(data).hexdigest(), data)
+        req = box / "requests" / str(self.calls)
+        req.mkdir(mode=0o755)
+        names = list(batches)
+        for i, name in enumerate(names):
+            np.save(req / f"input-{i}.npy", batches[name], allow_pickle=False)
+        (req / "request.json").write_text(json.dumps({"names": names, "batch_size": int(batch_size)}))
+        if self.sandbox_uid is not None:
+            for p in [req, *req.iterdir()]:
+                os.chown(p, self.sandbox_uid, self.sandbox_uid)
         try:
-            box.chmod(0o755)
-            self._copy_model(os.fspath(path), box / "model.keras")
-            names = list(batches)
-            for i, name in enumerate(names):
-                np.save(box / f"input-{i}.npy", batches[name], allow_pickle=False)
-            (box / "request.json").write_text(json.dumps({"names": names, "batch_size": int(batch_size)}))
-            report = self._run(box, names)
+            line = self._exchange(proc, f"{self.calls}\n")
+            if line != "done":
+                raise ValueError(f"evaluate_saved_model: the evaluator stopped ({line or 'no answer'})")
+            report = self._read_json(req / "report.json")
+            if report is None:
+                raise ValueError("evaluate_saved_model: the evaluator gave no report")
+            if "error" in report:
+                raise ValueError(report["error"][1])
+            out = _checked_report(report["ok"])
+            outputs = {name: self._read_array(req / f"output-{i}.npy") for i, name in enumerate(names)}
         finally:
-            shutil.rmtree(box, ignore_errors=True)
-        outputs = report.pop("outputs")
-        report["outputs"] = outputs["x"] if single else outputs
-        return report
+            shutil.rmtree(req, ignore_errors=True)
+        out["outputs"] = outputs["x"] if single else outputs
+        return out
 
-    def _copy_model(self, path: str, target: pathlib.Path) -> None:
+    @property
+    def sandbox_uid(self) -> int | None:
+        return Sandbox(self.workdir, slot=self.slot + EVAL_SLOT_OFFSET).uid
+
+    def _read_model(self, path: str) -> bytes:
+        """The model file's bytes: a plain file name in the submission's folder, a regular file, not too big."""
         name = pathlib.PurePosixPath(path)
         if name.is_absolute() or len(name.parts) != 1 or name.name in (".", ".."):
             raise ValueError(f"evaluate_saved_model: give the model as a file name in the notebook's folder, "
@@ -120,38 +159,70 @@ class ModelEvaluator:
             os.close(fd)
             raise ValueError(f"evaluate_saved_model: {path!r} is not a regular file")
         with os.fdopen(fd, "rb") as src:
-            if st.st_size > MAX_MODEL_BYTES:
-                raise ValueError(f"evaluate_saved_model: {path!r} is {st.st_size / 2**20:.0f} MiB, more than the "
-                                 f"{MAX_MODEL_BYTES // 2**20} MiB a course model needs")
-            with open(target, "wb") as dst:
-                copied = shutil.copyfileobj(src, dst, 2**20) or dst.tell()
-            if copied > MAX_MODEL_BYTES:  # grew while we read
-                raise ValueError(f"evaluate_saved_model: {path!r} is larger than {MAX_MODEL_BYTES // 2**20} MiB")
-        if not pathlib.PurePosixPath(path).suffix == ".keras":
+            data = src.read(MAX_MODEL_BYTES + 1)
+        if len(data) > MAX_MODEL_BYTES:
+            raise ValueError(f"evaluate_saved_model: {path!r} is larger than the {MAX_MODEL_BYTES // 2**20} MiB "
+                             "a course model needs")
+        if name.suffix != ".keras":
             raise ValueError(f"evaluate_saved_model: {path!r} should be a .keras file (model.save('name.keras'))")
+        return data
 
-    def _run(self, box: pathlib.Path, names: list[str]) -> dict:
+    def _process(self, digest: str, data: bytes) -> tuple[subprocess.Popen, pathlib.Path]:
+        """The running evaluator of this model (started, and the model loaded, on first use)."""
+        if digest in self._open and self._open[digest][0].poll() is None:
+            return self._open[digest]
+        box = pathlib.Path(tempfile.mkdtemp(prefix="adl-eval-"))
+        box.chmod(0o755)
+        (box / "model.keras").write_bytes(data)
+        (box / "requests").mkdir(mode=0o755)
         sandbox = Sandbox(box, self.limits, slot=self.slot + EVAL_SLOT_OFFSET, enabled=self.sandbox)
         sandbox.prepare()
         env = {**self.env, "HOME": str(box), "TF_CPP_MIN_LOG_LEVEL": self.env.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-        argv = sandbox.wrap([sys.executable, "-I", "-c", EVALUATOR_CODE])
+        proc = subprocess.Popen(sandbox.wrap([sys.executable, "-I", "-c", EVALUATOR_CODE]), cwd=box, env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True, start_new_session=True)
+        self.loads += 1
+        self._open[digest] = (proc, box)
+        line = self._exchange(proc, None)
+        if line != "loaded":
+            report = self._read_json(box / "load.json")
+            self._stop(digest)
+            if report is not None and "error" in report:
+                raise ValueError(report["error"][1])
+            raise ValueError(f"evaluate_saved_model: the model could not be loaded ({line or 'no answer'})")
+        return proc, box
+
+    def _exchange(self, proc: subprocess.Popen, request: str | None) -> str | None:
+        """Send one request line (None: just wait) and read the answer line, within the time limit."""
+        import selectors
+
         try:
-            proc = subprocess.run(argv, cwd=box, env=env, capture_output=True, timeout=self.timeout,
-                                  start_new_session=True)
-        except subprocess.TimeoutExpired:
-            raise TimeoutError(f"evaluate_saved_model: loading and running the model took more than "
-                               f"{self.timeout:g} s") from None
-        report = self._read_json(box / "report.json")
-        if report is None:
-            tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
-            raise ValueError(f"evaluate_saved_model: the model could not be evaluated (exit status "
-                             f"{proc.returncode}: {' | '.join(tail)[:500]})")
-        if "error" in report:
-            ename, message = report["error"]
-            raise (FileNotFoundError if ename == "FileNotFoundError" else ValueError)(message)
-        out = _checked_report(report["ok"])
-        out["outputs"] = {name: self._read_array(box / f"output-{i}.npy") for i, name in enumerate(names)}
-        return out
+            if request is not None:
+                proc.stdin.write(request)
+                proc.stdin.flush()
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                if not sel.select(timeout=self.timeout):
+                    self.close()
+                    raise TimeoutError(f"evaluate_saved_model: loading and running the model took more than "
+                                       f"{self.timeout:g} s")
+            return proc.stdout.readline(4096).strip() or None
+        except (BrokenPipeError, OSError):
+            return None
+
+    def _stop(self, digest: str) -> None:
+        proc, box = self._open.pop(digest)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+        shutil.rmtree(box, ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop every evaluator of this job and remove their folders."""
+        for digest in list(self._open):
+            self._stop(digest)
 
     @staticmethod
     def _open_regular(path: pathlib.Path, limit: int):
@@ -169,7 +240,9 @@ class ModelEvaluator:
                 data = json.loads(fh.read())
         except (OSError, ValueError):
             return None
-        return data if isinstance(data, dict) and ("ok" in data or "error" in data) else None
+        ok = isinstance(data, dict) and ("ok" in data or (isinstance(data.get("error"), list)
+                                                          and len(data["error"]) == 2))
+        return data if ok else None
 
     def _read_array(self, path: pathlib.Path) -> np.ndarray:
         with self._open_regular(path, MAX_OUTPUT_BYTES) as fh:

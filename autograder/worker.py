@@ -392,7 +392,7 @@ def run_job(job_path: str) -> None:
     runner = Runner(nb, workdir, job["cell_timeout"], job["notebook_timeout"], job["env"], sandbox, control)
     # Saved models (adl.grading.evaluate_saved_model in a test cell) are loaded in a sandbox of their own.
     box = job.get("sandbox", {})
-    adl_grading._evaluator = ModelEvaluator(
+    evaluator = adl_grading._evaluator = ModelEvaluator(
         workdir, timeout=job["cell_timeout"], slot=box.get("slot", 0),
         limits=Limits(memory=box.get("memory", Limits.memory), processes=64, cpu_seconds=int(job["cell_timeout"]) * 4),
         sandbox=box.get("enabled", True),
@@ -402,6 +402,7 @@ def run_job(job_path: str) -> None:
         cells = runner.run()
     finally:
         adl_grading._evaluator = None
+        evaluator.close()
     pathlib.Path(job["executed"]).write_text(nbformat.writes(nb))
     result = {
         "cells": cells,

@@ -72,6 +72,8 @@ def test_notebook_side_errors_say_what_to_do(saved, monkeypatch):
         grading.evaluate_saved_model("net.keras", np.array(["a", "b"]))
     with pytest.raises(ValueError, match="empty dict"):
         grading.evaluate_saved_model("net.keras", {})
+    with pytest.raises(ValueError, match="do not fit the model"):
+        grading.evaluate_saved_model("net.keras", np.zeros((2, 3, 1)))
 
 
 def test_grader_evaluates_in_its_own_process(saved, monkeypatch):
@@ -79,7 +81,9 @@ def test_grader_evaluates_in_its_own_process(saved, monkeypatch):
     ev = ModelEvaluator(d, timeout=120, sandbox=bwrap_problem() is None, env={"PATH": os.environ["PATH"]})
     monkeypatch.setattr(grading, "_evaluator", ev)
     r = grading.evaluate_saved_model("net.keras", {"a": x, "b": x[:1]})  # the notebook's call, the grader's way
-    assert ev.calls == 1
+    again = grading.evaluate_saved_model("net.keras", x[:1])
+    assert ev.calls == 2 and ev.loads == 1  # one process per model file, kept for the job
+    np.testing.assert_allclose(again["outputs"], r["outputs"]["b"])
     np.testing.assert_allclose(r["outputs"]["a"], model.predict(x, verbose=0), rtol=1e-6)
     assert r["trainable_params"] == 16 and r["non_trainable_params"] == 10
     assert r["layer_types"] == ["InputLayer", "Rescaling", "Dense", "Dense"]
@@ -87,6 +91,11 @@ def test_grader_evaluates_in_its_own_process(saved, monkeypatch):
         ev("lambda.keras", x)
     with pytest.raises(ValueError, match="could not be loaded"):
         ev("garbage.keras", x)
+    with pytest.raises(ValueError, match=r"inputs of shape \(2, 5\) do not fit the model, which takes \(None, 3\)"):
+        ev("net.keras", np.zeros((2, 5), "float32"))  # a wrong input shape: the model's own error comes back
+    assert ev.loads == 3
+    ev.close()
+    assert ev._open == {}
     assert sorted(p.name for p in d.iterdir()) == ["garbage.keras", "lambda.keras", "net.keras", "weights.h5"]
 
 

@@ -860,7 +860,7 @@ def render_cases(assignment: str) -> dict[str, bytes]:
         files[name] = nbformat.writes(st["notebook"]).encode() + b"\n"
         points = cases.expected_points(source_nb, st["loses"])
         students[st["id"]] = {"file": name, "points": points, "total": sum(points.values()), "flags": [],
-                              "note": st["note"]}
+                              "note": st["note"], "ci": st["ci"]}
     rules = [f"Built from source/{assignment}/wrong_answers.yml by autograder/samples/make_sample_class.py: "
              "each student is the release filled in with the solution's code, with at most one plausible "
              "mistake, which must cost exactly the points of the test cells it names.", *RULES[:3]]

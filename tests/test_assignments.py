@@ -1,0 +1,115 @@
+"""Every assignment after hw1, graded by the real autograder: the solution earns full marks, the blank release
+earns nothing in every test cell, and each wrong-answer case (source/<assignment>/wrong_answers.yml, built into
+autograder/samples/<assignment>/ by make_sample_class.py) loses exactly the test cells it names.
+
+CI grades the first case of each test cell (``"ci": true`` in expected.json): at least one plausible mistake
+per question. The demo and ``autograder/samples/check_cases.py`` grade every case.
+"""
+
+from __future__ import annotations
+
+import html as html_mod
+import json
+import pathlib
+import shutil
+
+import pytest
+
+from autograder import pipeline
+from autograder.course import load_course
+from autograder.notebook import read_source
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "autograder" / "samples"
+ASSIGNMENTS = sorted(p.parent.name for p in (ROOT / "source").glob("*/wrong_answers.yml"))
+
+
+def _expected(assignment: str) -> dict:
+    return json.loads((SAMPLES / assignment / "expected.json").read_text())["students"]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """{assignment: {student: Result}}: solution, blank and the CI cases of every assignment, one batch each."""
+    tmp = tmp_path_factory.mktemp("course")
+    shutil.copy(ROOT / "nbgrader_config.py", tmp)
+    for a in ASSIGNMENTS:
+        shutil.copytree(ROOT / "source" / a, tmp / "source" / a)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ADL_GRADEBOOK_URL", f"sqlite:///{tmp / 'gradebook.db'}")
+    course = load_course(tmp)
+    out = {}
+    for a in ASSIGNMENTS:
+        pipeline.release(course, a)
+        download = tmp_path_factory.mktemp(f"download-{a}")
+        shutil.copy(course.source_notebook(a), download / f"solution_{a}.ipynb")
+        shutil.copy(course.release_notebook(a), download / f"blank_{a}.ipynb")
+        for exp in _expected(a).values():
+            if exp["ci"]:
+                shutil.copy(SAMPLES / a / exp["file"], download / exp["file"])
+        got = pipeline.collect(course, a, download)
+        assert got.rejected == []
+        out[a] = {r.student: r for r in pipeline.autograde(course, a, workers=2, progress=False)}
+    yield course, out
+    mp.undo()
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_solution_full_marks_blank_zero(graded, assignment):
+    _, results = graded
+    solution, blank = results[assignment]["solution"], results[assignment]["blank"]
+    assert solution.max_score > 0
+    assert solution.score == solution.max_score, [q for q in solution.questions if q.status != "passed"]
+    assert solution.flags == [], solution.notes
+    assert all(q.points == 0 for q in blank.questions), [q for q in blank.questions if q.points]
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_each_wrong_answer_loses_exactly_its_question(graded, assignment):
+    _, results = graded
+    expected = _expected(assignment)
+    ci = {s: e for s, e in expected.items() if e["ci"]}
+    graded_cells = {q.grade_id for q in results[assignment]["solution"].questions}
+    assert {g for e in ci.values() for g, p in e["points"].items() if p == 0} == graded_cells, \
+        "every test cell needs a wrong-answer case that loses it"
+    for student, exp in ci.items():
+        r = results[assignment][student]
+        got = {q.grade_id: q.points for q in r.questions}
+        assert got == exp["points"], (student, exp["note"], [q for q in r.questions if q.points != exp["points"][q.grade_id]])
+        assert r.flags == [], (student, r.flags, r.notes)
+
+
+def test_feedback_never_shows_hidden_tests(graded):
+    course, results = graded
+    for a in ASSIGNMENTS:
+        _, cells = read_source(course.source_notebook(a))
+        hidden = []
+        for c in cells:
+            inside = False
+            for line in c.source.splitlines():
+                if "### BEGIN HIDDEN TESTS" in line:
+                    inside = True
+                elif "### END HIDDEN TESTS" in line:
+                    inside = False
+                elif inside and len(line.strip()) > 12:
+                    hidden.append(line.strip())
+        public = {line.strip() for c in cells for line in c.public_source.splitlines()}
+        hidden = [h for h in hidden if h not in public]
+        assert hidden, f"{a} has no hidden tests"
+        for r in results[a].values():
+            shown = {line.strip() for line in html_mod.unescape(pipeline.write_feedback(course, r).read_text()).splitlines()}
+            assert [h for h in hidden if h in shown] == [], r.student
+
+
+def test_gradebook_holds_every_assignment(graded):
+    course, results = graded
+    for a in ASSIGNMENTS:
+        scores = pipeline.gradebook_scores(course, a)
+        assert {s: sum(v.values()) for s, v in scores.items()} == {s: r.score for s, r in results[a].items()}
+
+
+def test_sample_classes_are_built_from_every_case():
+    for a in ASSIGNMENTS:
+        files = {p.name for p in (SAMPLES / a).glob(f"*_{a}.ipynb")}
+        assert files == {e["file"] for e in _expected(a).values()}
+        assert load_course(ROOT).settings(a).notebook == f"{a}.ipynb"
