@@ -95,7 +95,10 @@ def cmd_demo(args, course):
         if unsafe:
             print(f"  not grading {len(unsafe)} submissions that attack the course's files: without bubblewrap "
                   f"they would succeed ({', '.join(unsafe)}). Install bubblewrap to grade them.")
-        got = pipeline.collect(course, a, sample, ignore=("expected.json", "README.md", *unsafe))
+        extra = () if args.all_cases else _extra_cases(sample)
+        if extra:
+            print(f"  grading one wrong-answer case per question; {len(extra)} more with 'adl-grade demo --all-cases'")
+        got = pipeline.collect(course, a, sample, ignore=("expected.json", "README.md", *unsafe, *extra))
         print(f"  {len(got.accepted)} submissions; rejected: {len(got.rejected)}")
         for name, reason in got.rejected:
             print(f"  rejected {name}: {reason}")
@@ -134,6 +137,15 @@ def _compare_with_expected(sample: pathlib.Path, results) -> None:
     print(f"  expected grades ({expected.name}): {checked - len(wrong)}/{checked} as expected")
     for line in wrong:
         print(f"  UNEXPECTED {line}")
+
+
+def _extra_cases(sample: pathlib.Path) -> tuple[str, ...]:
+    """Wrong-answer cases beyond the first one per test cell (``"ci": false`` in expected.json)."""
+    expected = sample / "expected.json"
+    if not expected.is_file():
+        return ()
+    students = json.loads(expected.read_text()).get("students", {})
+    return tuple(sorted(e["file"] for e in students.values() if e.get("ci") is False))
 
 
 def _needs_sandbox(sample: pathlib.Path) -> tuple[str, ...]:
@@ -187,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="release, then grade the bundled sample class end to end")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--force", action="store_true", help="grade again even if nothing changed")
+    p.add_argument("--all-cases", action="store_true",
+                   help="grade every wrong-answer case of hw2 on (default: the first one per test cell)")
     p.set_defaults(func=cmd_demo)
     return parser
 
