@@ -8,7 +8,12 @@ come from the first of:
    read-only data mirror (``$ADL_DATA_MIRROR``) or the data cache (:func:`adl_helpers.data_dir`),
    checked against its sha256;
 2. Keras' own download (``keras.applications.MobileNetV2(weights="imagenet")``), which needs the internet
-   once and is then cached under ``~/.keras/models/``.
+   once and is then cached under ``~/.keras/models/``;
+3. in the ``smoke`` profile only, which never downloads: when neither of those is on this machine, a
+   **stand-in** with the same architecture (410,208 parameters, the same layer names) but deterministic
+   *random* weights, announced by one printed line. Its features are not ImageNet features: code runs,
+   accuracies are near chance. :func:`weights_source` says which of the three ``load_mobilenet_v2`` uses, so
+   that a check can relax its accuracy threshold for the stand-in.
 
 Importing this module is cheap: Keras, TensorFlow and h5py are imported when a function is first called.
 
@@ -30,9 +35,9 @@ import warnings
 import numpy as np
 
 from adl_helpers._download import OFFLINE_ENV, offline
-from adl_helpers.settings import MIRROR_ENV, data_dir, mirror_dir
+from adl_helpers.settings import MIRROR_ENV, PROFILES, Profile, data_dir, get_profile, mirror_dir
 
-__all__ = ["extract_features", "load_mobilenet_v2", "preprocess"]
+__all__ = ["extract_features", "load_mobilenet_v2", "preprocess", "weights_source"]
 
 #: Where the Teachable Machine export lives inside the data mirror and the data cache.
 MOBILENET_V2_FILE = "pretrained/mobilenet_v2_035_224_no_top_teachable/keras_model.h5"
@@ -43,13 +48,14 @@ MOBILENET_V2_H5_GROUP = "model_weights/sequential_1"
 
 ALPHA = 0.35
 MIN_SIZE = 32  # MobileNetV2 halves the image five times
-_SOURCES = ("auto", "mirror", "keras")
+_SOURCES = ("auto", "mirror", "keras", "stand-in")
+STANDIN_SEED = 35  # seeds the stand-in's random weights (alpha 0.35)
 _POOLINGS = (None, "avg", "max")
 _KERAS_SIZES = (96, 128, 160, 192, 224)  # resolutions Keras publishes weights for
 _KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
 
 
-def load_mobilenet_v2(input_shape=(224, 224, 3), *, source="auto", pooling=None, trainable=False):
+def load_mobilenet_v2(input_shape=(224, 224, 3), *, source="auto", pooling=None, trainable=False, profile=None):
     """MobileNetV2 (alpha=0.35, no top) with ImageNet weights, as a ``keras.Model``.
 
     The backbone is fully convolutional, so the same weights serve any image size: ``(96, 96, 3)`` or
@@ -61,10 +67,14 @@ def load_mobilenet_v2(input_shape=(224, 224, 3), *, source="auto", pooling=None,
             takes any size.
         source: where the weights come from.
             ``"auto"`` (default): the Teachable Machine export if a local copy exists (in
-            ``$ADL_DATA_MIRROR`` or the data cache, sha256-checked), else Keras' download.
+            ``$ADL_DATA_MIRROR`` or the data cache, sha256-checked), else Keras' download. The ``smoke``
+            profile never downloads: there, with neither a local export nor Keras' file already in
+            ``~/.keras/models/``, it returns the stand-in and prints one line saying so.
             ``"mirror"``: only the local Teachable Machine export.
             ``"keras"``: only ``keras.applications.MobileNetV2(weights="imagenet")`` (downloads once to
             ``~/.keras/models/``; its weights were trained at the resolution closest to yours, or 224).
+            ``"stand-in"``: the stand-in, in any profile: the same architecture with deterministic random
+            weights (seeded by :data:`STANDIN_SEED`, the same for every input size), not ImageNet weights.
             A path to a ``keras_model.h5`` Teachable Machine image-model export: load that file (no
             checksum, but every layer is checked by name and shape).
         pooling: as in Keras: ``None`` (default) outputs the last feature map ``(batch, h/32, w/32,
@@ -72,6 +82,8 @@ def load_mobilenet_v2(input_shape=(224, 224, 3), *, source="auto", pooling=None,
         trainable: whether the backbone's weights are trainable. Keep ``False`` for feature
             extraction; to fine-tune, set ``True`` and call the model with ``training=False`` so that its
             BatchNormalization layers keep their ImageNet statistics.
+        profile: a :class:`~adl_helpers.settings.Profile`, a profile name, or ``None`` for the active profile
+            (``$ADL_PROFILE``); only ``"auto"`` asks it.
 
     Returns:
         A ``keras.Model`` named ``mobilenetv2_0.35_<size>`` with 410,208 parameters.
@@ -80,8 +92,8 @@ def load_mobilenet_v2(input_shape=(224, 224, 3), *, source="auto", pooling=None,
         ValueError: for a bad argument, or a weight file that is corrupted (checksum, unreadable, a
             missing layer or a shape that does not match), naming what was wrong.
         FileNotFoundError: ``source="mirror"`` or a path, and the file is not there.
-        RuntimeError: no local file and Keras could not download its weights (offline); the message
-            says which file to get and where to put it.
+        RuntimeError: no local file and Keras could not download its weights (offline, full profile); the
+            message says which file to get and where to put it.
 
     Example:
         >>> base_model = load_mobilenet_v2(input_shape=(96, 96, 3))  # doctest: +SKIP
@@ -99,6 +111,7 @@ def load_mobilenet_v2(input_shape=(224, 224, 3), *, source="auto", pooling=None,
     if not isinstance(trainable, bool):
         raise ValueError(f"load_mobilenet_v2: trainable must be True or False, got {trainable!r}")
     mode, path = _resolve_source(source)
+    profile = _resolve_profile(profile)
 
     import keras  # deferred: importing adl_helpers must stay cheap
 
@@ -117,6 +130,8 @@ def load_mobilenet_v2(input_shape=(224, 224, 3), *, source="auto", pooling=None,
             model = _from_keras(input_shape, pooling)
         except Exception as err:  # Keras' get_file raises a bare Exception when offline
             raise RuntimeError(_unavailable_message(input_shape, err, tried_local=False)) from err
+    elif mode == "stand-in":
+        model = _standin(input_shape, pooling, why="source='stand-in'")
     else:
         local = _local_file()
         if local is not None:
@@ -128,6 +143,8 @@ def load_mobilenet_v2(input_shape=(224, 224, 3), *, source="auto", pooling=None,
                 + f". Copy keras_model.h5 (sha256 {MOBILENET_V2_SHA256}) to one of those places, or use "
                 "source='keras' to download Keras' weights."
             )
+        elif profile.is_smoke and not _keras_file(input_shape).is_file():
+            model = _standin(input_shape, pooling, why="smoke profile, and no ImageNet weights on this machine")
         else:
             try:
                 model = _from_keras(input_shape, pooling)
@@ -135,6 +152,33 @@ def load_mobilenet_v2(input_shape=(224, 224, 3), *, source="auto", pooling=None,
                 raise RuntimeError(_unavailable_message(input_shape, err, tried_local=True)) from err
     model.trainable = trainable
     return model
+
+
+def weights_source(input_shape=(224, 224, 3), *, profile=None):
+    """Which weights ``load_mobilenet_v2(input_shape)`` (``source="auto"``) would use here, without loading them.
+
+    A check that needs ImageNet features (an accuracy threshold, say) asks this first: the stand-in of the
+    smoke profile gives features no better than random ones.
+
+    Args:
+        input_shape: as in :func:`load_mobilenet_v2` (Keras keeps one weight file per resolution).
+        profile: a :class:`~adl_helpers.settings.Profile`, a profile name, or ``None`` for the active profile.
+
+    Returns:
+        ``"local"`` (the Teachable Machine export in ``$ADL_DATA_MIRROR`` or the data cache), ``"keras"``
+        (Keras' ImageNet weights: the file in ``~/.keras/models/``, or a download in the full profile, which
+        may still fail offline) or ``"stand-in"`` (smoke profile, neither file here: random weights).
+
+    Example:
+        >>> threshold = 0.0 if weights_source((96, 96, 3)) == "stand-in" else 0.35  # doctest: +SKIP
+    """
+    input_shape = _check_input_shape(input_shape)
+    profile = _resolve_profile(profile)
+    if _local_file() is not None:
+        return "local"
+    if profile.is_smoke and not _keras_file(input_shape).is_file():
+        return "stand-in"
+    return "keras"
 
 
 def preprocess(images):
@@ -243,6 +287,19 @@ def _check_input_shape(input_shape):
     return tuple(None if s is None else int(s) for s in shape[:2]) + (3,)
 
 
+def _resolve_profile(profile):
+    if profile is None:
+        return get_profile()
+    if isinstance(profile, Profile):
+        return profile
+    if isinstance(profile, str) and profile.strip().lower() in PROFILES:
+        return PROFILES[profile.strip().lower()]
+    raise ValueError(
+        f"load_mobilenet_v2: profile must be a Profile, one of {sorted(PROFILES)}, or None for the active "
+        f"profile, got {profile!r}"
+    )
+
+
 def _resolve_source(source):
     """``("auto"|"mirror"|"keras", None)`` or ``("file", path)``."""
     if isinstance(source, str) and source in _SOURCES:
@@ -250,8 +307,8 @@ def _resolve_source(source):
     if isinstance(source, os.PathLike) or (isinstance(source, str) and source.lower().endswith((".h5", ".hdf5"))):
         return "file", pathlib.Path(source).expanduser()
     raise ValueError(
-        f"load_mobilenet_v2: source must be 'auto', 'mirror', 'keras' or a path to a keras_model.h5 file, "
-        f"got {source!r}"
+        f"load_mobilenet_v2: source must be 'auto', 'mirror', 'keras', 'stand-in' or a path to a keras_model.h5 "
+        f"file, got {source!r}"
     )
 
 
@@ -306,15 +363,57 @@ def _unavailable_message(input_shape, err, tried_local):
     )
 
 
+def _keras_file(input_shape):
+    """Where Keras keeps its weight file for ``input_shape`` once downloaded."""
+    keras_home = pathlib.Path(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")))
+    return keras_home / "models" / _keras_file_name(input_shape)
+
+
 def _from_keras(input_shape, pooling):
-    keras_models = pathlib.Path(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras"))) / "models"
-    if offline("load_mobilenet_v2") and not (keras_models / _keras_file_name(input_shape)).is_file():
+    if offline("load_mobilenet_v2") and not _keras_file(input_shape).is_file():
         raise OSError(f"{OFFLINE_ENV}=1 forbids downloading (unset it to let Keras download)")
     import keras
 
     return keras.applications.MobileNetV2(
         alpha=ALPHA, include_top=False, weights="imagenet", input_shape=input_shape, pooling=pooling
     )
+
+
+def _standin(input_shape, pooling, why):
+    """The architecture with deterministic random weights, announced by one printed line.
+
+    Kernels are drawn from He-normal distributions (standard deviation sqrt(2 / fan_in)) by a NumPy generator
+    seeded with STANDIN_SEED, layer after layer in the architecture's order, so the weights do not depend on
+    the input size; BatchNormalization layers start as the identity (gamma 1, beta 0, mean 0, variance 1).
+    """
+    import keras
+
+    model = keras.applications.MobileNetV2(
+        alpha=ALPHA, include_top=False, weights=None, input_shape=input_shape, pooling=pooling
+    )
+    rng = np.random.default_rng(STANDIN_SEED)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        values = []
+        for variable in layer.weights:
+            shape = tuple(variable.shape)
+            if variable.name == "kernel":
+                # Conv2D (kh, kw, in, out): fan_in kh*kw*in; DepthwiseConv2D (kh, kw, in, 1): kh*kw.
+                depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+                fan_in = shape[0] * shape[1] * (1 if depthwise else shape[2])
+                values.append((rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype("float32"))
+            elif variable.name in ("gamma", "moving_variance"):
+                values.append(np.ones(shape, dtype="float32"))
+            else:  # beta, moving_mean
+                values.append(np.zeros(shape, dtype="float32"))
+        layer.set_weights(values)
+    print(
+        f"adl_helpers: MobileNetV2 with a STAND-IN for its ImageNet weights ({why}): the same architecture with "
+        f"deterministic random weights. Code runs, but the features are not ImageNet features: accuracies are near "
+        f"chance. The real weights: {MOBILENET_V2_FILE} in ${MIRROR_ENV}, or the full profile online."
+    )
+    return model
 
 
 def _from_h5(path, input_shape, pooling, verify):

@@ -3,7 +3,8 @@ earns nothing in every test cell, and each wrong-answer case (source/<assignment
 autograder/samples/<assignment>/ by make_sample_class.py) loses exactly the test cells it names.
 
 CI grades the first case of each test cell (``"ci": true`` in expected.json): at least one plausible mistake
-per question. The demo and ``autograder/samples/check_cases.py`` grade every case.
+per question, as `make demo` does; `adl-grade demo --all-cases` and ``autograder/samples/check_cases.py`` grade
+every case.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Tests for adl_helpers.pretrained: MobileNetV2 (alpha=0.35) with the Teachable Machine ImageNet weights.
 
 No test touches the network: an autouse fixture makes Keras' downloader raise. Tests that need the weight
-file are skipped unless $ADL_DATA_MIRROR holds it (CI sets it).
+file are skipped unless $ADL_DATA_MIRROR holds it (CI sets it). The smoke profile's stand-in (random
+weights when no ImageNet weights are on the machine) is tested without the mirror.
 """
 
 import gzip
@@ -78,7 +79,7 @@ def test_import_does_not_import_tensorflow_keras_or_h5py():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "['extract_features', 'load_mobilenet_v2', 'preprocess']"
+    assert proc.stdout.strip() == "['extract_features', 'load_mobilenet_v2', 'preprocess', 'weights_source']"
 
 
 @pytest.mark.parametrize(
@@ -90,11 +91,13 @@ def test_import_does_not_import_tensorflow_keras_or_h5py():
         ({"input_shape": (16, 16, 3)}, r">= 32.*\(16, 16, 3\)"),
         ({"input_shape": (96, 31, 3)}, r">= 32.*\(96, 31, 3\)"),
         ({"input_shape": (96.0, 96, 3)}, r"whole numbers.*\(96.0, 96, 3\)"),
-        ({"source": "mirrror"}, r"source must be 'auto', 'mirror', 'keras' or a path.*'mirrror'"),
+        ({"source": "mirrror"}, r"source must be 'auto', 'mirror', 'keras', 'stand-in' or a path.*'mirrror'"),
+        ({"source": "standin"}, r"source must be .*'standin'"),
         ({"source": "Keras"}, r"source must be.*'Keras'"),
         ({"source": 5}, r"source must be.*got 5"),
         ({"pooling": "mean"}, r"pooling must be None, 'avg' or 'max', got 'mean'"),
         ({"trainable": "yes"}, r"trainable must be True or False, got 'yes'"),
+        ({"profile": "medium"}, r"profile must be a Profile, one of \['full', 'smoke'\].*'medium'"),
     ],
 )
 def test_bad_arguments_name_the_value(kwargs, match):
@@ -111,8 +114,10 @@ def test_missing_source_file_names_the_path(tmp_path):
 # ------------------------------------------------------------------------------------ offline behaviour
 
 
-def test_offline_without_mirror_says_what_to_do(monkeypatch, no_network_and_empty_cache):
+def test_offline_without_mirror_says_what_to_do(monkeypatch, tmp_path, no_network_and_empty_cache):
     monkeypatch.delenv("ADL_DATA_MIRROR", raising=False)
+    monkeypatch.setenv("ADL_PROFILE", "full")  # the smoke profile would use the stand-in instead
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     with pytest.raises(RuntimeError) as info:
         pretrained.load_mobilenet_v2((SIZE, SIZE, 3))
     message = str(info.value)
@@ -128,6 +133,7 @@ def test_offline_without_mirror_says_what_to_do(monkeypatch, no_network_and_empt
 
 def test_offline_switch_never_asks_keras(monkeypatch, tmp_path, no_network_and_empty_cache):
     monkeypatch.delenv("ADL_DATA_MIRROR", raising=False)
+    monkeypatch.setenv("ADL_PROFILE", "full")  # offline in the full profile raises; smoke uses the stand-in
     monkeypatch.setenv("ADL_DATA_OFFLINE", "1")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     with pytest.raises(RuntimeError, match=r"ADL_DATA_OFFLINE=1 forbids downloading"):
@@ -158,6 +164,8 @@ def test_keras_download_is_the_fallback_when_no_local_file(monkeypatch, tmp_path
 
     monkeypatch.setattr("keras.src.utils.file_utils.get_file", fake_get_file)
     monkeypatch.delenv("ADL_DATA_MIRROR", raising=False)
+    monkeypatch.setenv("ADL_PROFILE", "full")  # the smoke profile never downloads
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     model = pretrained.load_mobilenet_v2((SIZE, SIZE, 3))
     assert asked == [(
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5",
@@ -428,3 +436,103 @@ def test_pretrained_features_beat_random_features_on_real_digits(model_96):
         accuracy[name] = probe.score(features[n_train:], labels[n_train:])
     assert accuracy["pretrained"] >= 0.70, accuracy
     assert accuracy["pretrained"] >= accuracy["random"] + 0.10, accuracy
+
+
+# ------------------------------------------------------------------------- the smoke profile's stand-in
+
+
+@pytest.fixture
+def no_weights_here(monkeypatch, tmp_path):
+    """No mirror, an empty data cache (autouse fixture) and an empty Keras cache."""
+    monkeypatch.delenv("ADL_DATA_MIRROR", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    return tmp_path / "keras-home" / "models"
+
+
+def test_smoke_profile_without_weights_uses_the_announced_stand_in(
+    monkeypatch, capsys, no_weights_here, no_network_and_empty_cache
+):
+    monkeypatch.setenv("ADL_PROFILE", "smoke")
+    assert pretrained.weights_source((SIZE, SIZE, 3)) == "stand-in"
+    model = pretrained.load_mobilenet_v2((SIZE, SIZE, 3), pooling="avg")
+    out = capsys.readouterr().out
+    assert "STAND-IN" in out and "smoke profile" in out and "not ImageNet features" in out
+    assert pretrained.MOBILENET_V2_FILE in out  # says where the real weights go
+    assert no_network_and_empty_cache == []  # the smoke profile never asks Keras to download
+    assert model.count_params() == N_PARAMS and model.name == "mobilenetv2_0.35_96"
+    assert model.output_shape == (None, 1280)
+    assert model.trainable is False and model.trainable_weights == []
+    assert len([layer for layer in model.layers if layer.weights]) == N_WEIGHTED_LAYERS
+    features = pretrained.extract_features(model, np.random.default_rng(0).integers(0, 256, size=(4, SIZE, SIZE, 3)))
+    assert features.shape == (4, 1280) and np.all(np.isfinite(features)) and features.std() > 0.1
+
+
+def test_stand_in_is_deterministic_and_the_same_for_every_size(monkeypatch, capsys, no_weights_here):
+    monkeypatch.setenv("ADL_PROFILE", "full")  # an explicit source="stand-in" works in any profile
+    a = pretrained.load_mobilenet_v2((SIZE, SIZE, 3), source="stand-in")
+    b = pretrained.load_mobilenet_v2((64, 64, 3), source="stand-in", trainable=True, pooling="max")
+    assert "source='stand-in'" in capsys.readouterr().out
+    assert b.output_shape == (None, 1280) and len(b.trainable_weights) == 52 + 52 * 2
+    for got, want in zip(b.weights, a.weights, strict=True):
+        np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=got.path)
+    conv = a.get_layer("Conv1").kernel.numpy()  # (3, 3, 3, 16): He normal, fan_in 27
+    assert abs(conv.std() - np.sqrt(2 / 27)) < 0.05
+    bn = a.get_layer("bn_Conv1")
+    np.testing.assert_array_equal(bn.gamma.numpy(), 1.0)
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), 0.0)
+
+
+def test_full_profile_never_uses_the_stand_in(monkeypatch, no_weights_here, no_network_and_empty_cache):
+    monkeypatch.setenv("ADL_PROFILE", "full")
+    assert pretrained.weights_source((SIZE, SIZE, 3)) == "keras"
+    with pytest.raises(RuntimeError, match=r"no ImageNet weights"):
+        pretrained.load_mobilenet_v2((SIZE, SIZE, 3))
+    assert len(no_network_and_empty_cache) == 1  # it asked Keras to download, once
+    with pytest.raises(RuntimeError, match=r"no ImageNet weights"):
+        pretrained.load_mobilenet_v2((SIZE, SIZE, 3), profile="full")
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")  # Keras' save_weights
+def test_smoke_profile_prefers_keras_cached_weights_to_the_stand_in(monkeypatch, capsys, no_weights_here):
+    """Keras' weight file already in ~/.keras/models/: the smoke profile loads it (no download, no stand-in)."""
+    monkeypatch.setenv("ADL_PROFILE", "smoke")
+    donor = pretrained.load_mobilenet_v2((SIZE, SIZE, 3), source="stand-in")
+    for variable in donor.weights:  # weights no other source has
+        variable.assign(variable.numpy() + 0.5)
+    weights_file = no_weights_here.parent / "donor.weights.h5"  # Keras 3's format, read by load_weights
+    weights_file.parent.mkdir(parents=True)
+    donor.save_weights(weights_file)
+    cached = no_weights_here / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5"
+    cached.parent.mkdir(parents=True)
+    shutil.copyfile(weights_file, cached)
+    capsys.readouterr()
+
+    def cached_get_file(fname=None, origin=None, **kwargs):
+        assert (no_weights_here / fname).is_file()  # only ever asked for a file that is already there
+        return str(weights_file)
+
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", cached_get_file)
+    assert pretrained.weights_source((SIZE, SIZE, 3)) == "keras"
+    assert pretrained.weights_source((64, 64, 3)) == "stand-in"  # Keras keeps one file per resolution
+    model = pretrained.load_mobilenet_v2((SIZE, SIZE, 3))
+    assert "STAND-IN" not in capsys.readouterr().out
+    for got, want in zip(model.weights, donor.weights, strict=True):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+@needs_mirror
+def test_weights_source_local_and_the_stand_in_is_not_imagenet(monkeypatch, model_96):
+    monkeypatch.setenv("ADL_PROFILE", "smoke")
+    assert pretrained.weights_source((SIZE, SIZE, 3)) == "local"
+    assert pretrained.weights_source(profile="full") == "local"
+    standin = pretrained.load_mobilenet_v2((SIZE, SIZE, 3), source="stand-in")
+    for layer_name in ("Conv1", "block_8_expand", "Conv_1"):
+        got = standin.get_layer(layer_name).kernel.numpy()
+        assert not np.allclose(got, model_96.get_layer(layer_name).kernel.numpy()), layer_name
+
+
+def test_weights_source_checks_its_arguments():
+    with pytest.raises(ValueError, match=r"input_shape must be \(height, width, 3\)"):
+        pretrained.weights_source((96, 96))
+    with pytest.raises(ValueError, match=r"profile must be .*'quick'"):
+        pretrained.weights_source(profile="quick")
