@@ -24,8 +24,10 @@ c.CourseDirectory.feedback_directory = os.path.join("build", "course", "feedback
 c.CourseDirectory.db_url = os.environ.get(
     "ADL_GRADEBOOK_URL", "sqlite:///" + os.path.join(_root, "build", "gradebook.db")
 )
-# Never copy caches, checkpoints or stray binaries from source/ into the student release.
+# Never copy caches, checkpoints or stray binaries from source/ into the student release: running a source
+# notebook (nbval in CI, an instructor checking it) leaves the models it saves next to it.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store",
+                            "*.keras", "*.h5",
                             "wrong_answers.yml"]  # the instructor's wrong-answer cases (autograder/cases.py)
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

@@ -48,6 +48,7 @@ from autograder.sandbox import Limits, Sandbox
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
 PROBE_TIMEOUT = 5
+REAP_ROUNDS = 50  # a fork bomb is frozen in a few rounds; the cap only guards against a pathological tree
 
 
 def _error_of(cell) -> dict | None:
@@ -67,6 +68,16 @@ def is_test_cell(cell) -> bool:
     """An autograded test cell: run by the trusted grader, never by the kernel."""
     meta = cell.get("metadata", {}).get("nbgrader", {})
     return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def _children(proc) -> list:
+    """All descendants of ``proc``, or none if it is gone."""
+    import psutil
+
+    try:
+        return proc.children(recursive=True)
+    except psutil.Error:
+        return []
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -109,6 +120,7 @@ class Runner:
         self.env = env
         self.events: list[str] = []
         self.restarts = 0
+        self._keep_for, self._keep = None, set()  # the kernel's own pids (see _kernel_line)
         self.client = NotebookClient(
             nb,
             timeout=int(cell_timeout),
@@ -197,28 +209,72 @@ class Runner:
     def _reap_strays(self, index: int) -> None:
         """Kill the processes a cell left behind (a fork bomb's survivors, a daemon): in the sandbox only the
         kernel and bubblewrap's own processes may outlive a cell. A forked copy of the kernel would otherwise
-        hold the process limit and the kernel's sockets."""
+        hold the process limit and the kernel's sockets, and a fork bomb left running takes the CPU from the
+        kernel: the next tests would time out.
+
+        A fork bomb keeps forking, and its processes keep dying, while it is being killed: every process may
+        vanish between two looks at it (psutil.NoSuchProcess), and the ones that exit stay as zombies until
+        their parent waits. So each process is handled on its own, and each round stops (SIGSTOP) every
+        stray it finds, which then cannot fork any more, until a round finds no new one; then all of them
+        are killed."""
         import psutil
 
         try:
             top = psutil.Process(self.client.km.provisioner.process.pid)
-            procs = top.children(recursive=True)
-            kernels = [p for p in [top, *procs]  # the python process, not bwrap (whose arguments name it too)
-                       if p.name() != "bwrap" and "ipykernel_launcher" in " ".join(p.cmdline())]
         except (psutil.Error, AttributeError):
             return
-        if not kernels:
+        keep = self._kernel_line(top)
+        if not keep:
             return
-        kernel = min(kernels, key=lambda p: (p.create_time(), p.pid))
-        keep = {top.pid, kernel.pid, *(p.pid for p in kernel.parents())}
-        strays = [p for p in procs if p.pid not in keep]
-        for proc in strays:
+        stopped: dict[int, psutil.Process] = {}
+        for _ in range(REAP_ROUNDS):
+            fresh = []
+            for proc in _children(top):
+                if proc.pid in keep or proc.pid in stopped:
+                    continue
+                try:
+                    if proc.status() == psutil.STATUS_ZOMBIE:  # dead already; its parent (or init) reaps it
+                        continue
+                    proc.suspend()
+                except psutil.Error:
+                    continue
+                fresh.append(proc)
+            if not fresh:
+                break
+            stopped.update((p.pid, p) for p in fresh)
+        for proc in stopped.values():
             try:
                 proc.kill()
             except psutil.Error:
                 pass
-        if strays:
-            self.events.append(f"cell {index}: killed {len(strays)} process(es) it left running")
+        psutil.wait_procs(list(stopped.values()), timeout=2)
+        if stopped:
+            self.events.append(f"cell {index}: killed {len(stopped)} process(es) it left running")
+
+    def _kernel_line(self, top) -> set[int]:
+        """The pids that belong to the running kernel: the provisioner's process (bwrap), the kernel's
+        python process (the oldest one: its forks are younger) and the processes between them. Found once
+        per kernel start, before a fork bomb could hide it among its copies."""
+        import psutil
+
+        if self._keep_for == top.pid:
+            return self._keep
+        kernels = []
+        for proc in [top, *_children(top)]:
+            try:  # the python process, not bwrap (whose arguments name it too)
+                if proc.name() != "bwrap" and "ipykernel_launcher" in " ".join(proc.cmdline()):
+                    kernels.append((proc.create_time(), proc.pid, proc))
+            except psutil.Error:
+                continue
+        if not kernels:
+            return set()
+        kernel = min(kernels, key=lambda k: (k[0], k[1]))[2]
+        try:
+            keep = {top.pid, kernel.pid, *(p.pid for p in kernel.parents())}
+        except psutil.Error:
+            return set()
+        self._keep_for, self._keep = top.pid, keep
+        return keep
 
     def _run_test(self, index: int, cell, gid: str | None, entry: dict, done: list[dict]) -> None:
         """Run one test cell in this process against the kernel (the grading contract)."""

@@ -248,16 +248,34 @@ def test_wrapped_command_keeps_the_course_out(tmp_path):
 
 def test_fork_bomb_in_a_cell_costs_that_cell_only(tmp_path):
     """`while True: os.fork()` at the top level of a cell: the process limit stops it, the survivors (forked
-    copies of the kernel) are killed after the cell, and the kernel grades the rest of the notebook."""
+    copies of the kernel) are killed after the cell, and the kernel grades the rest of the notebook.
+
+    Then a fork bomb that never dies out by itself, called from a test cell (the grader's contract): each copy
+    exits when its fork fails, which frees the slot for another copy's fork, so the bomb churns on at the
+    process limit, its processes vanishing and turning into zombies while the grader looks at them. After
+    the test, none of it may be left running (else it takes the CPU from every later test)."""
     home, control, private = tmp_path / "home", tmp_path / "control", tmp_path / "private"
     for d in (home, control, private):
         d.mkdir()
     tmp_path.chmod(0o711)
     private.chmod(0o700)
+    churn = ("import os\n\ndef churn():\n    me = os.getpid()\n    while True:\n        try:\n            os.fork()\n"
+             "        except OSError:\n            if os.getpid() == me:\n                raise\n            os._exit(0)\n\n"
+             "def copies():  # forks of this kernel that still run: same command line (its connection file)\n"
+             "    me, n = open('/proc/self/cmdline', 'rb').read(), 0\n"
+             "    for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+             "        try:\n"
+             "            same = int(pid) != os.getpid() and open(f'/proc/{pid}/cmdline', 'rb').read() == me\n"
+             "            n += same and open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z'\n"
+             "        except OSError:\n            pass\n    return n")
+    test = {"nbgrader": {"grade_id": "t", "grade": True, "points": 1}}
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in ("p = 0.5", "import os\nwhile True:\n    os.fork()", "q = 1")]
-    nb.cells.append(nbformat.v4.new_code_cell("assert p == 0.5 and q == 1",
-                                              metadata={"nbgrader": {"grade_id": "t", "grade": True, "points": 1}}))
+    nb.cells.append(nbformat.v4.new_code_cell("assert p == 0.5 and q == 1", metadata=test))
+    nb.cells.append(nbformat.v4.new_code_cell(churn))
+    nb.cells.append(nbformat.v4.new_code_cell("churn()", metadata={"nbgrader": {**test["nbgrader"], "grade_id": "bomb"}}))
+    nb.cells.append(nbformat.v4.new_code_cell("assert copies() == 0, copies()",
+                                              metadata={"nbgrader": {**test["nbgrader"], "grade_id": "after"}}))
     nbformat.write(nb, str(private / "nb.ipynb"))
     job = {"workdir": str(home), "control": str(control), "notebook": str(private / "nb.ipynb"),
            "cell_timeout": 60, "notebook_timeout": 200, "env": {"PATH": os.environ["PATH"], "HOME": str(home)},
@@ -268,6 +286,8 @@ def test_fork_bomb_in_a_cell_costs_that_cell_only(tmp_path):
                           capture_output=True, text=True, timeout=280, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
-    assert [c["status"] for c in result["cells"]] == ["ok", "error", "ok", "ok"]
+    assert [c["status"] for c in result["cells"]] == ["ok", "error", "ok", "ok", "ok", "error", "ok"], result["cells"]
     assert result["cells"][1]["ename"] == "BlockingIOError"
+    assert result["cells"][5]["ename"] == "BlockingIOError"
     assert any(e.startswith("cell 1: killed ") for e in result["events"]), result["events"]
+    assert any(e.startswith("cell -1: killed ") for e in result["events"]), result["events"]
