@@ -3,6 +3,7 @@ are the release filled in with the solution's code, with exactly one edit."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import textwrap
 
@@ -75,6 +76,7 @@ def test_cases_become_students_with_one_edit(tmp_path):
     ("cases: [{id: a, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1_solution], why: w}]",
      "graded test cells"),
     ("cases: [{id: A b, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1], why: w}]", "slugs"),
+    ("cases: [{id: stride-1, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1], why: w}]", "end in a letter"),
     ("cases: [{id: a, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1], why: w}]", "no case loses"),
     ("cases: {a: 1}", "list under 'cases'"),
     ("cases: [oops", "not valid YAML"),
@@ -93,3 +95,18 @@ def test_every_assignment_cases_fit_its_notebook(assignment):
     source = nbformat.read(ROOT / "source" / assignment / f"{assignment}.ipynb", as_version=4)
     found = cases.load_cases(ROOT / "source" / assignment, source)
     assert found, f"{assignment}: wrong_answers.yml has no cases"
+
+
+@pytest.mark.parametrize("assignment", WITH_CASES)
+def test_sample_file_names_read_back_as_their_student(assignment):
+    """The LMS file-name pattern must give back each sample student's id (a trailing number would be taken
+    for a Canvas submission number and dropped)."""
+    import re
+
+    from autograder.ingest import default_pattern
+
+    pattern = re.compile(default_pattern(assignment))
+    for exp in json.loads((ROOT / "autograder" / "samples" / assignment / "expected.json").read_text())["students"].values():
+        student = exp["file"].removesuffix(f"_{assignment}.ipynb")
+        m = pattern.match(exp["file"])
+        assert m and m.group("student_id") == student, exp["file"]
