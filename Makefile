@@ -43,7 +43,7 @@ test: $(STAMP)
 	mkdir -p $(TEST_DATA_DIR)
 	ADL_PROFILE=smoke ADL_DATA_DIR=$(TEST_DATA_DIR) MPLBACKEND=Agg \
 		$(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax --durations=15 \
-		tests notebooks source
+		tests notebooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

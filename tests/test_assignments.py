@@ -16,6 +16,7 @@ import shutil
 
 import pytest
 
+from adl_helpers import pretrained as adl_pretrained
 from autograder import pipeline
 from autograder.course import load_course
 from autograder.notebook import read_source
@@ -57,17 +58,23 @@ def graded(tmp_path_factory):
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_solution_full_marks_blank_zero(graded, assignment):
-    _, results = graded
+    course, results = graded
     solution, blank = results[assignment]["solution"], results[assignment]["blank"]
     assert solution.max_score > 0
     assert solution.score == solution.max_score, [q for q in solution.questions if q.status != "passed"]
     assert solution.flags == [], solution.notes
+    run = json.loads((course.autograded / "solution" / assignment / "run.json").read_text())
+    failing = [(c["index"], c.get("grade_id"), c["status"], c.get("evalue")) for c in run["cells"] if c["status"] != "ok"]
+    assert failing == [], f"the solution notebook has failing cells (nbval does not run source/): {failing}"
     assert all(q.points == 0 for q in blank.questions), [q for q in blank.questions if q.points]
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_each_wrong_answer_loses_exactly_its_question(graded, assignment):
     _, results = graded
+    if assignment == "hw5" and adl_pretrained.weights_source((96, 96, 3)) == "stand-in":
+        pytest.skip("hw5's wrong answers cost accuracy, which needs ImageNet features: without the data mirror "
+                    "(ADL_DATA_MIRROR) the smoke profile's stand-in backbone has random weights")
     expected = _expected(assignment)
     ci = {s: e for s, e in expected.items() if e["ci"]}
     graded_cells = {q.grade_id for q in results[assignment]["solution"].questions}

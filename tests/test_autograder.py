@@ -66,11 +66,14 @@ def graded(course, tmp_path_factory):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_solution_full_marks_blank_zero(graded, assignment):
+def test_solution_full_marks_blank_zero(course, graded, assignment):
     solution, blank = graded[assignment]["solution"], graded[assignment]["blank"]
     assert solution.max_score > 0
     assert solution.score == solution.max_score, [q for q in solution.questions if q.status != "passed"]
     assert solution.flags == []
+    run = json.loads((course.autograded / "solution" / assignment / "run.json").read_text())
+    failing = [(c["index"], c.get("grade_id"), c["status"], c.get("evalue")) for c in run["cells"] if c["status"] != "ok"]
+    assert failing == [], f"the solution notebook has failing cells (nbval does not run source/): {failing}"
     assert all(q.points == 0 and q.status == "failed" for q in blank.questions), blank.questions
     assert blank.score == 0
 
