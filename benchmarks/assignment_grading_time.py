@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import pathlib
 import platform
@@ -33,7 +34,7 @@ from autograder.course import load_course  # noqa: E402
 BUDGET = 120.0  # seconds per submission (issue 5)
 
 
-def _download(course, assignment: str, tmp: pathlib.Path, hw1_class: int) -> pathlib.Path:
+def _download(course, assignment: str, tmp: pathlib.Path, hw1_class: int, ci_only: bool) -> pathlib.Path:
     download = tmp / f"download-{assignment}"
     download.mkdir()
     shutil.copy(course.source_notebook(assignment), download / f"solution_{assignment}.ipynb")
@@ -41,6 +42,10 @@ def _download(course, assignment: str, tmp: pathlib.Path, hw1_class: int) -> pat
     sample = sorted((ROOT / "autograder" / "samples" / assignment).glob(f"*_{assignment}.ipynb"))
     if assignment == "hw1":  # the ordinary students only: the attacks are the throughput benchmark's business
         sample = sample[:hw1_class]
+    elif ci_only:  # the cases CI grades: the first of each test cell
+        expected = json.loads((ROOT / "autograder" / "samples" / assignment / "expected.json").read_text())
+        ci = {e["file"] for e in expected["students"].values() if e["ci"]}
+        sample = [nb for nb in sample if nb.name in ci]
     for nb in sample:
         shutil.copy(nb, download / nb.name)
     return download
@@ -68,6 +73,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assignments", nargs="*", help="default: every assignment in source/")
     parser.add_argument("--hw1-class", type=int, default=6, help="how many hw1 sample students (default 6)")
+    parser.add_argument("--ci-cases", action="store_true",
+                        help="hw2 on: only the wrong-answer cases CI grades (one per test cell), not all of them")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -81,7 +88,7 @@ def main() -> int:
         assignments = args.assignments or course.assignments()
         for a in assignments:
             pipeline.release(course, a)
-            pipeline.collect(course, a, _download(course, a, tmp, args.hw1_class))
+            pipeline.collect(course, a, _download(course, a, tmp, args.hw1_class, args.ci_cases))
             peer = _nbgrader(course, a)
             pipeline.autograde(course, a, ["blank"], workers=1, force=True, progress=False)  # start the worker
             ours = {}
@@ -106,7 +113,9 @@ def main() -> int:
         "",
         f"`python benchmarks/assignment_grading_time.py` on {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, smoke profile. Per assignment: the solution, the blank release and the "
-        "sample class (hw1: its first ordinary students; hw2 on: the wrong-answer cases). Both graders run one "
+        "sample class (hw1: its first ordinary students; hw2 on: "
+        f"{'the wrong-answer cases CI grades, one per test cell' if args.ci_cases else 'every wrong-answer case'}). "
+        "Both graders run one "
         "submission at a time (nbgrader: one `nbgrader autograde --student` call each, so its own start-up of "
         "about 3 s is counted per submission; adl-grade: one `autograde` call each on a warm worker); adl-grade with every guarantee on (sandbox: "
         f"{'bubblewrap' if isolated else 'NOT ISOLATED'}, tests in the grader, saved models evaluated in a "
