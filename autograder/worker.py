@@ -232,7 +232,7 @@ class Runner:
         stopped: dict[int, psutil.Process] = {}
         for _ in range(REAP_ROUNDS):
             fresh = []
-            for proc in _children(top):
+            for proc in self._sandboxed(top):
                 if proc.pid in keep or proc.pid in stopped:
                     continue
                 try:
@@ -253,6 +253,38 @@ class Runner:
         psutil.wait_procs(list(stopped.values()), timeout=2)
         if stopped:
             self.events.append(f"cell {index}: killed {len(stopped)} process(es) it left running")
+
+    def _sandboxed(self, top) -> list:
+        """Every process that may be the cell's: the descendants of the kernel's top process and every process
+        in the kernel's PID namespace. The namespace is what makes the sweep complete: psutil finds
+        descendants by walking parent links, and a fork bomb's process that exits mid-walk hides its own
+        children (re-parented to the namespace's init a moment later) from that walk; a sweep that missed
+        them would leave the bomb running."""
+        import psutil
+
+        found = {p.pid: p for p in _children(top)}
+        ns = self._namespace_of(top)
+        if ns is not None:
+            for pid in psutil.pids():
+                if pid in found or pid == top.pid:
+                    continue
+                try:
+                    if os.readlink(f"/proc/{pid}/ns/pid") == ns:
+                        found[pid] = psutil.Process(pid)
+                except (OSError, psutil.Error):
+                    continue
+        return list(found.values())
+
+    def _namespace_of(self, top) -> str | None:
+        """The kernel's PID namespace (``pid:[inode]``), if it has its own (not the grader's)."""
+        for pid in self._keep if self._keep_for == top.pid else ():
+            try:
+                ns = os.readlink(f"/proc/{pid}/ns/pid")
+            except OSError:
+                continue
+            if ns != os.readlink("/proc/self/ns/pid"):
+                return ns
+        return None
 
     def _kernel_line(self, top) -> set[int]:
         """The pids that belong to the running kernel: the provisioner's process (bwrap), the kernel's

@@ -246,6 +246,39 @@ def test_wrapped_command_keeps_the_course_out(tmp_path):
     assert not any(b == str(ROOT) or b.startswith(str(ROOT / "source")) for b in binds)
 
 
+@needs_bwrap
+def test_sweep_finds_sandbox_processes_a_parent_walk_misses(tmp_path, monkeypatch):
+    """A fork bomb's process that exits while psutil walks the process tree hides its children from that walk
+    (the CI failure of session 4: the bomb ran on after the sweep). The sweep also takes every process in the
+    kernel's PID namespace, so it finds them even when the walk finds nothing."""
+    import time
+
+    import psutil
+
+    from autograder import worker
+
+    tmp_path.chmod(0o711)
+    script = ("import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        time.sleep(120)\n"
+              "        os._exit(0)\ntime.sleep(120)\n")
+    proc = subprocess.Popen(Sandbox(tmp_path, Limits(), slot=9).wrap([sys.executable, "-c", script]))
+    try:
+        top = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 60
+        while len(pythons := [p for p in top.children(recursive=True) if "-c" in p.cmdline()]) < 4:
+            assert time.monotonic() < deadline and proc.poll() is None, "the sandboxed python did not start"
+            time.sleep(0.2)
+        kernel = min(pythons, key=lambda p: p.create_time())
+        runner = object.__new__(worker.Runner)
+        runner._keep_for, runner._keep = top.pid, {top.pid, kernel.pid, *(p.pid for p in kernel.parents())}
+        forks = {p.pid for p in pythons} - {kernel.pid}
+        assert {p.pid for p in runner._sandboxed(top)} - runner._keep == forks
+        monkeypatch.setattr(worker, "_children", lambda proc: [])  # the walk lost them all
+        assert {p.pid for p in runner._sandboxed(top)} - runner._keep == forks
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_fork_bomb_in_a_cell_costs_that_cell_only(tmp_path):
     """`while True: os.fork()` at the top level of a cell: the process limit stops it, the survivors (forked
     copies of the kernel) are killed after the cell, and the kernel grades the rest of the notebook.
