@@ -48,10 +48,18 @@ def _print_sandbox(course, assignment):
 
 
 def cmd_autograde(args, course):
-    _print_sandbox(course, args.assignment)
-    results = pipeline.autograde(course, args.assignment, args.student or None, args.workers, args.force,
-                                 dask=args.dask)
-    print(pipeline.format_table(results))
+    assignments = list(dict.fromkeys(args.assignment))
+    pipeline.grading_tasks(course, {a: args.student or None for a in assignments})  # refuse before printing
+    for a in assignments:
+        if len(assignments) > 1:
+            print(f"  {a}:")
+        _print_sandbox(course, a)
+    graded = pipeline.autograde_all(course, {a: args.student or None for a in assignments}, args.workers,
+                                    args.force, dask=args.dask)
+    for a, results in graded.items():
+        if len(graded) > 1:
+            print(f"== {a}")
+        print(pipeline.format_table(results))
 
 
 def cmd_feedback(args, course):
@@ -179,7 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("report", cmd_report, "write the report (pass rates, score distribution, flags)"),
     ]:
         p = sub.add_parser(name, help=text)
-        p.add_argument("assignment")
+        if name == "autograde":
+            p.add_argument("assignment", nargs="+", help="one or more: their submissions share one queue")
+        else:
+            p.add_argument("assignment")
         p.add_argument("--workers", type=int, default=2)
         if name == "autograde":
             p.add_argument("--student", action="append", help="grade only this student (repeatable)")

@@ -11,9 +11,9 @@ its place, so that a crafted model file never gets near the grader's process:
 2. A Python process in its own sandbox (bubblewrap, an unprivileged user of its own, the resource
    limits; no network, no course folder) loads the copy with Keras' safe mode (no ``Lambda`` code, no
    unknown classes) and writes the outputs as ``.npy`` files and the rest as JSON. No student code runs
-   there, and the student's kernel cannot see or reach it. The process stays up for the rest of the job and
-   answers further evaluations of the same file (a public check and a hidden test, say) without loading it
-   again; a changed file gets a process of its own.
+   there, and the student's kernel cannot see or reach it. One such process serves the whole job (one
+   submission): it imports TensorFlow once, loads each model file (by content) once, and answers every
+   evaluation of it (a public check and a hidden test, say). All its files come from one student.
 3. The grader reads the outputs with ``allow_pickle=False``; the test compares them with labels that
    never left the grader.
 """
@@ -38,28 +38,31 @@ from autograder.sandbox import Limits, Sandbox
 EVAL_SLOT_OFFSET = 500  # the evaluator of slot N runs as uid SLOT_UID_BASE + N + 500: not the kernel's user
 MAX_OUTPUT_BYTES = 256 * 2**20
 
-# Runs inside the sandbox with `python -I`: Keras loads the file once, then answers one request per line of
-# stdin (a folder name under requests/ holding the inputs) with a line on stdout; nothing else runs there.
+# Runs inside the sandbox with `python -I`: imports Keras once, then answers one request per line of stdin (a
+# folder name under requests/ holding the inputs and the model file's name under models/) with a line on
+# stdout, loading each model on its first request; nothing else runs there.
 EVALUATOR_CODE = r"""
 import json, sys
 import numpy as np
 def answer(line):
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-try:
-    from adl_helpers import grading
-    model = grading.load_for_grading("model.keras")
-except BaseException as exc:
-    json.dump({"error": [type(exc).__name__, str(exc)[:2000]]}, open("load.json", "w"))
-    answer("load failed")
-    raise SystemExit(0)
-answer("loaded")
+from adl_helpers import grading
+import keras
+answer("ready")
+models = {}
 for line in sys.stdin:
     d = "requests/" + line.strip()
     try:
         req = json.load(open(d + "/request.json"))
+        if req["model"] not in models:
+            folder = "models/" + req["model"] + "/"
+            try:
+                models[req["model"]] = grading.load_for_grading(folder + req["name"])
+            except BaseException as exc:  # the message names the student's file, not the copy
+                raise type(exc)(str(exc).replace(folder, "")) from None
         batches = {n: np.load(f"{d}/input-{i}.npy", allow_pickle=False) for i, n in enumerate(req["names"])}
-        report = grading.model_report(model, batches, batch_size=req["batch_size"], single=False)
+        report = grading.model_report(models[req["model"]], batches, batch_size=req["batch_size"], single=False)
         for i, name in enumerate(req["names"]):
             np.save(f"{d}/output-{i}.npy", np.ascontiguousarray(report["outputs"][name]), allow_pickle=False)
         report.pop("outputs")
@@ -73,8 +76,8 @@ for line in sys.stdin:
 class ModelEvaluator:
     """``adl.grading.evaluate_saved_model`` as the grader runs it (installed by the worker for one job).
 
-    Each model file (by content) is loaded once, in its own sandboxed process, which then answers every
-    evaluation of that file during the job; :meth:`close` ends them all.
+    One sandboxed process per job (started on the first evaluation, started again if it died) loads each
+    model file (by content) once and answers every evaluation of it; :meth:`close` ends it.
 
     Args:
         workdir: the submission's folder (the kernel's working directory).
@@ -94,8 +97,11 @@ class ModelEvaluator:
         self.sandbox = sandbox
         self.env = dict(env or {})
         self.calls = 0
-        self.loads = 0
-        self._open: dict[str, tuple[subprocess.Popen, pathlib.Path]] = {}  # sha256 -> (process, its folder)
+        self.loads = 0  # model files sent to an evaluator process (each is loaded there once)
+        self.starts = 0  # evaluator processes started
+        self._proc: subprocess.Popen | None = None
+        self._box: pathlib.Path | None = None  # the process's folder: models/, requests/
+        self._models: set[str] = set()  # sha256 of the model files the running process holds
 
     def __call__(self, path, inputs, *, batch_size=256) -> dict:
         from adl_helpers.grading import _check_inputs  # the same validation as in the student's notebook
@@ -104,16 +110,23 @@ class ModelEvaluator:
         batches = _check_inputs(inputs)
         self.calls += 1
         data = self._read_model(os.fspath(path))
-        proc, box = self._process(hashlib.sha256(data).hexdigest(), data)
+        digest = hashlib.sha256(data).hexdigest()
+        proc, box = self._process()
+        if digest not in self._models:
+            folder = box / "models" / digest
+            folder.mkdir(mode=0o755, exist_ok=True)
+            (folder / pathlib.PurePosixPath(os.fspath(path)).name).write_bytes(data)
+            self._give(folder)
+            self._models.add(digest)
+            self.loads += 1
         req = box / "requests" / str(self.calls)
         req.mkdir(mode=0o755)
         names = list(batches)
         for i, name in enumerate(names):
             np.save(req / f"input-{i}.npy", batches[name], allow_pickle=False)
-        (req / "request.json").write_text(json.dumps({"names": names, "batch_size": int(batch_size)}))
-        if self.sandbox_uid is not None:
-            for p in [req, *req.iterdir()]:
-                os.chown(p, self.sandbox_uid, self.sandbox_uid)
+        (req / "request.json").write_text(json.dumps({"names": names, "batch_size": int(batch_size),
+                                                      "model": digest, "name": pathlib.PurePosixPath(os.fspath(path)).name}))
+        self._give(req)
         try:
             line = self._exchange(proc, f"{self.calls}\n")
             if line != "done":
@@ -122,6 +135,7 @@ class ModelEvaluator:
             if report is None:
                 raise ValueError("evaluate_saved_model: the evaluator gave no report")
             if "error" in report:
+                self._models.discard(digest)  # a model that did not load is tried again on its next use
                 raise ValueError(report["error"][1])
             out = _checked_report(report["ok"])
             outputs = {name: self._read_array(req / f"output-{i}.npy") for i, name in enumerate(names)}
@@ -167,30 +181,34 @@ class ModelEvaluator:
             raise ValueError(f"evaluate_saved_model: {path!r} should be a .keras file (model.save('name.keras'))")
         return data
 
-    def _process(self, digest: str, data: bytes) -> tuple[subprocess.Popen, pathlib.Path]:
-        """The running evaluator of this model (started, and the model loaded, on first use)."""
-        if digest in self._open and self._open[digest][0].poll() is None:
-            return self._open[digest]
+    def _process(self) -> tuple[subprocess.Popen, pathlib.Path]:
+        """The job's running evaluator (started on first use, or again if it died: a model that crashed it)."""
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc, self._box
+        self.close()
         box = pathlib.Path(tempfile.mkdtemp(prefix="adl-eval-"))
         box.chmod(0o755)
-        (box / "model.keras").write_bytes(data)
+        (box / "models").mkdir(mode=0o755)
         (box / "requests").mkdir(mode=0o755)
         sandbox = Sandbox(box, self.limits, slot=self.slot + EVAL_SLOT_OFFSET, enabled=self.sandbox)
         sandbox.prepare()
         env = {**self.env, "HOME": str(box), "TF_CPP_MIN_LOG_LEVEL": self.env.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-        proc = subprocess.Popen(sandbox.wrap([sys.executable, "-I", "-c", EVALUATOR_CODE]), cwd=box, env=env,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                text=True, start_new_session=True)
-        self.loads += 1
-        self._open[digest] = (proc, box)
-        line = self._exchange(proc, None)
-        if line != "loaded":
-            report = self._read_json(box / "load.json")
-            self._stop(digest)
-            if report is not None and "error" in report:
-                raise ValueError(report["error"][1])
-            raise ValueError(f"evaluate_saved_model: the model could not be loaded ({line or 'no answer'})")
-        return proc, box
+        self._proc = subprocess.Popen(sandbox.wrap([sys.executable, "-I", "-c", EVALUATOR_CODE]), cwd=box, env=env,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      text=True, start_new_session=True)
+        self._box = box
+        self.starts += 1
+        line = self._exchange(self._proc, None)
+        if line != "ready":
+            self.close()
+            raise ValueError(f"evaluate_saved_model: the evaluator did not start ({line or 'no answer'})")
+        return self._proc, self._box
+
+    def _give(self, path: pathlib.Path) -> None:
+        """Hand a file or folder the grader wrote over to the evaluator's user."""
+        if self.sandbox_uid is not None:
+            for p in [path, *path.iterdir()] if path.is_dir() else [path]:
+                os.chown(p, self.sandbox_uid, self.sandbox_uid)
 
     def _exchange(self, proc: subprocess.Popen, request: str | None) -> str | None:
         """Send one request line (None: just wait) and read the answer line, within the time limit."""
@@ -210,19 +228,17 @@ class ModelEvaluator:
         except (BrokenPipeError, OSError):
             return None
 
-    def _stop(self, digest: str) -> None:
-        proc, box = self._open.pop(digest)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
-        shutil.rmtree(box, ignore_errors=True)
-
     def close(self) -> None:
-        """Stop every evaluator of this job and remove their folders."""
-        for digest in list(self._open):
-            self._stop(digest)
+        """Stop the job's evaluator and remove its folder."""
+        if self._proc is not None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self._proc.wait()
+        if self._box is not None:
+            shutil.rmtree(self._box, ignore_errors=True)
+        self._proc, self._box, self._models = None, None, set()
 
     @staticmethod
     def _open_regular(path: pathlib.Path, limit: int):

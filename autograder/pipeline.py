@@ -403,9 +403,13 @@ _WORKERS: dict[int, _Worker] = {}
 
 def _run_worker(course: Course, slot: int, job_file: pathlib.Path, hard_limit: float) -> dict | None:
     """Run one job on the slot's worker (started on first use, restarted if it died). None if it failed."""
+    log = course.build / "logs" / f"worker-{slot}.log"
     worker = _WORKERS.get(slot)
+    if worker is not None and worker.alive() and worker.log != log:  # another course's: its log is elsewhere
+        _stop_worker(_WORKERS.pop(slot))
+        worker = None
     if worker is None or not worker.alive():
-        worker = _WORKERS[slot] = _Worker(course.build / "logs" / f"worker-{slot}.log")
+        worker = _WORKERS[slot] = _Worker(log)
     result_path = pathlib.Path(json.loads(job_file.read_text())["result"])
     result_path.unlink(missing_ok=True)
     answer = worker.run(job_file, hard_limit)
@@ -417,15 +421,19 @@ def _run_worker(course: Course, slot: int, job_file: pathlib.Path, hard_limit: f
     return json.loads(result_path.read_text())
 
 
+def _stop_worker(worker: _Worker) -> None:
+    try:
+        worker.proc.stdin.close()
+        worker.proc.wait(timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        worker.kill()
+
+
 def shutdown_workers() -> None:
-    """Stop the long-lived workers (autograde calls it when a batch is done)."""
+    """Stop the long-lived workers. They outlive an autograde call, so that grading several assignments in one
+    process (the demo, the tests) starts them once; they end with the process, or when this is called."""
     while _WORKERS:
-        _, worker = _WORKERS.popitem()
-        try:
-            worker.proc.stdin.close()
-            worker.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            worker.kill()
+        _stop_worker(_WORKERS.popitem()[1])
 
 
 atexit.register(shutdown_workers)
@@ -440,28 +448,54 @@ def autograde(course: Course, assignment: str, students: list[str] | None = None
     cluster, whose workers must see the course folder at the same path (a shared file system). Either way
     the gradebook is written here, one submission at a time, so an interrupted batch keeps what finished.
     """
+    return autograde_all(course, {assignment: students}, workers, force, progress, dask)[assignment]
+
+
+def autograde_all(course: Course, batches: dict[str, list[str] | None], workers: int = 2, force: bool = False,
+                  progress: bool = True, dask: str | None = None) -> dict[str, list[Result]]:
+    """:func:`autograde` for several assignments at once, ``{assignment: students or None (all)}``, in one
+    queue: a free worker takes the next submission whatever its assignment, so no worker waits for an
+    assignment's slowest submission. Submissions start in the order given: put the slowest assignment first.
+    """
     from tqdm.auto import tqdm
 
-    students = submitted_students(course, assignment) if students is None else students
-    if not students:
-        raise CourseError(f"autograde: no submissions of {assignment} in {course.submitted}; run collect first")
-    results: dict[str, Result] = {}
-    bar = tqdm(total=len(students), desc=f"grading {assignment}", unit="nb", disable=not progress)
+    tasks = grading_tasks(course, batches)
+    results: dict[tuple[str, str], Result] = {}
+    desc = f"grading {', '.join(batches)}"
+    bar = tqdm(total=len(tasks), desc=desc, unit="nb", disable=not progress)
     try:
-        for result in _grade_all(course, assignment, students, workers, force, dask):
+        for result in _grade_all(course, tasks, workers, force, dask):
             record(course, result)
-            results[result.student] = result
+            results[result.assignment, result.student] = result
             bar.update()
     finally:
         bar.close()
-        shutdown_workers()
-    return [results[s] for s in students]
+    return {a: [results[a, s] for a2, s in tasks if a2 == a] for a in batches}
 
 
-def _grade_all(course, assignment, students, workers, force, dask):
+def grading_tasks(course: Course, batches: dict[str, list[str] | None]) -> list[tuple[str, str]]:
+    """The ``(assignment, student)`` pairs :func:`autograde_all` grades, in order; a CourseError, before
+    anything is graded, for an assignment without a source notebook or without submissions."""
+    tasks = []
+    for assignment, students in batches.items():
+        if not course.source_notebook(assignment).is_file():
+            raise CourseError(f"autograde: no source notebook {course.source_notebook(assignment)}: is "
+                              f"{assignment!r} spelled right?")
+        submitted = submitted_students(course, assignment)
+        if not submitted:
+            raise CourseError(f"autograde: no submissions of {assignment} in {course.submitted}; run collect first")
+        missing = [s for s in students or () if s not in submitted]
+        if missing:
+            raise CourseError(f"autograde: no submission of {assignment} by {', '.join(missing)} in "
+                              f"{course.submitted}; run collect first, or check the name")
+        tasks += [(assignment, s) for s in (submitted if students is None else students)]
+    return tasks
+
+
+def _grade_all(course, tasks, workers, force, dask):
     if dask is None:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = [pool.submit(grade_one, course, assignment, s, force) for s in students]
+            futures = [pool.submit(grade_one, course, a, s, force) for a, s in tasks]
             for future in concurrent.futures.as_completed(futures):
                 yield future.result()
         return
@@ -472,8 +506,8 @@ def _grade_all(course, assignment, students, workers, force, dask):
     except OSError as exc:
         raise CourseError(f"cannot reach the Dask scheduler at {dask!r}: {exc}") from None
     with client:
-        futures = client.map(grade_one, [course] * len(students), [assignment] * len(students), students,
-                             [force] * len(students), pure=False, key=[f"grade-{assignment}-{s}" for s in students])
+        futures = client.map(grade_one, [course] * len(tasks), [a for a, _ in tasks], [s for _, s in tasks],
+                             [force] * len(tasks), pure=False, key=[f"grade-{a}-{s}" for a, s in tasks])
         for future in as_completed(futures):
             yield future.result()
 

@@ -70,7 +70,10 @@ def main() -> int:
         if values is None:
             continue
         rows = [f"| `{k}` | {v:.4f} |" if isinstance(v, float) else f"| `{k}` | {v} |" for k, v in values.items()]
-        data = "; ".join(n.removeprefix("adl_helpers: ") for n in notices if "profile" not in n) or "the real data"
+        # What the data loaders said (a stand-in, a sample); a notebook that loads no dataset says in its HEADLINES
+        # "data" entry where its data came from ("generated in the notebook").
+        data = "; ".join(n.removeprefix("adl_helpers: ") for n in notices if "profile" not in n)
+        data = data or (values.get("data") if isinstance(values.get("data"), str) else "the real data (no loader notice)")
         sections.append("\n".join([
             f"### {path.relative_to(ROOT)} (full profile, {elapsed:.0f} s)", "",
             f"Data: {data}.", "", "| headline | value |", "|---|---|", *rows, ""]))

@@ -12,6 +12,7 @@ import shutil
 
 import nbformat
 import pytest
+from helpers import hidden_test_lines, stale_release
 
 from autograder import cli, pipeline
 from autograder.course import CourseError, load_course, load_settings
@@ -66,6 +67,12 @@ def graded(course, tmp_path_factory):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_release_is_up_to_date(course, assignment):
+    problems = stale_release(course, assignment, ROOT)
+    assert problems == [], f"release/{assignment} is stale: run 'make release' and commit it ({problems})"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_solution_full_marks_blank_zero(course, graded, assignment):
     solution, blank = graded[assignment]["solution"], graded[assignment]["blank"]
     assert solution.max_score > 0
@@ -109,19 +116,7 @@ def test_gradebook_holds_the_grades_and_rerun_is_idempotent(course, graded):
 
 def test_feedback_never_shows_hidden_tests(course, graded):
     for a, results in graded.items():
-        _, cells = read_source(course.source_notebook(a))
-        hidden = []
-        for c in cells:
-            inside = False
-            for line in c.source.splitlines():
-                if "### BEGIN HIDDEN TESTS" in line:
-                    inside = True
-                elif "### END HIDDEN TESTS" in line:
-                    inside = False
-                elif inside and len(line.strip()) > 12:
-                    hidden.append(line.strip())
-        public = {line.strip() for c in cells for line in c.public_source.splitlines()}
-        hidden = [h for h in hidden if h not in public]  # lines that appear only in hidden tests
+        hidden = hidden_test_lines(course.source_notebook(a))
         assert hidden, f"{a} has no hidden tests"
         for r in results.values():
             html = pipeline.write_feedback(course, r).read_text()
@@ -253,6 +248,27 @@ def test_dask_cluster_grades_like_the_local_pool(course, graded):
         assert [(q.grade_id, q.points) for q in r.questions] == [(q.grade_id, q.points) for q in local.questions]
     assert pipeline.gradebook_scores(course, "hw1")["solution"] == {
         q.grade_id: q.points for q in graded["hw1"]["solution"].questions}
+
+
+def test_autograde_all_refuses_what_it_cannot_grade_before_grading_anything(course, graded, capsys):
+    def results():
+        return {p: p.stat().st_mtime_ns for p in course.autograded.glob("*/*/result.json")}
+
+    before = results()
+    (course.source / "hw9").mkdir()
+    try:
+        shutil.copy(course.source_notebook("hw1"), course.source_notebook("hw9"))
+        with pytest.raises(CourseError, match=r"no submissions of hw9 in .*run collect first"):
+            pipeline.autograde_all(course, {"hw1": ["solution"], "hw9": None}, progress=False, force=True)
+        with pytest.raises(CourseError, match=r"no source notebook .*hw8.ipynb: is 'hw8' spelled right"):
+            pipeline.autograde_all(course, {"hw1": ["solution"], "hw8": None}, progress=False, force=True)
+        with pytest.raises(CourseError, match=r"no submission of hw1 by nobody in .*check the name"):
+            pipeline.autograde_all(course, {"hw1": ["solution", "nobody"]}, progress=False, force=True)
+        assert cli.main(["--course", str(course.root), "autograde", "hw1", "hw9"]) == 1
+        assert "no submissions of hw9" in capsys.readouterr().err
+    finally:
+        shutil.rmtree(course.source / "hw9")
+    assert results() == before  # nothing graded, not even hw1's solution
 
 
 def test_unreachable_dask_scheduler_is_a_clear_error(course, monkeypatch):

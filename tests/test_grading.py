@@ -82,7 +82,7 @@ def test_grader_evaluates_in_its_own_process(saved, monkeypatch):
     monkeypatch.setattr(grading, "_evaluator", ev)
     r = grading.evaluate_saved_model("net.keras", {"a": x, "b": x[:1]})  # the notebook's call, the grader's way
     again = grading.evaluate_saved_model("net.keras", x[:1])
-    assert ev.calls == 2 and ev.loads == 1  # one process per model file, kept for the job
+    assert ev.calls == 2 and ev.loads == 1  # each model file is loaded once per job
     np.testing.assert_allclose(again["outputs"], r["outputs"]["b"])
     np.testing.assert_allclose(r["outputs"]["a"], model.predict(x, verbose=0), rtol=1e-6)
     assert r["trainable_params"] == 16 and r["non_trainable_params"] == 10
@@ -93,9 +93,10 @@ def test_grader_evaluates_in_its_own_process(saved, monkeypatch):
         ev("garbage.keras", x)
     with pytest.raises(ValueError, match=r"inputs of shape \(2, 5\) do not fit the model, which takes \(None, 3\)"):
         ev("net.keras", np.zeros((2, 5), "float32"))  # a wrong input shape: the model's own error comes back
-    assert ev.loads == 3
+    assert ev.loads == 3 and ev.starts == 1  # one process for the job's models, the bad ones included
+    assert ev("net.keras", x[:1])["outputs"].shape == again["outputs"].shape
     ev.close()
-    assert ev._open == {}
+    assert ev._proc is None and ev._box is None
     assert sorted(p.name for p in d.iterdir()) == ["garbage.keras", "lambda.keras", "net.keras", "weights.h5"]
 
 
