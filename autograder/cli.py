@@ -48,14 +48,13 @@ def _print_sandbox(course, assignment):
 
 
 def cmd_autograde(args, course):
-    assignments = list(dict.fromkeys(args.assignment))
-    pipeline.grading_tasks(course, {a: args.student or None for a in assignments})  # refuse before printing
-    for a in assignments:
-        if len(assignments) > 1:
+    batches = {a: args.student or None for a in args.assignment}
+    pipeline.grading_tasks(course, batches)  # refuse before printing anything
+    for a in batches:
+        if len(batches) > 1:
             print(f"  {a}:")
         _print_sandbox(course, a)
-    graded = pipeline.autograde_all(course, {a: args.student or None for a in assignments}, args.workers,
-                                    args.force, dask=args.dask)
+    graded = pipeline.autograde_all(course, batches, args.workers, args.force, dask=args.dask)
     for a, results in graded.items():
         if len(graded) > 1:
             print(f"== {a}")

@@ -110,12 +110,13 @@ class ModelEvaluator:
         batches = _check_inputs(inputs)
         self.calls += 1
         data = self._read_model(os.fspath(path))
+        file_name = pathlib.PurePosixPath(os.fspath(path)).name  # _read_model made sure it is a plain file name
         digest = hashlib.sha256(data).hexdigest()
         proc, box = self._process()
         if digest not in self._models:
             folder = box / "models" / digest
             folder.mkdir(mode=0o755, exist_ok=True)
-            (folder / pathlib.PurePosixPath(os.fspath(path)).name).write_bytes(data)
+            (folder / file_name).write_bytes(data)
             self._give(folder)
             self._models.add(digest)
             self.loads += 1
@@ -125,7 +126,7 @@ class ModelEvaluator:
         for i, name in enumerate(names):
             np.save(req / f"input-{i}.npy", batches[name], allow_pickle=False)
         (req / "request.json").write_text(json.dumps({"names": names, "batch_size": int(batch_size),
-                                                      "model": digest, "name": pathlib.PurePosixPath(os.fspath(path)).name}))
+                                                      "model": digest, "name": file_name}))
         self._give(req)
         try:
             line = self._exchange(proc, f"{self.calls}\n")
