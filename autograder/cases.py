@@ -101,8 +101,9 @@ def load_cases(source_dir: pathlib.Path, source_nb) -> list[Case]:
     return cases
 
 
-def fill_release(release_nb, source_nb, case: Case | None = None):
-    """The release notebook with every solution cell filled in with the solution's code (and one edit)."""
+def fill_release(release_nb, source_nb, *cases: Case):
+    """The release notebook with every solution cell filled in with the solution's code, then each case's
+    edit (several cases may edit one cell: each ``replace`` must still occur exactly once when its turn comes)."""
     nb = copy.deepcopy(release_nb)
     solutions = _cells(source_nb)
     for cell in nb.cells:
@@ -110,7 +111,10 @@ def fill_release(release_nb, source_nb, case: Case | None = None):
         if not (gid and cell.metadata["nbgrader"].get("solution") and cell.cell_type == "code"):
             continue
         code = solution_code(solutions[gid].source)
-        if case is not None and case.cell == gid:
+        for case in (c for c in cases if c.cell == gid):
+            if code.count(case.replace) != 1:
+                raise CaseError(f"case {case.id!r}: after the other edits in {gid}, 'replace' occurs "
+                                f"{code.count(case.replace)} times instead of once; these cases cannot be combined")
             code = code.replace(case.replace, case.with_, 1)
         cell.source = code
         cell.outputs, cell.execution_count = [], None
@@ -118,20 +122,40 @@ def fill_release(release_nb, source_nb, case: Case | None = None):
 
 
 def build_class(assignment: str, source_nb, release_nb, source_dir: pathlib.Path) -> list[dict]:
-    """The sample students of ``assignment``, one per case: [{"id", "notebook", "note", "loses", "ci"}]
-    (``ci``: the first case that loses some test cell; CI grades those, the demo grades every case). (The
-    correct student is the solution itself, which the demo and the tests grade anyway.)"""
-    students, covered = [], set()
-    for i, case in enumerate(load_cases(source_dir, source_nb), start=1):
+    """The sample students of ``assignment``: [{"id", "notebook", "note", "loses", "ci"}]. (The correct student
+    is the solution itself, which the demo and the tests grade anyway.)
+
+    One student per case (``ci`` false: ``adl-grade demo --all-cases`` and ``check_cases.py`` grade them), and
+    two that CI and the plain demo grade (``ci`` true): the first case of each test cell, dealt alternately
+    into two notebooks with several mistakes each. Each test cell is then lost by a plausible mistake, and each
+    student's other test cells must keep their points, so a mistake that leaks into a question of the other
+    student is caught; a leak between two mistakes of one student is caught only by the one-case students."""
+    found = load_cases(source_dir, source_nb)
+    students, covered, first = [], set(), []
+    for i, case in enumerate(found, start=1):
+        if not set(case.loses) <= covered:
+            first.append(case)
+        covered |= set(case.loses)
         students.append({
             "id": f"w{i:02d}_{case.id.replace('-', '_')}",
             "notebook": fill_release(release_nb, source_nb, case),
             "loses": list(case.loses),
             "note": f"{case.why} (in {case.cell}): loses {', '.join(case.loses)} and nothing else.",
-            # CI grades the first case of each test cell; the demo and check_cases.py grade them all
-            "ci": not set(case.loses) <= covered,
+            "ci": False,
         })
-        covered |= set(case.loses)
+    order = [gid for gid in _cells(source_nb) if gid in covered]
+    for name, group in (("a", first[0::2]), ("b", first[1::2])):
+        if not group:
+            continue
+        loses = [gid for gid in order if any(gid in c.loses for c in group)]
+        students.append({
+            "id": f"wx_several_mistakes_{name}",
+            "notebook": fill_release(release_nb, source_nb, *group),
+            "loses": loses,
+            "note": f"{len(group)} mistakes at once ({', '.join(c.id for c in group)}): loses "
+                    f"{', '.join(loses)} and nothing else.",
+            "ci": True,
+        })
     return students
 
 

@@ -104,7 +104,8 @@ def cmd_demo(args, course):
                   f"they would succeed ({', '.join(unsafe)}). Install bubblewrap to grade them.")
         extra = () if args.all_cases else _extra_cases(sample)
         if extra:
-            print(f"  grading one wrong-answer case per question; {len(extra)} more with 'adl-grade demo --all-cases'")
+            print(f"  grading two students who make one mistake per question between them; {len(extra)} single "
+                  "mistakes more with 'adl-grade demo --all-cases'")
         got = pipeline.collect(course, a, sample, ignore=("expected.json", "README.md", *unsafe, *extra))
         print(f"  {len(got.accepted)} submissions; rejected: {len(got.rejected)}")
         for name, reason in got.rejected:
@@ -147,7 +148,8 @@ def _compare_with_expected(sample: pathlib.Path, results) -> None:
 
 
 def _extra_cases(sample: pathlib.Path) -> tuple[str, ...]:
-    """Wrong-answer cases beyond the first one per test cell (``"ci": false`` in expected.json)."""
+    """The one-mistake students (``"ci": false`` in expected.json): the plain demo grades only the two students
+    who make the first mistake of each test cell between them (see autograder/cases.py)."""
     expected = sample / "expected.json"
     if not expected.is_file():
         return ()

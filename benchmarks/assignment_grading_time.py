@@ -74,7 +74,7 @@ def main() -> int:
     parser.add_argument("--assignments", nargs="*", help="default: every assignment in source/")
     parser.add_argument("--hw1-class", type=int, default=6, help="how many hw1 sample students (default 6)")
     parser.add_argument("--ci-cases", action="store_true",
-                        help="hw2 on: only the wrong-answer cases CI grades (one per test cell), not all of them")
+                        help="hw2 on: only the two students CI grades (several mistakes each), not every case")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

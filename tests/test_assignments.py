@@ -2,9 +2,10 @@
 earns nothing in every test cell, and each wrong-answer case (source/<assignment>/wrong_answers.yml, built into
 autograder/samples/<assignment>/ by make_sample_class.py) loses exactly the test cells it names.
 
-CI grades the first case of each test cell (``"ci": true`` in expected.json): at least one plausible mistake
-per question, as `make demo` does; `adl-grade demo --all-cases` and ``autograder/samples/check_cases.py`` grade
-every case.
+CI grades, as `make demo` does, the two students per assignment who make the first mistake of each test cell
+between them (``"ci": true`` in expected.json, see autograder/cases.py): every question is lost by a plausible
+mistake and kept despite the other student's. `adl-grade demo --all-cases` and
+``autograder/samples/check_cases.py`` grade every mistake on its own.
 """
 
 from __future__ import annotations

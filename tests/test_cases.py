@@ -55,7 +55,10 @@ GOOD = """
 
 def test_cases_become_students_with_one_edit(tmp_path):
     students = cases.build_class("hwx", SOURCE, RELEASE, _write(tmp_path, GOOD))
-    assert [s["id"] for s in students] == ["w01_plus_two", "w02_y_four"]
+    assert [s["id"] for s in students] == ["w01_plus_two", "w02_y_four", "wx_several_mistakes_a",
+                                           "wx_several_mistakes_b"]
+    assert [s["ci"] for s in students] == [False, False, True, True]
+    students = students[:2]
     correct = cases.fill_release(RELEASE, SOURCE)
     assert correct.cells[0].source == "def f(x):\n    return x + 1\n"
     assert correct.cells[2].source == "y = 3\n"
@@ -65,6 +68,43 @@ def test_cases_become_students_with_one_edit(tmp_path):
     assert students[1]["notebook"].cells[2].source == "y = 3\n"
     assert students[1]["notebook"].cells[1].source == RELEASE.cells[1].source  # the release's test cell
     assert cases.expected_points(SOURCE, students[1]["loses"]) == {"q1": 0.0, "q2": 1.0}
+
+
+THREE_QUESTIONS = """
+    cases:
+      - {id: plus-two, cell: q1_solution, replace: "x + 1", with: "x + 2", loses: [q1], why: off by one}
+      - {id: minus-one, cell: q1_solution, replace: "x + 1", with: "x - 1", loses: [q1], why: wrong sign}
+      - {id: y-four, cell: q2_solution, replace: "y = 3", with: "y = 4", loses: [q2], why: wrong constant}
+      - {id: z-in-place, cell: q1_solution, replace: "return", with: "z = 0\\n    return", loses: [q3], why: w}
+"""
+
+
+def test_ci_students_deal_the_first_mistake_of_each_test_cell_alternately(tmp_path):
+    source, release = SOURCE.copy(), RELEASE.copy()
+    source.cells = [*SOURCE.cells, nbformat.v4.new_code_cell(
+        "assert 'z' not in dir()", metadata={"nbgrader": {"grade_id": "q3", "grade": True, "solution": False,
+                                                           "locked": True, "points": 1, "schema_version": 3}})]
+    release.cells = [*RELEASE.cells, source.cells[-1]]
+    students = {s["id"]: s for s in cases.build_class("hwx", source, release, _write(tmp_path, THREE_QUESTIONS))}
+    assert [i for i, s in students.items() if not s["ci"]] == ["w01_plus_two", "w02_minus_one", "w03_y_four",
+                                                               "w04_z_in_place"]
+    a, b = students["wx_several_mistakes_a"], students["wx_several_mistakes_b"]
+    # first cases per test cell: plus-two (q1), y-four (q2), z-in-place (q3); minus-one is a second q1 case
+    assert (a["loses"], b["loses"]) == (["q1", "q3"], ["q2"])
+    assert a["notebook"].cells[0].source == "def f(x):\n    z = 0\n    return x + 2\n"  # two edits in one cell
+    assert a["notebook"].cells[2].source == "y = 3\n"
+    assert b["notebook"].cells[0].source == "def f(x):\n    return x + 1\n"
+    assert b["notebook"].cells[2].source == "y = 4\n"
+    assert "plus-two, z-in-place" in a["note"] and "loses q1, q3 and nothing else" in a["note"]
+    assert cases.expected_points(source, a["loses"]) == {"q1": 0.0, "q2": 1.0, "q3": 0.0}
+
+
+def test_mistakes_that_cannot_be_combined_are_refused():
+    first = cases.Case("plus-two", "q1_solution", "x + 1", "x + 2", ("q1",), "off by one")
+    clash = cases.Case("minus-one", "q1_solution", "x + 1", "x - 1", ("q1",), "wrong sign")
+    with pytest.raises(cases.CaseError, match="'minus-one': after the other edits in q1_solution, 'replace' "
+                                              "occurs 0 times instead of once"):
+        cases.fill_release(RELEASE, SOURCE, first, clash)
 
 
 @pytest.mark.parametrize("text, match", [

@@ -5,7 +5,7 @@ assignment with nbgrader, builds the sample class from ``wrong_answers.yml`` (se
 and grades everything with the sandboxed autograder. It prints, per submission, the points of each test cell
 and whether they are what the case promises. Exit status 0 when all are as expected::
 
-    .venv/bin/python autograder/samples/check_cases.py hw3 [--case padding-off-by-one] [--workers 2]
+    .venv/bin/python autograder/samples/check_cases.py hw3 [--case padding-off-by-one] [--ci] [--workers 2]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("assignment")
     parser.add_argument("--case", action="append", help="grade only this case (repeatable); solution and blank too")
+    parser.add_argument("--ci", action="store_true", help="grade only the students CI grades (several mistakes each)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the scratch course and print its path")
     args = parser.parse_args(argv)
@@ -49,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         students = cases.build_class(a, source_nb, release_nb, course.source / a)
         if args.case:
             wanted = {c.replace("-", "_") for c in args.case}
-            students = [s for s in students if s["id"][4:] in wanted]
+            students = [s for s in students if s["id"].split("_", 1)[1] in wanted]
+        if args.ci:
+            students = [s for s in students if s["ci"]]
         download = tmp / "download"
         download.mkdir()
         shutil.copy(course.source_notebook(a), download / f"solution_{a}.ipynb")

@@ -862,8 +862,10 @@ def render_cases(assignment: str) -> dict[str, bytes]:
         students[st["id"]] = {"file": name, "points": points, "total": sum(points.values()), "flags": [],
                               "note": st["note"], "ci": st["ci"]}
     rules = [f"Built from source/{assignment}/wrong_answers.yml by autograder/samples/make_sample_class.py: "
-             "each student is the release filled in with the solution's code, with at most one plausible "
-             "mistake, which must cost exactly the points of the test cells it names.", *RULES[:3]]
+             "each student is the release filled in with the solution's code, with one plausible mistake (w01, "
+             "w02, ...) or, for CI and the demo, the first mistake of each test cell dealt between two students "
+             "(wx_several_mistakes_a and _b); a student must lose exactly the points of the test cells their "
+             "mistakes name.", *RULES[:3]]
     files["expected.json"] = (json.dumps({"rules": rules, "students": students}, indent=1) + "\n").encode()
     return files
 
