@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--force", action="store_true", help="grade again even if nothing changed")
     p.add_argument("--all-cases", action="store_true",
-                   help="grade every wrong-answer case of hw2 on (default: the first one per test cell)")
+                   help="hw2 on: grade every one-mistake student too (default: the two students with several mistakes)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -114,7 +114,7 @@ def main() -> int:
         f"`python benchmarks/assignment_grading_time.py` on {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, smoke profile. Per assignment: the solution, the blank release and the "
         "sample class (hw1: its first ordinary students; hw2 on: "
-        f"{'the wrong-answer cases CI grades, one per test cell' if args.ci_cases else 'every wrong-answer case'}). "
+        f"{'the two students CI grades, who make the first mistake of each test cell between them' if args.ci_cases else 'every wrong-answer case'}). "
         "Both graders run one "
         "submission at a time (nbgrader: one `nbgrader autograde --student` call each, so its own start-up of "
         "about 3 s is counted per submission; adl-grade: one `autograde` call each on a warm worker); adl-grade with every guarantee on (sandbox: "
