@@ -5,6 +5,7 @@ bundled sample class; the tests then assert on it."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html as html_mod
 import json
 import pathlib
@@ -15,7 +16,7 @@ import pytest
 from helpers import hidden_test_lines, stale_release
 
 from autograder import cli, pipeline
-from autograder.course import CourseError, load_course, load_settings
+from autograder.course import Course, CourseError, load_course, load_settings
 from autograder.notebook import InvalidNotebook, parse_submission, read_source, restore
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -23,6 +24,7 @@ SAMPLES = ROOT / "autograder" / "samples"
 # The pipeline is tested on hw1 and its sample class of attacks; tests/test_assignments.py grades the other
 # assignments (solution, blank release, wrong-answer cases).
 ASSIGNMENTS = ["hw1"]
+TEST_CELL_TIMEOUT = 20
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,17 @@ def course(tmp_path_factory):
         shutil.copytree(ROOT / "source" / a, tmp / "source" / a)
     mp = pytest.MonkeyPatch()
     mp.setenv("ADL_GRADEBOOK_URL", f"sqlite:///{tmp / 'gradebook.db'}")
+    # hw1's cells take about a second; the sample class's three endless loops each hold a worker (and burn a
+    # core) until the cell timeout, 30 s in assignments.yml. The tests check what a timeout costs, not its
+    # length, so they grade this course with 20 s (the slowest ordinary cell of the class, s15's, takes about
+    # 9 s). Other courses (the killed batch's, graded by a CLI process too) keep assignments.yml's settings.
+    settings = Course.settings
+
+    def shorter_timeout(self, assignment):
+        found = settings(self, assignment)
+        return dataclasses.replace(found, cell_timeout=TEST_CELL_TIMEOUT) if self.root == tmp else found
+
+    mp.setattr(Course, "settings", shorter_timeout)
     c = load_course(tmp)
     for a in ASSIGNMENTS:
         pipeline.release(c, a)
