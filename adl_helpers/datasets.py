@@ -4,10 +4,12 @@ Every loader finds each official file in three places, in this order, and checks
 
 1. the writable cache, ``data_dir()/<folder>/<file>`` (``$ADL_DATA_DIR``, else the user cache folder);
 2. the read-only mirror, ``mirror_dir()/<folder>/<file>`` (``$ADL_DATA_MIRROR``), read in place;
-3. the official URL, downloaded into the cache with a progress bar (full profile, not offline).
+3. its download sources, tried in order, into the cache with a progress bar (full profile, not offline).
 
 A cached file with the wrong sha256 is moved aside to ``<file>.corrupt`` and fetched again. A download is
-written to a temporary file and renamed to its final name only once its sha256 matches. MNIST also reads
+written to a temporary file and renamed to its final name only once its sha256 matches; a source that is
+down or serves anything else is reported in one line and the next source is tried (Fashion-MNIST and
+banknote have two). MNIST also reads
 Keras' single-file ``mnist/mnist.npz``, and that is the file it downloads (see :func:`load_mnist`).
 
 Nothing is downloaded in the ``smoke`` profile (CI), nor in any profile while the offline switch
@@ -42,6 +44,7 @@ from adl_helpers._download import (
     OFFLINE_ENV,
     DatasetUnavailableError,
     FileSpec,
+    Source,
     download,
     find_local,
     offline,
@@ -71,14 +74,20 @@ BANKNOTE_FEATURES = ("variance", "skewness", "curtosis", "entropy")
 
 _MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 _KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"  # where keras.datasets downloads
-_FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+_FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"  # Zalando's own, plain HTTP
+_FASHION_URLS = (_KERAS_URL, _FASHION_URL)  # HTTPS first: the copy keras.datasets.fashion_mnist downloads
 _SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
-_BANKNOTE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/00267/"
+_BANKNOTE_ZIP = "https://archive.ics.uci.edu/static/public/267/banknote+authentication.zip"  # UCI today
+_BANKNOTE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/00267/"  # UCI's old folder
 
 
-def _spec(folder: str, name: str, base: str, sha256: str, size: int, **extra) -> tuple[str, FileSpec]:
-    return f"{folder}/{name}", FileSpec(folder, name, base + name, sha256, size, **extra)
+def _spec(folder: str, name: str, bases: str | tuple[str, ...], sha256: str, size: int,
+          **extra) -> tuple[str, FileSpec]:
+    """A registry entry whose sources are ``base + name`` for each base URL, in order."""
+    bases = (bases,) if isinstance(bases, str) else bases
+    return f"{folder}/{name}", FileSpec(folder, name, tuple(Source(base + name) for base in bases), sha256, size,
+                                        **extra)
 
 
 # Every file the loaders read, keyed by "<folder>/<file>". Loaders look specs up here at call time, so
@@ -86,11 +95,16 @@ def _spec(folder: str, name: str, base: str, sha256: str, size: int, **extra) ->
 # - MNIST: tensorflow/datasets url_checksums/mnist.txt (the official files; the t10k pair also equals
 #   shared/datasets/MANIFEST.txt, whose md5s equal the official ones).
 # - mnist.npz: the file_hash Keras' own mnist.load_data() passes to get_file (keras/src/datasets/mnist.py).
-# - Fashion-MNIST: tensorflow/datasets url_checksums/fashion_mnist.txt.
+# - Fashion-MNIST: tensorflow/datasets url_checksums/fashion_mnist.txt (Zalando's files). The HTTPS copy that
+#   Keras' fashion_mnist.load_data() downloads (keras/src/datasets/fashion_mnist.py) has the same names and
+#   sizes; Keras pins no hash for it, so these are checked for both sources (a copy that ever differed
+#   would be discarded, and Zalando's tried).
 # - SVHN: tensorflow/datasets url_checksums/svhn_cropped.txt (official md5s e26dedcc..., eb5a983b...).
 # - CIFAR-10: the hash Keras' own cifar10.load_data() pins for this archive (md5 c58f3010..., official).
-# - Banknote: shared/datasets/MANIFEST.txt. UCI serves this text file as-is; `text_sha256` also accepts
-#   a copy whose bytes differ only in line endings or a final newline.
+# - Banknote: UCI's own file (46,400 bytes, CRLF line ends, md5 3f64e2b5...) as it lies inside UCI's zip:
+#   shared/datasets/MANIFEST.txt (banknote/uci/), a hash other projects pin for that zip's member too.
+#   `text_sha256` also accepts the same text with other line endings or a final newline (the shared
+#   mirror's LF copy, sha256 564ac22b..., is one); errors name the real file's sha256.
 _FILES: dict[str, FileSpec] = dict([
     _spec("mnist", "train-images-idx3-ubyte.gz", _MNIST_URL,
           "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9_912_422),
@@ -102,13 +116,13 @@ _FILES: dict[str, FileSpec] = dict([
           "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4_542),
     _spec("mnist", "mnist.npz", _KERAS_URL,
           "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1", 11_490_434),
-    _spec("fashion_mnist", "train-images-idx3-ubyte.gz", _FASHION_URL,
+    _spec("fashion_mnist", "train-images-idx3-ubyte.gz", _FASHION_URLS,
           "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26_421_880),
-    _spec("fashion_mnist", "train-labels-idx1-ubyte.gz", _FASHION_URL,
+    _spec("fashion_mnist", "train-labels-idx1-ubyte.gz", _FASHION_URLS,
           "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29_515),
-    _spec("fashion_mnist", "t10k-images-idx3-ubyte.gz", _FASHION_URL,
+    _spec("fashion_mnist", "t10k-images-idx3-ubyte.gz", _FASHION_URLS,
           "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4_422_102),
-    _spec("fashion_mnist", "t10k-labels-idx1-ubyte.gz", _FASHION_URL,
+    _spec("fashion_mnist", "t10k-labels-idx1-ubyte.gz", _FASHION_URLS,
           "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5_148),
     _spec("svhn", "train_32x32.mat", _SVHN_URL,
           "435e94d69a87fde4fd4d7f3dd208dfc32cb6ae8af2240d066de1df7508d083b8", 182_040_794),
@@ -116,9 +130,12 @@ _FILES: dict[str, FileSpec] = dict([
           "cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b", 64_275_384),
     _spec("cifar10", "cifar-10-python.tar.gz", _CIFAR_URL,
           "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce", 170_498_071),
-    _spec("banknote", "data_banknote_authentication.txt", _BANKNOTE_URL,
-          "564ac22b61d87388b1662adee2867e5d382aae78afb0bf5d6745c1a843174b8e", 45_029,
-          text_sha256="564ac22b61d87388b1662adee2867e5d382aae78afb0bf5d6745c1a843174b8e"),
+    ("banknote/data_banknote_authentication.txt", FileSpec(
+        "banknote", "data_banknote_authentication.txt",
+        (Source(_BANKNOTE_ZIP, member="data_banknote_authentication.txt"),
+         Source(_BANKNOTE_URL + "data_banknote_authentication.txt")),
+        "d0539aaed2139ba7a587b3e34fb345ce503ff7d5d33dbf9912d8e195ce425cb9", 46_400,
+        text_sha256="564ac22b61d87388b1662adee2867e5d382aae78afb0bf5d6745c1a843174b8e")),
 ])
 
 _STANDIN_MAX = 5_000  # stand-ins hold at most this many images per split, whatever the profile says
@@ -616,7 +633,7 @@ def load_banknote(*, profile=None):
     """Load UCI's banknote authentication data: 1,372 notes, 4 image statistics each, genuine or forged.
 
     Reads ``banknote/data_banknote_authentication.txt`` (CSV without a header: four features, then the
-    class). The features, in ``BANKNOTE_FEATURES`` order, are the variance, skewness, curtosis and entropy
+    class), which UCI serves inside ``banknote+authentication.zip``; a download takes it out of the zip. The features, in ``BANKNOTE_FEATURES`` order, are the variance, skewness, curtosis and entropy
     of a wavelet-transformed photo of the note. There is no train/test split: make your own.
 
     Smoke profile, or ``ADL_DATA_OFFLINE=1`` in any profile: when the file is neither cached nor mirrored,

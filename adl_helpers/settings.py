@@ -11,11 +11,20 @@ A notebook never branches on the profile itself. It asks the profile for a numbe
     profile = adl.setup()                      # reads ADL_PROFILE, seeds everything
     epochs = profile.epochs(10)                # 10 in full, 2 in smoke
     x_train, y_train = profile.subset(x_train, y_train, n=60_000)
+
+It also keeps TensorFlow quiet. TensorFlow's C++ runtime prints start-up lines on stderr (which CPU
+instructions it was built for, ...) unless ``TF_CPP_MIN_LOG_LEVEL`` says otherwise when it loads. Importing
+``adl_helpers`` sets ``TF_CPP_MIN_LOG_LEVEL=2`` (errors only) unless it is already set, so a notebook imports
+``adl_helpers`` before TensorFlow. A level set by the user (``TF_CPP_MIN_LOG_LEVEL=0`` to see everything)
+is left alone. TensorFlow 2.21 also prints two notices that no log level governs (absl's line about its
+logging, and that oneDNN is on); while TensorFlow is imported after ``adl_helpers``, those two lines are
+filtered out of stderr and everything else it writes there still shows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import pathlib
 import random
@@ -29,6 +38,108 @@ PROFILE_ENV = "ADL_PROFILE"
 DATA_DIR_ENV = "ADL_DATA_DIR"
 MIRROR_ENV = "ADL_DATA_MIRROR"
 DEFAULT_SEED = 42
+TF_LOG_ENV = "TF_CPP_MIN_LOG_LEVEL"
+TF_LOG_DEFAULT = "2"  # TensorFlow's C++ errors only: no INFO or WARNING lines
+
+
+def _quiet_tensorflow_cpp() -> None:
+    """Set ``TF_CPP_MIN_LOG_LEVEL=2`` unless it is set. TensorFlow reads it once, when its C++ runtime loads."""
+    os.environ.setdefault(TF_LOG_ENV, TF_LOG_DEFAULT)
+
+
+def _quiet_tensorflow_loggers() -> None:
+    """Let TensorFlow's Python loggers (``tensorflow`` and absl's) print errors only, if TensorFlow is loaded."""
+    if "tensorflow" not in sys.modules:
+        return
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging  # a dependency of TensorFlow
+    except ImportError:
+        return
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+# Start-up lines of TensorFlow's C++ runtime that no log level governs (TensorFlow 2.21): absl's notice before
+# its logging is initialised, and the oneDNN notice. Filtered out of stderr while TensorFlow is imported.
+_STARTUP_CHATTER = (b"All log messages before absl::InitializeLog() is called", b"oneDNN custom operations are on")
+
+
+class _QuietTensorFlowImport:
+    """A one-shot import hook: while ``tensorflow`` itself is imported, the process's stderr (file descriptor
+    2, where C++ writes) goes to a temporary file; afterwards every line of it except the start-up notices
+    above is written back to stderr, so real warnings and errors still show. Python-level writes to
+    ``sys.stderr`` are not touched. Installed only while ``TF_CPP_MIN_LOG_LEVEL`` asks for no INFO lines."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        self.remove()
+        import importlib.util
+
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader = spec.loader
+
+        class _Loader:
+            def create_module(self, spec):
+                return loader.create_module(spec)
+
+            def exec_module(self, module):
+                with _stderr_without(_STARTUP_CHATTER):
+                    loader.exec_module(module)
+
+        spec.loader = _Loader()
+        return spec
+
+    def remove(self) -> None:
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+
+
+class _stderr_without:
+    """Context manager: file descriptor 2 into a temporary file, then its lines back, less ``drop``."""
+
+    def __init__(self, drop: tuple[bytes, ...]):
+        self.drop = drop
+
+    def __enter__(self):
+        import tempfile
+
+        try:
+            sys.stderr.flush()
+            self.saved = os.dup(2)
+        except (OSError, ValueError):  # no usable fd 2: nothing to filter
+            self.saved = None
+            return self
+        self.tmp = tempfile.TemporaryFile()
+        os.dup2(self.tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is None:
+            return False
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.tmp.seek(0)
+        kept = [ln for ln in self.tmp.read().splitlines(keepends=True) if not any(d in ln for d in self.drop)]
+        self.tmp.close()
+        if kept:
+            os.write(2, b"".join(kept))
+        return False
+
+
+_IMPORT_HOOK = _QuietTensorFlowImport()
+
+
+def _install_import_hook() -> None:
+    quiet = os.environ.get(TF_LOG_ENV, "").strip() in ("1", "2", "3")
+    if quiet and "tensorflow" not in sys.modules and _IMPORT_HOOK not in sys.meta_path:
+        sys.meta_path.insert(0, _IMPORT_HOOK)
+
+
+_quiet_tensorflow_cpp()  # when adl_helpers is imported, so before the notebook imports TensorFlow
+_install_import_hook()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +295,10 @@ def setup(seed: int = DEFAULT_SEED, profile: str | None = None, quiet: bool = Fa
           tensorflow: bool = True) -> Profile:
     """The one call at the top of every notebook: pick the profile, seed everything, say what was chosen.
 
+    It also keeps TensorFlow quiet: ``TF_CPP_MIN_LOG_LEVEL=2`` unless set (as importing ``adl_helpers``
+    does; it only has an effect before TensorFlow is imported), and, when TensorFlow is imported, its
+    Python and absl loggers print errors only.
+
     Args:
         seed: passed to :func:`set_seed`.
         profile: profile name; defaults to ``$ADL_PROFILE`` or ``"full"``.
@@ -199,7 +314,9 @@ def setup(seed: int = DEFAULT_SEED, profile: str | None = None, quiet: bool = Fa
         'smoke'
     """
     active = get_profile(profile)
+    _quiet_tensorflow_cpp()
     set_seed(seed, tensorflow=tensorflow)
+    _quiet_tensorflow_loggers()
     if not quiet:
         caps = "no caps" if active.max_epochs is None else (
             f"at most {active.max_epochs} epochs, {active.max_samples} samples, {active.max_steps} steps"

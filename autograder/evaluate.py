@@ -147,7 +147,21 @@ class ModelEvaluator:
 
     @property
     def sandbox_uid(self) -> int | None:
-        return Sandbox(self.workdir, slot=self.slot + EVAL_SLOT_OFFSET).uid
+        return self._sandbox(self.workdir).uid
+
+    def _sandbox(self, box: pathlib.Path) -> Sandbox:
+        """The sandbox of an evaluator process working in ``box``: its own user, not the kernel's."""
+        return Sandbox(box, self.limits, slot=self.slot + EVAL_SLOT_OFFSET, enabled=self.sandbox)
+
+    def probe(self) -> str | None:
+        """None if an evaluator process can start here (its user reaches Python and the helper package); else
+        why not. The grader asks once before grading (see ``Sandbox.probe``)."""
+        box = pathlib.Path(tempfile.mkdtemp(prefix="adl-eval-"))
+        try:
+            box.chmod(0o755)
+            return self._sandbox(box).probe([sys.executable, "-I", "-c", "from adl_helpers import grading"])
+        finally:
+            shutil.rmtree(box, ignore_errors=True)
 
     def _read_model(self, path: str) -> bytes:
         """The model file's bytes: a plain file name in the submission's folder, a regular file, not too big."""
@@ -191,7 +205,7 @@ class ModelEvaluator:
         box.chmod(0o755)
         (box / "models").mkdir(mode=0o755)
         (box / "requests").mkdir(mode=0o755)
-        sandbox = Sandbox(box, self.limits, slot=self.slot + EVAL_SLOT_OFFSET, enabled=self.sandbox)
+        sandbox = self._sandbox(box)
         sandbox.prepare()
         env = {**self.env, "HOME": str(box), "TF_CPP_MIN_LOG_LEVEL": self.env.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         self._proc = subprocess.Popen(sandbox.wrap([sys.executable, "-I", "-c", EVALUATOR_CODE]), cwd=box, env=env,

@@ -227,7 +227,9 @@ def sandbox_summary(course: Course, assignment: str) -> list[str]:
 
     settings = course.settings(assignment)
     limits = Limits(memory=parse_size(settings.memory_limit), processes=settings.max_processes)
-    return Sandbox(pathlib.Path(tempfile.gettempdir()), limits, enabled=settings.sandbox).describe()
+    mirror = _mirror()
+    return Sandbox(pathlib.Path(tempfile.gettempdir()), limits, readonly=(mirror,) if mirror else (),
+                   enabled=settings.sandbox).describe()
 
 
 def sandbox_isolated(course: Course, assignment: str) -> bool:
@@ -235,6 +237,47 @@ def sandbox_isolated(course: Course, assignment: str) -> bool:
     from autograder.sandbox import Sandbox
 
     return Sandbox(pathlib.Path(tempfile.gettempdir()), enabled=course.settings(assignment).sandbox).isolated
+
+
+_PROBED: dict[tuple, str | None] = {}
+
+
+def sandbox_problem(course: Course, assignment: str) -> str | None:
+    """Why the grading kernel or the model evaluator of ``assignment`` cannot start on this machine, or None.
+
+    Each is started once, as a grading slot starts it (its user, its sandbox, its limits), and imports what it
+    needs; the answer is kept for this process. :func:`autograde_all` asks before grading anything: a kernel
+    that cannot start (the slot's user cannot reach the Python installation, say) would cost every question
+    of every submission, with nothing but "grading did not finish" to show for it."""
+    from autograder.evaluate import ModelEvaluator
+    from autograder.sandbox import Limits, Sandbox, bwrap_problem
+
+    settings = course.settings(assignment)
+    memory, mirror = parse_size(settings.memory_limit), _mirror()
+    key = (settings.sandbox, memory, settings.max_processes, mirror, bwrap_problem(), os.environ.get("PATH"),
+           sys.executable)
+    if key in _PROBED:
+        return _PROBED[key]
+    base = pathlib.Path(tempfile.mkdtemp(prefix=f"adl-probe-{assignment}-"))
+    slot = SLOTS.acquire()
+    try:
+        base.chmod(0o755)
+        kernel = Sandbox(base, Limits(memory=memory, processes=settings.max_processes), slot=slot,
+                         readonly=(mirror,) if mirror else (), enabled=settings.sandbox)
+        problem = kernel.probe([sys.executable, "-c", "import ipykernel"])
+        if problem is None:
+            evaluator = ModelEvaluator(base, timeout=60, slot=slot, limits=Limits(memory=memory, processes=64),
+                                       sandbox=settings.sandbox)
+            problem = evaluator.probe()
+            problem = problem and f"the model evaluator: {problem}"
+        else:
+            problem = f"the kernel: {problem}"
+    finally:
+        _kill_user(slot)
+        SLOTS.release(slot)
+        shutil.rmtree(base, ignore_errors=True)
+    _PROBED[key] = problem
+    return problem
 
 
 class _Slots:
@@ -460,6 +503,11 @@ def autograde_all(course: Course, batches: dict[str, list[str] | None], workers:
     from tqdm.auto import tqdm
 
     tasks = grading_tasks(course, batches)
+    for assignment in batches if dask is None else ():  # a cluster's machines are not this one
+        problem = sandbox_problem(course, assignment)
+        if problem:
+            raise CourseError(f"autograde: {assignment} cannot be graded on this machine, every question would "
+                              f"score 0: {problem}")
     results: dict[tuple[str, str], Result] = {}
     desc = f"grading {', '.join(batches)}"
     bar = tqdm(total=len(tasks), desc=desc, unit="nb", disable=not progress)

@@ -12,9 +12,15 @@ The student's kernel is started through :meth:`Sandbox.wrap`, which prefixes its
   unprivileged user id of its own (one per grading slot), with no capabilities and ``no_new_privs``.
 - ``prlimit``: address space (memory), processes and threads, file size, open files, core dumps, CPU time.
 
-Without bubblewrap (a laptop where it is not installed) the kernel still gets the resource limits, and
-:meth:`Sandbox.describe` says plainly what is not enforced; ``adl-grade`` prints it. ``make test`` in CI
-installs bubblewrap and the tests check every claim.
+Without bubblewrap (a laptop where it is not installed) the kernel still gets the resource limits and, under
+a root grader, its own user. That user may be unable to reach the Python installation (a pyenv or a venv
+under ``/root``, which is 0700): then ``unshare`` gives the kernel a mount namespace of its own in which each
+folder it cannot enter is covered by an empty one, with the paths it needs (the Python installation, the
+helper package, its own folder) bound back in. Root cannot fall back to running the kernel as root: the
+process limit does not apply to root, so a fork bomb would take the machine. Where no mount namespace can be
+made either, :meth:`Sandbox.wrap` refuses, and :meth:`Sandbox.probe` (which the grader runs once before
+grading) says what to install. :meth:`Sandbox.describe` says plainly what is and is not enforced in each
+case; ``adl-grade`` prints it. ``make test`` in CI installs bubblewrap and the tests check every claim.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ import importlib.util
 import os
 import pathlib
 import re
+import shlex
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -92,6 +100,38 @@ def bwrap_problem() -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def unshare_problem() -> str | None:
+    """None if ``unshare`` can give a process a mount namespace of its own here (as root); else why not."""
+    path = shutil.which("unshare")
+    if path is None:
+        return "unshare (util-linux) is not installed"
+    try:
+        proc = subprocess.run([path, "--mount", "--propagation", "private", "true"], capture_output=True, text=True,
+                              timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare does not run here ({exc})"
+    if proc.returncode != 0:
+        return f"no mount namespace can be made here ({proc.stderr.strip()[:200]})"
+    return None
+
+
+def _tool(name: str) -> str | None:
+    """The program's real path: the kernel's user runs some of them, and may not enter a folder of links."""
+    path = shutil.which(name)
+    return os.path.realpath(path) if path else None
+
+
+def _can_enter(folder: pathlib.Path, uid: int) -> bool:
+    """Whether ``uid`` (its own group, no other groups: how setpriv starts the kernel) may enter ``folder``."""
+    st = folder.stat()
+    if st.st_uid == uid:
+        return bool(st.st_mode & stat.S_IXUSR)
+    if st.st_gid == uid:
+        return bool(st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IXOTH)
+
+
 def _readonly_roots() -> list[pathlib.Path]:
     """What the kernel needs to read: the Python installation, the environment, the helper package."""
     roots = {pathlib.Path(sys.base_prefix).resolve(), pathlib.Path(sys.prefix).resolve()}
@@ -109,7 +149,7 @@ class Sandbox:
     limits: Limits = dataclasses.field(default_factory=Limits)
     slot: int = 0
     readonly: tuple[pathlib.Path, ...] = ()  # extra read-only paths (the data mirror)
-    enabled: bool = True  # False: resource limits only (the instructor chose --no-sandbox)
+    enabled: bool = True  # False: no bubblewrap (the assignment's ``sandbox: false``)
 
     @property
     def isolated(self) -> bool:
@@ -120,6 +160,22 @@ class Sandbox:
     def uid(self) -> int | None:
         """The unprivileged user the kernel runs as, or None to keep the grader's user (not root)."""
         return SLOT_UID_BASE + self.slot if os.geteuid() == 0 else None
+
+    @property
+    def unreachable(self) -> list[pathlib.Path]:
+        """Without bubblewrap, under a root grader: the folders the kernel's user cannot enter on the way to what
+        it needs (``/root``, 0700, when the Python installation is a pyenv or a venv there). :meth:`wrap` covers
+        each in a mount namespace of the kernel's own; with bubblewrap, or as the grader's user, none."""
+        if self.uid is None or self.isolated:
+            return []
+        tops: list[pathlib.Path] = []
+        for path, _ in self._mounts():
+            for parent in reversed(path.parents):  # "/" first: the outermost folder it cannot enter
+                if not _can_enter(parent, self.uid):
+                    if parent not in tops:
+                        tops.append(parent)
+                    break
+        return tops
 
     def prepare(self) -> None:
         """Hand the working directory to the kernel's user."""
@@ -137,21 +193,64 @@ class Sandbox:
                    if p.info["uids"] and p.info["uids"].real == os.getuid())
         return dataclasses.replace(self.limits, processes=mine + self.limits.processes)
 
+    def _mounts(self) -> list[tuple[pathlib.Path, bool]]:
+        """What the kernel needs, ``(path, writable)``: the Python installation, the helper package and the extra
+        read-only paths, and its working directory."""
+        return [(pathlib.Path(p), False) for p in [*_readonly_roots(), *self.readonly]] + [(self.workdir, True)]
+
     def wrap(self, argv: list[str]) -> list[str]:
         """``argv`` (the kernel command) run inside the sandbox."""
-        prlimit = shutil.which("prlimit")
+        prlimit = _tool("prlimit")
         if prlimit is None:
             raise SandboxError("prlimit (util-linux) is not installed: it sets the kernel's resource limits")
         cmd = [prlimit, *self._limits().prlimit_args(), "--"] + argv
         if self.uid is not None:
-            setpriv = shutil.which("setpriv")
+            setpriv = _tool("setpriv")
             if setpriv is None:
                 raise SandboxError("setpriv (util-linux) is not installed: it drops root for the kernel")
             cmd = [setpriv, f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
                    "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"] + cmd
-        if not self.isolated:
+        if self.isolated:
+            return self._bwrap_args() + cmd
+        tops = self.unreachable
+        if not tops:
             return cmd
-        return self._bwrap_args() + cmd
+        problem = unshare_problem()
+        if problem is not None:
+            raise SandboxError(self._cannot_reach(tops, problem))
+        return self._reach_args(tops) + cmd
+
+    def _inside(self, tops: list[pathlib.Path]) -> str:
+        """The paths the kernel needs inside the folders ``tops``, for the instructor."""
+        return ", ".join(str(p) for p, _ in self._mounts() if any(t in p.parents for t in tops))
+
+    def _cannot_reach(self, tops: list[pathlib.Path], problem: str) -> str:
+        return (f"the kernel's user (uid {self.uid}) cannot enter {', '.join(map(str, tops))}, which holds "
+                f"{self._inside(tops)}, and {problem}; the kernel cannot start. Install bubblewrap (apt-get "
+                "install bubblewrap), or grade with a Python installation other users may read (not under /root)")
+
+    def _reach_args(self, tops: list[pathlib.Path]) -> list[str]:
+        """``unshare`` and a shell script that, in a mount namespace of the kernel's own, cover each folder of
+        ``tops`` with an empty one and bind back into it what the kernel needs; then run the command. The
+        script enters each folder first: its working directory keeps the real folder at hand once covered."""
+        tools = {name: _tool(name) for name in ("unshare", "mount", "mkdir")}
+        missing = [name for name, path in tools.items() if path is None]
+        if missing:
+            raise SandboxError(f"{missing[0]} (util-linux or coreutils) is not installed: without bubblewrap it "
+                               "shows the kernel the Python installation")
+        mount, q = tools["mount"], shlex.quote
+        lines = ["set -e"]
+        for top in tops:
+            lines += [f"cd {q(str(top))}", f"{mount} -t tmpfs -o mode=0755,size=1m adl-sandbox {q(str(top))}"]
+            for path, writable in sorted(self._mounts()):
+                if top in path.parents:
+                    lines += [f"(umask 022 && {tools['mkdir']} -p {q(str(path))})",
+                              f"{mount} --no-canonicalize --bind {q('./' + str(path.relative_to(top)))} {q(str(path))}"]
+                    if not writable:
+                        lines.append(f"{mount} --no-canonicalize -o remount,bind,ro {q(str(path))}")
+        lines += [f"cd {q(str(self.workdir))}", 'exec "$@"']
+        return [tools["unshare"], "--mount", "--propagation", "private", "--", "/bin/sh", "-c", "\n".join(lines),
+                "adl-sandbox"]
 
     def _bwrap_args(self) -> list[str]:
         args = [bwrap_path(), "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -171,7 +270,7 @@ class Sandbox:
         args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
                  "--perms", "1777", "--tmpfs", "/dev/shm"]
         made: set[str] = {"/", "/usr", "/etc", "/tmp", "/dev", "/proc"}
-        mounts = [(p, "--ro-bind") for p in [*_readonly_roots(), *self.readonly]] + [(self.workdir, "--bind")]
+        mounts = [(path, "--bind" if writable else "--ro-bind") for path, writable in self._mounts()]
         for path, _ in mounts:  # parents with normal permissions (bwrap would make them 0700)
             for parent in reversed(pathlib.Path(path).parents):
                 if str(parent) not in made:
@@ -181,8 +280,30 @@ class Sandbox:
             args += [how, str(path), str(path)]
         return args + ["--chdir", str(self.workdir)]
 
+    def probe(self, argv: list[str], timeout: float = 120) -> str | None:
+        """Run ``argv`` (a Python command that imports what the kernel needs) the way :meth:`wrap` starts a
+        kernel, in ``workdir``: None if it succeeds, else what went wrong, in a sentence for the instructor.
+        The grader probes once before grading anything: a kernel that cannot start would cost every question."""
+        try:
+            self.prepare()
+            proc = subprocess.run(self.wrap(argv), cwd=self.workdir, capture_output=True, text=True,
+                                  timeout=timeout, env={"PATH": os.environ.get("PATH", os.defpath)})
+        except SandboxError as exc:
+            return str(exc)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"{argv[0]} did not run in the sandbox ({exc})"
+        if proc.returncode == 0:
+            return None
+        last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1][:300]
+        who = f"uid {self.uid}" if self.uid is not None else "the grader's user"
+        hint = ""
+        if not self.isolated and self.uid is not None:
+            hint = (". Install bubblewrap (apt-get install bubblewrap), which shows the kernel the Python "
+                    "installation, or grade with a Python installation other users may read")
+        return f"{shlex.join(argv)} fails as {who} in the sandbox ({last}){hint}"
+
     def describe(self) -> list[str]:
-        """What is enforced for this kernel, one line each (printed by adl-grade, listed in the README)."""
+        """What is and is not enforced for this kernel, one line each (printed by adl-grade, listed in the README)."""
         lim = self.limits
         lines = [
             f"limits: memory {lim.memory / 2**30:g} GiB, {lim.processes} processes/threads, files up to "
@@ -190,14 +311,31 @@ class Sandbox:
         ]
         if self.uid is not None:
             lines.append(f"user: uid {self.uid}, no capabilities, no_new_privs")
+        else:
+            lines.append(f"user: the grader's own (uid {os.getuid()}{', in a user namespace' if self.isolated else ''}); "
+                         "the process limit also counts that user's other processes")
         if self.isolated:
             lines.append("file system: only the Python installation, the helper package and the data mirror "
                          "(read-only) and the submission's own folder; no course folder, no other submissions")
             lines.append("network: none (own network namespace); processes: its own PID namespace")
-        elif not self.enabled:
-            lines.append("NOT ISOLATED (--no-sandbox): the kernel can read what the grader's user can read, "
-                         "and use the network")
+            return lines
+        why = "sandbox: false in assignments.yml" if not self.enabled else bwrap_problem()
+        if self.uid is None:
+            lines.append(f"NOT ISOLATED ({why}): the kernel can read, change and delete whatever the grader's user "
+                         "can (the course folder, the gradebook, other submissions), use the network and signal "
+                         "the grader's processes")
         else:
-            lines.append(f"NOT ISOLATED: {bwrap_problem()}, so the kernel can read what the grader's user can "
-                         "read and use the network. Install it (apt install bubblewrap) where namespaces work.")
+            lines.append(f"NOT ISOLATED ({why}): the kernel can read every file uid {self.uid} may read (the "
+                         "course folder too, unless its permissions keep other users out), use the network and "
+                         "see the machine's processes; it cannot change or signal what it does not own")
+            tops = self.unreachable
+            problem = unshare_problem() if tops else None
+            if problem:
+                lines.append(f"CANNOT GRADE: {self._cannot_reach(tops, problem)}")
+            elif tops:
+                lines.append(f"uid {self.uid} cannot enter {', '.join(map(str, tops))}: in a mount namespace of "
+                             f"the kernel's own (unshare) it sees there only {self._inside(tops)}")
+        if self.enabled:
+            lines.append("Install bubblewrap (apt-get install bubblewrap) where namespaces work: each kernel is "
+                         "then isolated (no course folder, no network)")
         return lines

@@ -259,18 +259,22 @@ class Runner:
         in the kernel's PID namespace. The namespace is what makes the sweep complete: psutil finds
         descendants by walking parent links, and a fork bomb's process that exits mid-walk hides its own
         children (re-parented to the namespace's init a moment later) from that walk; a sweep that missed
-        them would leave the bomb running."""
+        them would leave the bomb running. Without bubblewrap there is no such namespace (orphans go to the
+        machine's init), but under a root grader every process of the slot's user is the kernel's."""
         import psutil
 
         found = {p.pid: p for p in _children(top)}
         ns = self._namespace_of(top)
-        if ns is not None:
+        uid = self.sandbox.uid if ns is None and self.sandbox is not None else None
+        if ns is not None or uid is not None:
             for pid in psutil.pids():
                 if pid in found or pid == top.pid:
                     continue
                 try:
-                    if os.readlink(f"/proc/{pid}/ns/pid") == ns:
+                    if ns is not None and os.readlink(f"/proc/{pid}/ns/pid") == ns:
                         found[pid] = psutil.Process(pid)
+                    elif uid is not None and (proc := psutil.Process(pid)).uids().real == uid:
+                        found[pid] = proc
                 except (OSError, psutil.Error):
                     continue
         return list(found.values())

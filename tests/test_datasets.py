@@ -31,7 +31,7 @@ import pytest
 import scipy.io
 
 from adl_helpers import _download, datasets
-from adl_helpers._download import DatasetUnavailableError, FileSpec
+from adl_helpers._download import DatasetUnavailableError, FileSpec, Source
 from adl_helpers.settings import mirror_dir
 
 # Read before any fixture clears the environment: CI sets ADL_DATA_MIRROR to the shared read-only mirror.
@@ -139,7 +139,7 @@ class Env:
         path = self.origin / folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        spec = FileSpec(folder, name, url or path.as_uri(), sha256_ or sha256(data), len(data))
+        spec = FileSpec(folder, name, (Source(url or path.as_uri()),), sha256_ or sha256(data), len(data))
         self.monkeypatch.setitem(datasets._FILES, key, spec)
         return spec
 
@@ -614,7 +614,7 @@ def test_banknote_download_with_crlf_line_endings_is_accepted(env):
     spec = env.publish("banknote/data_banknote_authentication.txt", banknote_csv().replace(b"\n", b"\r\n") + b"\r\n")
     lf_hash = sha256(banknote_csv())
     env.monkeypatch.setitem(datasets._FILES, "banknote/data_banknote_authentication.txt",
-                            FileSpec(spec.folder, spec.name, spec.url, lf_hash, text_sha256=lf_hash))
+                            FileSpec(spec.folder, spec.name, spec.sources, lf_hash, text_sha256=lf_hash))
     x, y = datasets.load_banknote(profile="full")
     assert x.shape == (3, 4) and y.tolist() == [0, 0, 1]
 
@@ -705,15 +705,17 @@ def test_keyboard_interrupt_mid_download_leaves_no_partial_file(env):
 
 @pytest.fixture
 def http_origin():
-    """A loopback HTTP server on 127.0.0.1: ``routes[path] = (body, bytes_to_send_or_None)``."""
-    routes: dict[str, tuple[bytes, int | None]] = {}
+    """A loopback HTTP server on 127.0.0.1: ``routes[path] = (body, bytes_to_send_or_None)``, or an HTTP error
+    status such as 500 (any other path is a 404)."""
+    routes: dict[str, tuple[bytes, int | None] | int] = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            if self.path not in routes:
-                self.send_error(404, "Not Found")
+            route = routes.get(self.path, 404)
+            if isinstance(route, int):
+                self.send_error(route)
                 return
-            body, cut = routes[self.path]
+            body, cut = route
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -853,8 +855,13 @@ def test_full_profile_never_falls_back(env, capsys):
                    datasets.load_banknote):
         with pytest.raises(DatasetUnavailableError, match="the download failed"):
             loader(profile="full")
-    assert capsys.readouterr().out == ""
-    assert len(env.opened) == 5  # each loader tried to download its first file
+    first_files = [MNIST_NPZ, "fashion_mnist/train-images-idx3-ubyte.gz", "svhn/train_32x32.mat",
+                   "cifar10/cifar-10-python.tar.gz", "banknote/data_banknote_authentication.txt"]
+    # each loader tried every source of its first file, and no stand-in was used
+    assert env.opened == [source.url for key in first_files for source in datasets._FILES[key].sources]
+    assert len(env.opened) == 7
+    assert all(line.startswith("adl_helpers: could not get ") and "; trying " in line
+               for line in capsys.readouterr().out.splitlines())
 
 
 def test_active_profile_comes_from_the_environment(env, capsys):
@@ -1194,7 +1201,10 @@ def test_real_mirror_full_profile_offline_mnist(env, capsys):
 def test_real_mirror_banknote(env, capsys):
     env.monkeypatch.setenv("ADL_DATA_MIRROR", str(REAL_MIRROR))
     key = "banknote/data_banknote_authentication.txt"
-    assert datasets._FILES[key].sha256 == manifest_hashes()[key]
+    spec, manifest = datasets._FILES[key], manifest_hashes()
+    assert spec.sha256 == manifest["banknote/uci/data_banknote_authentication.txt"]  # UCI's own bytes
+    # the mirror holds an LF copy: accepted because its text is UCI's text
+    assert spec.text_sha256 == manifest[key] == _download.text_sha256(REAL_MIRROR / key)
 
     x, y = datasets.load_banknote(profile="smoke")
 

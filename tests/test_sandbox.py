@@ -9,9 +9,11 @@ and every claim must hold.
 import json
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 
 import nbformat
@@ -208,18 +210,101 @@ def test_parse_size_and_errors():
         parse_size("lots")
 
 
-def test_describe_says_what_is_not_enforced(tmp_path, monkeypatch):
-    box = Sandbox(tmp_path, Limits(), enabled=False)
-    text = "\n".join(box.describe())
-    assert "NOT ISOLATED (--no-sandbox)" in text and "memory 4 GiB" in text
+@pytest.fixture
+def no_bwrap(monkeypatch):
+    """bubblewrap hidden from this process (CI installs it)."""
     monkeypatch.setattr("autograder.sandbox.bwrap_path", lambda: None)
     sandbox_module.bwrap_problem.cache_clear()
-    try:
-        text = "\n".join(Sandbox(tmp_path, Limits()).describe())
-        assert "bubblewrap (bwrap) is not installed" in text
-        assert Sandbox(tmp_path, Limits()).wrap(["/bin/true"])[0].endswith("prlimit") or os.geteuid() == 0
-    finally:
-        sandbox_module.bwrap_problem.cache_clear()
+    yield
+    sandbox_module.bwrap_problem.cache_clear()
+
+
+@pytest.fixture
+def folders():
+    """A 0700 folder of root's (``locked``) and a working directory, both directly under /tmp (pytest's own
+    folders are 0700 too, which would hide the difference)."""
+    locked, work = pathlib.Path(tempfile.mkdtemp()), pathlib.Path(tempfile.mkdtemp())
+    work.chmod(0o755)
+    yield locked, work
+    locked.chmod(0o700)
+    shutil.rmtree(locked)
+    shutil.rmtree(work)
+
+
+def test_describe_says_what_is_not_enforced(tmp_path, no_bwrap):
+    text = "\n".join(Sandbox(tmp_path, Limits(), enabled=False).describe())
+    assert "NOT ISOLATED (sandbox: false in assignments.yml)" in text and "memory 4 GiB" in text
+    text = "\n".join(Sandbox(tmp_path, Limits()).describe())
+    assert "NOT ISOLATED (bubblewrap (bwrap) is not installed)" in text and "use the network" in text
+    assert "Install bubblewrap (apt-get install bubblewrap)" in text
+    if os.geteuid() == 0:
+        assert f"user: uid {SLOT_UID_BASE}, no capabilities, no_new_privs" in text
+        assert f"read every file uid {SLOT_UID_BASE} may read" in text
+    else:
+        assert f"user: the grader's own (uid {os.getuid()})" in text
+        assert "read, change and delete whatever the grader's user can" in text
+        assert Sandbox(tmp_path, Limits()).wrap(["/bin/true"])[0].endswith("prlimit")
+
+
+@needs_root
+def test_without_bwrap_a_folder_the_kernel_cannot_enter_is_covered(no_bwrap, folders):
+    """As root without bubblewrap the kernel runs as the slot's user, which may not enter a 0700 folder that
+    holds what it needs (a Python installation under /root, say). In a mount namespace of its own that folder
+    is empty but for the paths it needs (read-only, except its working directory); the machine's mounts and
+    the folder itself are untouched."""
+    locked, work = folders
+    (locked / "solutions.txt").write_text("secret")
+    (locked / "data").mkdir(mode=0o777)
+    (locked / "data").chmod(0o777)  # only the read-only mount keeps the kernel from writing here
+    (locked / "data" / "x.txt").write_text("data")
+    box = Sandbox(work, Limits(), slot=12, readonly=(locked / "data",))
+    assert locked in box.unreachable and str(locked / "data") in "\n".join(box.describe())
+    code = ("import json, os, pathlib\n"
+            f"d = pathlib.Path({str(locked)!r})\n"
+            "facts = {'uid': os.getuid(), 'cwd': os.getcwd(), 'listing': sorted(os.listdir(d)),\n"
+            "         'data': (d / 'data' / 'x.txt').read_text()}\n"
+            "try:\n    (d / 'data' / 'y.txt').write_text('x')\n    facts['write'] = 'written'\n"
+            "except OSError as exc:\n    facts['write'] = exc.strerror\n"
+            "pathlib.Path('mine.txt').write_text('ok')\nprint(json.dumps(facts))")
+    box.prepare()
+    proc = subprocess.run(box.wrap([sys.executable, "-c", code]), cwd=work, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"uid": SLOT_UID_BASE + 12, "cwd": str(work), "listing": ["data"],
+                                       "data": "data", "write": "Read-only file system"}
+    assert (work / "mine.txt").read_text() == "ok"
+    assert sorted(p.name for p in locked.iterdir()) == ["data", "solutions.txt"]
+    assert "adl-sandbox" not in pathlib.Path("/proc/self/mounts").read_text()
+    assert box.probe([sys.executable, "-c", "import ipykernel"]) is None
+
+
+def test_probe_says_why_the_kernel_cannot_start(no_bwrap, folders):
+    """A Python the kernel's user cannot execute (in a folder it may not enter, which the sandbox does not
+    show it either) is reported, with what to do, before anything is graded: not as a silent 0 per question."""
+    locked, work = folders
+    (locked / "python").symlink_to(sys.executable)
+    locked.chmod(0)  # no one but root's privileges may enter: not the kernel's user, not the grader's own
+    problem = Sandbox(work, Limits(), slot=13).probe([str(locked / "python"), "-c", "import ipykernel"])
+    assert problem is not None and "Permission denied" in problem and str(locked / "python") in problem, problem
+    if os.geteuid() == 0:
+        assert f"fails as uid {SLOT_UID_BASE + 13}" in problem and "apt-get install bubblewrap" in problem
+    assert Sandbox(work, Limits(), slot=13).probe([sys.executable, "-c", "import ipykernel"]) is None
+
+
+@needs_root
+def test_root_without_bwrap_or_mount_namespaces_refuses(no_bwrap, folders, monkeypatch):
+    """Where no mount namespace can be made either (a container without the privilege), a kernel whose user
+    cannot reach Python cannot start. Root does not fall back to running it as root, where the process limit
+    does not apply (a fork bomb would take the machine): it refuses, and says what to install."""
+    locked, work = folders
+    (locked / "data").mkdir()
+    monkeypatch.setattr(sandbox_module, "unshare_problem", lambda: "no mount namespace can be made here (test)")
+    box = Sandbox(work, Limits(), slot=14, readonly=(locked / "data",))
+    with pytest.raises(SandboxError, match=r"cannot enter .*, which holds .*/data, and no mount namespace .* "
+                                           r"Install bubblewrap \(apt-get install bubblewrap\)"):
+        box.wrap(["/bin/true"])
+    assert f"CANNOT GRADE: the kernel's user (uid {SLOT_UID_BASE + 14})" in "\n".join(box.describe())
+    assert "no mount namespace can be made here (test)" in box.probe([sys.executable, "-c", "pass"])
 
 
 def test_bwrap_that_cannot_make_namespaces_is_reported(tmp_path, monkeypatch):
@@ -323,4 +408,5 @@ def test_fork_bomb_in_a_cell_costs_that_cell_only(tmp_path):
     assert result["cells"][1]["ename"] == "BlockingIOError"
     assert result["cells"][5]["ename"] == "BlockingIOError"
     assert any(e.startswith("cell 1: killed ") for e in result["events"]), result["events"]
-    assert any(e.startswith("cell -1: killed ") for e in result["events"]), result["events"]
+    if Sandbox(tmp_path).isolated:  # without a PID namespace of its own the bomb may die out before the sweep
+        assert any(e.startswith("cell -1: killed ") for e in result["events"]), result["events"]

@@ -1,9 +1,12 @@
+import logging
+import os
 import random
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from absl import logging as absl_logging
 
 import adl_helpers as adl
 from adl_helpers import settings
@@ -110,3 +113,83 @@ def test_setup_without_tensorflow_does_not_import_it():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+# TensorFlow's C++ start-up lines: the INFO line of cpu_feature_guard.cc ("This TensorFlow binary is optimized
+# ...", which TF_CPP_MIN_LOG_LEVEL=2 hides; printed whenever the CPU has instructions the wheel was not built
+# for), and two lines no log level governs in TensorFlow 2.21 (absl's "All log messages before
+# absl::InitializeLog() ..." and the oneDNN notice), which adl_helpers filters out while TensorFlow loads.
+CPP_STARTUP = ("cpu_feature_guard", "This TensorFlow binary", "To enable the following instructions",
+               "absl::InitializeLog", "oneDNN custom operations")
+TF_RUN = "import tensorflow as tf; print(int(tf.constant(1) + 1))"
+
+
+@pytest.fixture(scope="module")
+def tensorflow_stderr():
+    """stdout and stderr of three fresh processes that start TensorFlow, run side by side (a few seconds each)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # make sets it
+    runs = {
+        "with adl_helpers": ("import os, adl_helpers; print(os.environ['TF_CPP_MIN_LOG_LEVEL']); " + TF_RUN, env),
+        "without": ("print('-'); " + TF_RUN, env),
+        "user level 0": ("import os, adl_helpers; print(os.environ['TF_CPP_MIN_LOG_LEVEL']); " + TF_RUN,
+                         {**env, "TF_CPP_MIN_LOG_LEVEL": "0"}),
+    }
+    procs = {name: subprocess.Popen([sys.executable, "-c", code], env=e, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for name, (code, e) in runs.items()}
+    out = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (name, stderr)
+        out[name] = (stdout.split(), stderr)
+    return out
+
+
+def _startup_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if any(s in line for s in CPP_STARTUP)]
+
+
+def test_importing_adl_helpers_first_hides_tensorflows_cpp_startup_lines(tensorflow_stderr):
+    stdout, stderr = tensorflow_stderr["with adl_helpers"]
+    assert stdout == ["2", "2"]
+    assert _startup_lines(stderr) == [], stderr
+
+
+def test_without_adl_helpers_tensorflow_prints_them(tensorflow_stderr):
+    """The control: on this machine TensorFlow does print the lines the test above must not see."""
+    stdout, stderr = tensorflow_stderr["without"]
+    assert stdout == ["-", "2"]
+    assert _startup_lines(stderr), f"TensorFlow printed no cpu_feature_guard line here; its stderr:\n{stderr}"
+
+
+def test_a_level_the_user_set_is_kept(tensorflow_stderr):
+    stdout, stderr = tensorflow_stderr["user level 0"]
+    assert stdout == ["0", "2"]
+    assert _startup_lines(stderr), stderr
+
+
+def test_setup_quiets_tensorflows_python_loggers():
+    """In a fresh process: the loggers are process-wide, and this one may have set them already."""
+    code = ("import logging, absl.logging, adl_helpers as adl\n"
+            "adl.setup(seed=0, profile='smoke', quiet=True, tensorflow=False)\n"
+            "print(logging.getLogger('tensorflow').level, absl.logging.get_verbosity())\n"
+            "adl.setup(seed=0, profile='smoke', quiet=True)\n"
+            "print(logging.getLogger('tensorflow').level, absl.logging.get_verbosity())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    before, after = out.stdout.splitlines()
+    assert before == "0 -1", "without TensorFlow, setup leaves the loggers alone"
+    assert after == f"{logging.ERROR} {absl_logging.ERROR}"
+
+
+def test_the_import_filter_keeps_every_other_line_on_stderr():
+    """What a C++ library writes to file descriptor 2 while TensorFlow loads still shows, but the notices."""
+    code = ("import os, sys\n"
+            "from adl_helpers.settings import _stderr_without\n"
+            "with _stderr_without((b'oneDNN custom operations',)):\n"
+            "    os.write(2, b'E real error: keep me\\n')\n"
+            "    os.write(2, b'I port.cc] oneDNN custom operations are on. drop me\\n')\n"
+            "    os.write(2, b'no newline at the end')\n"
+            "os.write(2, b' - and after\\n')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == b"E real error: keep me\nno newline at the end - and after\n"
