@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import filecmp
 import pathlib
+import shutil
 
+from autograder.course import Course
 from autograder.notebook import read_source
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def hidden_test_lines(source_notebook: pathlib.Path) -> list[str]:
@@ -41,3 +46,22 @@ def tree_diff(generated: pathlib.Path, committed: pathlib.Path) -> list[str]:
 def stale_release(course, assignment: str, root: pathlib.Path) -> list[str]:
     """How the committed ``release/<assignment>`` of ``root`` differs from the one just generated in ``course``."""
     return tree_diff(course.release / assignment, root / "release" / assignment)
+
+
+def scratch_course(tmp: pathlib.Path, assignments, mp, cell_timeout: int | None = None) -> None:
+    """Make ``tmp`` a course folder holding ``assignments`` from ``source/`` and a SQLite gradebook of its own
+    (``mp``, a pytest MonkeyPatch, sets ``ADL_GRADEBOOK_URL``). With ``cell_timeout``, that course's cells time
+    out after that many seconds instead of what assignments.yml says; other courses keep its settings."""
+    shutil.copy(ROOT / "nbgrader_config.py", tmp)
+    for a in assignments:
+        shutil.copytree(ROOT / "source" / a, tmp / "source" / a)
+    mp.setenv("ADL_GRADEBOOK_URL", f"sqlite:///{tmp / 'gradebook.db'}")
+    if cell_timeout is None:
+        return
+    settings = Course.settings
+
+    def shorter_timeout(self, assignment):
+        found = settings(self, assignment)
+        return dataclasses.replace(found, cell_timeout=cell_timeout) if self.root == tmp else found
+
+    mp.setattr(Course, "settings", shorter_timeout)

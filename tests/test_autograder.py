@@ -5,7 +5,6 @@ bundled sample class; the tests then assert on it."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import html as html_mod
 import json
 import pathlib
@@ -13,10 +12,10 @@ import shutil
 
 import nbformat
 import pytest
-from helpers import hidden_test_lines, stale_release
+from helpers import hidden_test_lines, scratch_course, stale_release
 
 from autograder import cli, pipeline
-from autograder.course import Course, CourseError, load_course, load_settings
+from autograder.course import CourseError, load_course, load_settings
 from autograder.notebook import InvalidNotebook, parse_submission, read_source, restore
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -30,22 +29,12 @@ TEST_CELL_TIMEOUT = 20
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("course")
-    shutil.copy(ROOT / "nbgrader_config.py", tmp)
-    for a in ASSIGNMENTS:
-        shutil.copytree(ROOT / "source" / a, tmp / "source" / a)
     mp = pytest.MonkeyPatch()
-    mp.setenv("ADL_GRADEBOOK_URL", f"sqlite:///{tmp / 'gradebook.db'}")
     # hw1's cells take about a second; the sample class's three endless loops each hold a worker (and burn a
     # core) until the cell timeout, 30 s in assignments.yml. The tests check what a timeout costs, not its
     # length, so they grade this course with 20 s (the slowest ordinary cell of the class, s15's, takes about
     # 9 s). Other courses (the killed batch's, graded by a CLI process too) keep assignments.yml's settings.
-    settings = Course.settings
-
-    def shorter_timeout(self, assignment):
-        found = settings(self, assignment)
-        return dataclasses.replace(found, cell_timeout=TEST_CELL_TIMEOUT) if self.root == tmp else found
-
-    mp.setattr(Course, "settings", shorter_timeout)
+    scratch_course(tmp, ASSIGNMENTS, mp, cell_timeout=TEST_CELL_TIMEOUT)
     c = load_course(tmp)
     for a in ASSIGNMENTS:
         pipeline.release(c, a)

@@ -9,7 +9,6 @@ tests/test_autograder.py skip them too): without it each would succeed.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -18,10 +17,11 @@ import sys
 import tempfile
 
 import pytest
+from helpers import scratch_course
 
 from autograder import cli, pipeline
 from autograder import sandbox as sandbox_module
-from autograder.course import Course, CourseError, load_course
+from autograder.course import CourseError, load_course
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "autograder" / "samples" / "hw1"
@@ -59,18 +59,9 @@ def _path_without_bwrap(folder: pathlib.Path) -> str:
 def graded(tmp_path_factory):
     """(course, {student: Result}) for GRADED, graded with bubblewrap out of sight."""
     tmp = tmp_path_factory.mktemp("course")
-    shutil.copy(ROOT / "nbgrader_config.py", tmp)
-    shutil.copytree(ROOT / "source" / "hw1", tmp / "source" / "hw1")
     mp = pytest.MonkeyPatch()
     mp.setenv("PATH", _path_without_bwrap(tmp_path_factory.mktemp("bin")))
-    mp.setenv("ADL_GRADEBOOK_URL", f"sqlite:///{tmp / 'gradebook.db'}")
-    settings = Course.settings
-
-    def shorter_timeout(self, assignment):
-        found = settings(self, assignment)
-        return dataclasses.replace(found, cell_timeout=TEST_CELL_TIMEOUT) if self.root == tmp else found
-
-    mp.setattr(Course, "settings", shorter_timeout)
+    scratch_course(tmp, ["hw1"], mp, cell_timeout=TEST_CELL_TIMEOUT)
     pipeline.shutdown_workers()  # a worker looks for bubblewrap on its own PATH: start them with this one
     sandbox_module.bwrap_problem.cache_clear()
     try:
