@@ -11,6 +11,7 @@ import time
 
 from autograder import pipeline
 from autograder.course import CourseError, load_course
+from autograder.ingest import printable
 
 SAMPLES = pathlib.Path(__file__).with_name("samples")
 
@@ -36,10 +37,15 @@ def cmd_collect(args, course):
         due = due if due.tzinfo else due.replace(tzinfo=datetime.UTC)
     got = pipeline.collect(course, args.assignment, pathlib.Path(args.download), args.pattern, due=due)
     print(f"collected {len(got.accepted)} submissions of {args.assignment} into {course.submitted}")
-    for name, reason in got.rejected:
-        print(f"  rejected {name}: {reason}")
+    _print_rejected(got.rejected)
     if got.late:
-        print(f"  late: {', '.join(got.late)}")
+        print(f"  late: {', '.join(printable(s) for s in got.late)}")
+
+
+def _print_rejected(rejected) -> None:
+    """The refused files with their reasons; both hold the student's file names (see ``printable``)."""
+    for name, reason in rejected:
+        print(f"  rejected {printable(name)}: {printable(reason, limit=400)}")
 
 
 def _print_sandbox(course, assignment):
@@ -75,7 +81,7 @@ def cmd_export(args, course):
                                                pathlib.Path(args.roster) if args.roster else None, args.column)
         print(f"wrote {path} (Canvas: Grades > Import)")
         if unknown:
-            print(f"  not in the roster, left out: {', '.join(unknown)}")
+            print(f"  not in the roster, left out: {', '.join(printable(s) for s in unknown)}")
         return
     path = pipeline.export_csv(course, args.assignment, output)
     print(f"wrote {path}")
@@ -108,8 +114,7 @@ def cmd_demo(args, course):
                   "mistakes more with 'adl-grade demo --all-cases'")
         got = pipeline.collect(course, a, sample, ignore=("expected.json", "README.md", *unsafe, *extra))
         print(f"  {len(got.accepted)} submissions; rejected: {len(got.rejected)}")
-        for name, reason in got.rejected:
-            print(f"  rejected {name}: {reason}")
+        _print_rejected(got.rejected)
         print(f"== autograde {a} ({args.workers} workers; gradebook {course.db_url})")
         _print_sandbox(course, a)
         with pipeline.timed("autograde"):
@@ -140,7 +145,7 @@ def _compare_with_expected(sample: pathlib.Path, results) -> None:
             continue
         points = {q.grade_id: q.points for q in r.questions}
         if points != {k: float(v) for k, v in exp["points"].items()} or r.flags != exp["flags"]:
-            wrong.append(f"{r.student}: got {r.score:g} {r.flags}, expected {exp['total']} {exp['flags']}")
+            wrong.append(f"{printable(r.student)}: got {r.score:g} {r.flags}, expected {exp['total']} {exp['flags']}")
     checked = sum(1 for r in results if r.student in students)
     print(f"  expected grades ({expected.name}): {checked - len(wrong)}/{checked} as expected")
     for line in wrong:

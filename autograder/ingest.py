@@ -8,6 +8,10 @@ not inflate past the size limits (a zip bomb is refused from its header and agai
 the header lies). Accepted bytes are written only to ``submitted/<student_id>/<assignment>/<notebook>``,
 with a student id checked against a strict pattern, so nothing is ever written outside the course folder.
 Every refused file is listed with its reason; when a student appears twice the newest copy wins.
+
+File names are the student's own text. Whatever of them reaches the terminal or a report passes through
+:func:`printable` first, so a name cannot clear the screen, retitle or recolour the terminal, or reorder
+what is printed after it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,33 @@ MAX_FILE_BYTES = 20 * 2**20  # a notebook larger than 20 MiB is refused (outputs
 MAX_TOTAL_BYTES = 2 * 2**30  # the whole download may inflate to 2 GiB at most
 MAX_RATIO = 200  # compressed-to-inflated ratio above which a large member is treated as a bomb
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+MAX_SHOWN = 160  # characters of a student-supplied string shown on the terminal or in a report
 ARCHIVES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")
+
+
+def printable(text: object, limit: int = MAX_SHOWN) -> str:
+    """Student-supplied text made safe to print: every character Python does not call printable (C0 and
+    C1 controls such as ESC and BEL, bidi overrides such as U+202E, zero-width and format characters, lone
+    surrogates, line and paragraph separators, spaces other than ' ') is shown as its escape (``\\x1b``,
+    ``\\u202e``), and the result is cut to ``limit`` characters.
+
+    Example:
+        >>> printable("\\x1b[2Jred_hw1.ipynb")
+        '\\\\x1b[2Jred_hw1.ipynb'
+        >>> printable("a" * 10, limit=6)
+        'a[...]'
+    """
+    text = str(text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else _escape(c) for c in text)
+    if len(text) > limit:
+        text = text[: max(0, limit - 5)] + "[...]"
+    return text
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 @dataclasses.dataclass

@@ -7,6 +7,7 @@ does, so an edited or deleted test cell is graded with the original test.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import re
@@ -14,6 +15,8 @@ import re
 import nbformat
 
 HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?", re.M | re.S)
+SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how a lone surrogate can appear in JSON text
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
@@ -97,8 +100,20 @@ def parse_submission(data: bytes) -> nbformat.NotebookNode:
             "truncated or edited by hand. Open it in Jupyter; if it does not open, re-download your notebook "
             "and submit it again."
         ) from None
+    except RecursionError:
+        raise InvalidNotebook(
+            "the file nests lists or objects too deeply to be a saved notebook. Download your .ipynb from "
+            "Jupyter (File > Download) and submit that file."
+        ) from None
     if not isinstance(raw, dict) or "cells" not in raw:
         raise InvalidNotebook("the file is JSON but not a Jupyter notebook (it has no 'cells' list).")
+    where = _lone_surrogate(raw) if SURROGATE_ESCAPE.search(text) else None
+    if where is not None:
+        raise InvalidNotebook(
+            f"the notebook holds a broken character (half of a UTF-16 pair, written \\ud800 to \\udfff) at "
+            f"{where}, so it cannot be saved as UTF-8. Delete that character (or clear the outputs: Kernel > "
+            "Restart Kernel and Clear All Outputs), save the notebook and submit it again."
+        )
     major = raw.get("nbformat")
     if major != 4:
         raise InvalidNotebook(f"the notebook format is version {major!r}; save it with Jupyter (format 4).")
@@ -113,14 +128,55 @@ def parse_submission(data: bytes) -> nbformat.NotebookNode:
         ) from None
     except Exception as exc:  # nbformat raises several kinds for broken structure
         raise InvalidNotebook(f"the notebook cannot be read: {exc}") from None
-    ids = [nbgrader_meta(c).get("grade_id") for c in nb.cells if nbgrader_meta(c).get("grade_id")]
-    dupes = sorted({g for g in ids if ids.count(g) > 1})
+    for index, cell in enumerate(nb.cells):
+        gid = nbgrader_meta(cell).get("grade_id")
+        if gid is not None and not isinstance(gid, str):
+            raise InvalidNotebook(
+                f"cell {index + 1} has a grade id that is {_kind(gid)}, not text "
+                f"(metadata nbgrader grade_id = {_short(gid)}). Undo the change to that cell's metadata, or "
+                "copy your answers into a fresh copy of the assignment."
+            )
+    counts = collections.Counter(g for c in nb.cells if (g := nbgrader_meta(c).get("grade_id")))
+    dupes = sorted(g for g, n in counts.items() if n > 1)
     if dupes:
+        shown = f"[{', '.join(_short(g) for g in dupes[:5])}]"
+        shown += f" (and {len(dupes) - 5} more)" if len(dupes) > 5 else ""
         raise InvalidNotebook(
-            f"the cells {dupes} appear more than once (a copied answer cell keeps its hidden id). Delete the "
+            f"the cells {shown} appear more than once (a copied answer cell keeps its hidden id). Delete the "
             "copies, keeping one cell of each, or start from a fresh copy of the assignment."
         )
     return nb
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else "not text"
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "[...]"
+
+
+def _lone_surrogate(raw) -> str | None:
+    """Where in the parsed JSON a string (a value or a key) holds a lone surrogate, as a path such as
+    ``cells/3/source``; None if nowhere. Iterative, so deep nesting cannot exhaust the stack."""
+    stack: list[tuple[tuple, object]] = [((), raw)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str) and SURROGATE.search(value):
+            return "/".join(map(str, path))[:120] or "the top level"
+        if isinstance(value, list):
+            stack.extend(((*path, i), item) for i, item in enumerate(value))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if SURROGATE.search(key):
+                    return ("/".join(map(str, path)) + f" (a key: {key!r})")[:120]
+                stack.append(((*path, key), item))
+    return None
 
 
 @dataclasses.dataclass

@@ -12,9 +12,11 @@ import concurrent.futures
 import dataclasses
 import datetime
 import hashlib
+import html
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +28,7 @@ import nbformat
 
 from autograder import __version__
 from autograder.course import Course, CourseError
-from autograder.ingest import Ingested, ingest
+from autograder.ingest import Ingested, ingest, printable
 from autograder.notebook import GradeCell, InvalidNotebook, parse_submission, read_source, restore
 from autograder.sandbox import SLOT_UID_BASE, parse_size
 
@@ -711,19 +713,40 @@ def format_table(results: list[Result]) -> str:
     if not results:
         return "(no results)"
     ids = [q.grade_id for q in results[0].questions]
-    width = max(len("student"), *(len(r.student) for r in results))
+    names = {id(r): printable(r.student, limit=40) for r in results}  # folder names: the student's text
+    width = max(len("student"), *map(len, names.values()))
     heads = [f"Q{i + 1}" for i in range(len(ids))]
     lines = [f"{'student':<{width}}  " + " ".join(f"{h:>5}" for h in heads) + "  total    flags"]
     for r in results:
         pts = {q.grade_id: q.points for q in r.questions}
         cells = " ".join(f"{pts.get(g, 0):>5g}" for g in ids)
-        lines.append(f"{r.student:<{width}}  {cells}  {r.score:>4g}/{r.max_score:<4g} {', '.join(r.flags)}")
+        flags = printable(", ".join(r.flags), limit=200)
+        lines.append(f"{names[id(r)]:<{width}}  {cells}  {r.score:>4g}/{r.max_score:<4g} {flags}")
     legend = ", ".join(f"{h}={g}" for h, g in zip(heads, ids, strict=True))
     return "\n".join(lines + [f"({legend})"])
 
 
+_MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]()!|~:"})
+
+
+def _md(text: object, limit: int = 400) -> str:
+    """Student-derived text as inert Markdown: controls escaped and the length bounded (``printable``),
+    line breaks as spaces, Markdown's link, image, emphasis and table characters (and the ``:`` and
+    ``www.`` of a bare link) backslash-escaped, and ``& < > " '`` as HTML entities, so a name or a note
+    renders as the text it is and never as a tag, a link or an image.
+
+    Example:
+        >>> _md("[x](javascript:alert(1)) <img src=x>")
+        '\\\\[x\\\\]\\\\(javascript\\\\:alert\\\\(1\\\\)\\\\) &lt;img src=x&gt;'
+    """
+    text = printable(" ".join(str(text).split()), limit)
+    text = re.sub(r"(?i)(www)\.", r"\1\\.", text.translate(_MARKDOWN_SPECIAL))
+    return html.escape(text, quote=True)
+
+
 def write_report(course: Course, assignment: str, results: list[Result]) -> pathlib.Path:
-    """report.md with per-question pass rates, the score distribution (PNG) and the flagged submissions."""
+    """report.md with per-question pass rates, the score distribution (PNG) and the flagged submissions.
+    Every string that comes from a submission passes through ``_md``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -753,7 +776,8 @@ def write_report(course: Course, assignment: str, results: list[Result]) -> path
     lines += ["", "## Score distribution", "", "![score distribution](score_distribution.png)", "",
               "## Flagged submissions", ""]
     flagged = [r for r in results if r.flags]
-    lines += [f"- **{r.student}** ({r.score:g}/{r.max_score:g}): {', '.join(r.flags)}. {' '.join(n.rstrip('.') + '.' for n in r.notes)}"
+    lines += [f"- **{_md(r.student, 80)}** ({r.score:g}/{r.max_score:g}): {_md(', '.join(r.flags))}. "
+              + " ".join(_md(n.rstrip(".") + ".") for n in r.notes)
               for r in flagged]
     if not flagged:
         lines.append("none")

@@ -137,3 +137,13 @@ def test_rebuild_keeps_the_editions_git_folder(tmp_path):
     (dest / "stale.txt").write_text("from last time")
     student_edition.build(dest)
     assert (dest / ".git" / "HEAD").exists() and not (dest / "stale.txt").exists()
+
+
+def test_helpers_parse_as_python_3_10():
+    """The student package says Python >= 3.10: its syntax must be 3.10's (a 3.11 construct fails here)."""
+    import ast
+
+    for path in sorted((ROOT / "adl_helpers").glob("*.py")):
+        ast.parse(path.read_text(), filename=str(path), feature_version=(3, 10))
+    with pytest.raises(SyntaxError):
+        ast.parse("try:\n    pass\nexcept* ValueError:\n    pass\n", feature_version=(3, 10))
