@@ -49,6 +49,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
 PROBE_TIMEOUT = 5
 REAP_ROUNDS = 50  # a fork bomb is frozen in a few rounds; the cap only guards against a pathological tree
+QUIET_ROUNDS = 5  # passes of freeze-then-kill until one finds nothing left
 
 
 def _error_of(cell) -> dict | None:
@@ -230,29 +231,39 @@ class Runner:
         if not keep:
             return
         stopped: dict[int, psutil.Process] = {}
-        for _ in range(REAP_ROUNDS):
-            fresh = []
-            for proc in self._sandboxed(top):
-                if proc.pid in keep or proc.pid in stopped:
-                    continue
-                try:
-                    if proc.status() == psutil.STATUS_ZOMBIE:  # dead already; its parent (or init) reaps it
+        killed = 0
+        for _ in range(QUIET_ROUNDS):  # until a whole pass, kill included, finds nothing left
+            quiet = 0
+            for _ in range(REAP_ROUNDS):
+                fresh = []
+                for proc in self._sandboxed(top):
+                    if proc.pid in keep or proc.pid in stopped:
                         continue
-                    proc.suspend()
-                except psutil.Error:
-                    continue
-                fresh.append(proc)
-            if not fresh:
+                    try:
+                        if proc.status() == psutil.STATUS_ZOMBIE:  # dead already; its parent (or init) reaps it
+                            continue
+                        proc.suspend()
+                    except psutil.Error:
+                        continue
+                    fresh.append(proc)
+                stopped.update((p.pid, p) for p in fresh)
+                # A child born while a round scans /proc may be missed by that round: only two empty rounds
+                # in a row say that nothing is left running.
+                quiet = 0 if fresh else quiet + 1
+                if quiet == 2:
+                    break
+            if not stopped:
                 break
-            stopped.update((p.pid, p) for p in fresh)
-        for proc in stopped.values():
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(list(stopped.values()), timeout=2)
-        if stopped:
-            self.events.append(f"cell {index}: killed {len(stopped)} process(es) it left running")
+            for proc in stopped.values():
+                try:
+                    proc.kill()
+                except psutil.Error:
+                    pass
+            psutil.wait_procs(list(stopped.values()), timeout=2)
+            killed += len(stopped)
+            stopped = {}
+        if killed:
+            self.events.append(f"cell {index}: killed {killed} process(es) it left running")
 
     def _sandboxed(self, top) -> list:
         """Every process that may be the cell's: the descendants of the kernel's top process and every process
