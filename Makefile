@@ -100,11 +100,17 @@ images: $(STAMP)
 
 # One universal lock (every platform, Python 3.11-3.13, environment markers) made by uv, keeping today's
 # versions where they still fit; the student lock is the same versions, cut to what students install.
-lock: $(STAMP)
-	$(BIN)/python course/locks.py lock
+# (A small venv of its own with uv alone: .venv may not install until the lock is remade.)
+LOCK_VENV := build/lock-venv
+$(LOCK_VENV)/bin/uv: requirements.lock
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet "uv==$$(sed -n 's/^uv==\([^ ;]*\).*/\1/p' requirements.lock)"
 
-lock-colab: $(STAMP)
-	$(BIN)/python course/locks.py colab ../shared/colab/pip-freeze.txt
+lock: $(LOCK_VENV)/bin/uv
+	$(LOCK_VENV)/bin/python course/locks.py lock
+
+lock-colab: $(LOCK_VENV)/bin/uv
+	$(LOCK_VENV)/bin/python course/locks.py colab ../shared/colab/pip-freeze.txt
 
 clean:
 	rm -rf build .pytest_cache
