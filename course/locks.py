@@ -97,8 +97,12 @@ def _compile(inputs: list[str], out: pathlib.Path, *extra: str) -> None:
 
 def _write(lock: pathlib.Path, body: str) -> None:
     parse_pins(body)  # refuse to write anything that is not a list of exact pins
-    lock.write_text(HEADERS[lock] + body)
-    print(f"wrote {lock.relative_to(ROOT)} ({len(parse_pins(body))} pins)")
+    text, name = HEADERS[lock] + body, lock.relative_to(ROOT)
+    if lock.exists() and lock.read_text() == text:  # untouched: make's venv stays up to date
+        print(f"{name} unchanged ({len(parse_pins(body))} pins)")
+        return
+    lock.write_text(text)
+    print(f"wrote {name} ({len(parse_pins(body))} pins)")
 
 
 def _body(lock: pathlib.Path) -> str:
