@@ -189,12 +189,12 @@ def scan(paths, private: set[str] | None = None) -> list[str]:
 # Building
 
 
-def notebook_table(schedule: dict) -> str:
-    """The README's week table for students: notebook, Colab badge, homework."""
+def notebook_table() -> str:
+    """The README's week table for students (notebook, Colab badge, homework), from the checked schedule."""
     sys.path.insert(0, str(ROOT / "course"))
     import render
 
-    return render.render_table(schedule, marked=False)
+    return render.render_table(render.load_schedule(), marked=False)
 
 
 def _prepare(dest: pathlib.Path) -> None:
@@ -220,8 +220,7 @@ def build(dest: pathlib.Path) -> pathlib.Path:
     for name in COPIED_FILES:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, dest / name)
-    schedule = yaml.safe_load((ROOT / "course" / "schedule.yml").read_text())
-    readme = (TEMPLATES / "README.md").read_text().replace("{table}", notebook_table(schedule))
+    readme = (TEMPLATES / "README.md").read_text().replace("{table}", notebook_table())
     (dest / "README.md").write_text(readme)
     for name, target in (("pyproject.toml", "pyproject.toml"), ("Dockerfile", "Dockerfile"),
                          ("dockerignore", ".dockerignore"), ("environment.yml", "environment.yml")):
