@@ -32,3 +32,16 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# The formgrader (autograder/README.md, "The formgrader"). Its pages render student notebooks on the instructor's
+# Jupyter server: sanitise what they show (the worker stores them sanitised already; this is the second layer).
+# nbgrader's own template renders Markdown cells without nbconvert's sanitiser, hence the preprocessor.
+c.HTMLExporter.sanitize_html = True
+c.HTMLExporter.preprocessors = ["autograder.formgrader.SanitizeStudentContent"]
+# adl-grade grades and writes the feedback. nbgrader's autograde (the formgrader's Autograde button, `nbgrader
+# autograde`) would grade again without the sandbox and replace adl-grade's results; its generate_feedback would
+# show students the hidden tests. Both refuse, with a message naming the adl-grade command to run. (A scratch
+# copy that wants nbgrader's autograde anyway, as benchmarks/ does, passes
+# --Autograde.exporter_class=nbconvert.exporters.NotebookExporter.)
+c.Autograde.exporter_class = "autograder.formgrader.AutogradeDisabled"
+c.GenerateFeedback.exporter_class = "autograder.formgrader.FeedbackDisabled"

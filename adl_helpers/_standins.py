@@ -138,7 +138,8 @@ def _to_uint8(images: np.ndarray) -> np.ndarray:
 # SVHN
 
 
-def svhn_standin(n: int, *, split: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def svhn_standin(n: int, *, split: str, seed: int, strokes: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Colored, unevenly lit house-number crops built from real MNIST strokes, in SVHN's stored layout.
 
     Each 32x32 crop centres one digit (the label), drawn in a random colour on a random background with
@@ -151,12 +152,14 @@ def svhn_standin(n: int, *, split: str, seed: int) -> tuple[np.ndarray, np.ndarr
         n: number of crops.
         split: ``"train"`` or ``"test"``: which part of the MNIST sample supplies the strokes.
         seed: seed of every random choice.
+        strokes: other digits to draw from instead of the split's part of the sample: uint8 images
+            ``(m, 28, 28)`` and their labels ``(m,)`` (the grader's held-out crops use MNIST's test digits).
 
     Returns:
         ``(X, y)`` as stored in SVHN's ``.mat`` files: uint8 ``X`` of shape ``(32, 32, 3, n)`` and uint8
         ``y`` of shape ``(n, 1)`` with labels 1..10, where 10 means the digit 0.
     """
-    strokes, digits = mnist_split(split)
+    strokes, digits = mnist_split(split) if strokes is None else strokes
     strokes = strokes.astype(np.float32) / 255
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, len(strokes), n)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import pathlib
 import sys
 import time
@@ -14,6 +15,7 @@ from autograder.course import CourseError, load_course
 from autograder.ingest import printable
 
 SAMPLES = pathlib.Path(__file__).with_name("samples")
+log = logging.getLogger(__name__)
 
 
 def _assignments(course, names):
@@ -65,13 +67,55 @@ def cmd_autograde(args, course):
         if len(graded) > 1:
             print(f"== {a}")
         print(pipeline.format_table(results))
+    return _finish(_grader_failures([r for results in graded.values() for r in results]))
+
+
+def _grader_failures(results) -> list[str]:
+    """``assignment/student: reason`` for each submission the grader itself failed on (see pipeline._failed)."""
+    return [f"{r.assignment}/{printable(r.student)}: {printable(r.notes[0] if r.notes else '', limit=400)}"
+            for r in results if pipeline.GRADER_FAILED in r.flags]
+
+
+def _for_each(results, what: str, action) -> list[str]:
+    """``action(result)`` for each result, whatever one of them raises: the traceback is logged, the student
+    listed (``assignment/student: what failed``), and the others go on."""
+    failed = []
+    for r in results:
+        try:
+            action(r)
+        except Exception as exc:  # noqa: BLE001 - one student's file must not cost the others theirs
+            log.exception("%s/%s: could not write the %s", r.assignment, printable(r.student), what)
+            failed.append(f"{r.assignment}/{printable(r.student)}: could not write the {what} "
+                          f"({printable(f'{type(exc).__name__}: {exc}', limit=300)})")
+    return failed
+
+
+def _finish(failed: list[str]) -> int:
+    """Exit status 0, or 1 after naming the submissions the grader failed on (everything else is done)."""
+    if not failed:
+        return 0
+    print(f"adl-grade: error: the grader failed on {len(failed)} submission{'s' if len(failed) > 1 else ''} "
+          "(not the students' doing; everyone else is done):", file=sys.stderr)
+    for line in failed:
+        print(f"  {line}", file=sys.stderr)
+    print("  The tracebacks are in the log above. Fix the cause and run the command again: finished submissions "
+          "are not graded again.", file=sys.stderr)
+    return 1
 
 
 def cmd_feedback(args, course):
     results = pipeline.autograde(course, args.assignment, workers=args.workers, progress=False)
-    for r in results:
-        pipeline.write_feedback(course, r)
-    print(f"wrote feedback for {len(results)} students under {course.feedback}")
+    graded = [r for r in results if pipeline.GRADER_FAILED not in r.flags]  # no feedback on a grader's failure
+    unwritten = _for_each(graded, "feedback", lambda r: pipeline.write_feedback(course, r, final=args.final))
+    print(f"wrote feedback for {len(graded) - len(unwritten)} students under {course.feedback}")
+    cap = course.settings(args.assignment).feedback_rounds
+    if cap is not None and not args.final:
+        held = [r.student for r in results
+                if (rounds := pipeline.feedback_rounds(course, args.assignment, r.student)) and rounds[-1].get("withheld")]
+        print(f"  feedback rounds: at most {cap} per student (assignments.yml); withheld past the cap for "
+              f"{len(held)}: {', '.join(printable(s) for s in held) or 'nobody'}. After the deadline: "
+              f"adl-grade feedback {args.assignment} --final")
+    return _finish(_grader_failures(results) + unwritten)
 
 
 def cmd_export(args, course):
@@ -90,11 +134,13 @@ def cmd_export(args, course):
 def cmd_report(args, course):
     results = pipeline.autograde(course, args.assignment, workers=args.workers, progress=False)
     print(f"wrote {pipeline.write_report(course, args.assignment, results)}")
+    return _finish(_grader_failures(results))
 
 
 def cmd_demo(args, course):
     """Release every assignment, then collect, grade and report the bundled sample class of each."""
     start = time.perf_counter()
+    failed: list[str] = []
     for a in course.assignments():
         print(f"== release {a}")
         with pipeline.timed("nbgrader generate_assignment"):
@@ -121,8 +167,9 @@ def cmd_demo(args, course):
             results = pipeline.autograde(course, a, sorted(got.accepted), args.workers, args.force)
         print(pipeline.format_table(results))
         _compare_with_expected(sample, results)
-        for r in results:
-            pipeline.write_feedback(course, r)
+        failed += _grader_failures(results)
+        graded = [r for r in results if pipeline.GRADER_FAILED not in r.flags]
+        failed += _for_each(graded, "feedback", lambda r: pipeline.write_feedback(course, r))
         csv_path = pipeline.export_csv(course, a)
         canvas_path, _ = pipeline.export_canvas(course, a)
         report = pipeline.write_report(course, a, results)
@@ -130,6 +177,7 @@ def cmd_demo(args, course):
         print(f"  grades:   {csv_path.relative_to(course.root)} (Canvas import: {canvas_path.relative_to(course.root)})")
         print(f"  report:   {report.relative_to(course.root)} (+ score_distribution.png)")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
+    return _finish(failed)
 
 
 def _compare_with_expected(sample: pathlib.Path, results) -> None:
@@ -198,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("assignment")
         p.add_argument("--workers", type=int, default=2)
+        if name == "feedback":
+            p.add_argument("--final", action="store_true",
+                           help="after the deadline: full feedback for everyone, past any feedback_rounds cap "
+                                "(counts no round)")
         if name == "autograde":
             p.add_argument("--student", action="append", help="grade only this student (repeatable)")
             p.add_argument("--force", action="store_true", help="grade again even if nothing changed")
@@ -224,13 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Tracebacks of a submission the grader failed on go to stderr (a no-op where logging is set up already)
+    logging.basicConfig(level=logging.WARNING, format="adl-grade: %(levelname)s: %(message)s")
     try:
         course = load_course(args.course)
-        args.func(args, course)
+        return args.func(args, course) or 0  # commands that grade return 1 if the grader failed on anyone
     except CourseError as exc:
         print(f"adl-grade: error: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

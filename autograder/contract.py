@@ -25,6 +25,7 @@ come back by category and are re-issued, so a test can turn a ``RuntimeWarning``
 
 from __future__ import annotations
 
+import ast
 import base64
 import builtins
 import contextlib
@@ -41,6 +42,9 @@ import numpy as np
 TRUSTED_IMPORTS = {"np": "numpy", "tf": "tensorflow", "adl": "adl_helpers", "math": "math",
                    "warnings": "warnings"}
 MAX_RESPONSE = 64 * 2**20  # bytes of one answer from the kernel
+MAX_ITEMS = 1_000_000  # values in one answer (arrays count as one: they travel as .npy bytes in a string)
+MAX_NESTING = 100  # JSON levels of one answer (decode reads 40 levels of lists, each two JSON levels deep)
+_JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)  # possessive: linear, no backtracking
 ARRAY_KINDS = "biufcSU"  # bool, int, uint, float, complex, bytes, str
 
 
@@ -60,6 +64,10 @@ class ProtocolError(Exception):
     """The kernel's answer is not valid data (too big, malformed, or of a forbidden type)."""
 
 
+class UnreadableError(TypeError):
+    """A test used a value the grader could not read as data (see :class:`Unreadable`)."""
+
+
 class Unreadable:
     """A student value the grader cannot read as data. Every use raises a TypeError saying why."""
 
@@ -69,7 +77,7 @@ class Unreadable:
         object.__setattr__(self, "_what", what)
 
     def _fail(self, *args, **kwargs):
-        raise TypeError(
+        raise UnreadableError(
             f"{object.__getattribute__(self, '_what')}: the grader reads numbers, strings, NumPy arrays, "
             "tensors, and lists, tuples or dicts of them"
         )
@@ -166,10 +174,35 @@ def decode(data, depth: int = 0):
     raise ProtocolError("unknown item in the kernel's answer")
 
 
+def _nesting(bare: str) -> int:
+    """The deepest bracket level of JSON text whose strings were emptied, counted a megabyte at a time."""
+    data = np.frombuffer(bare.encode("utf-8", "replace"), dtype=np.uint8)
+    depth = deepest = 0
+    for start in range(0, data.size, 2**20):
+        chunk = data[start:start + 2**20]
+        step = (chunk == ord("[")).astype(np.int32) + (chunk == ord("{")) - (chunk == ord("]")) - (chunk == ord("}"))
+        levels = np.cumsum(step) + depth
+        if levels.size:
+            deepest, depth = max(deepest, int(levels.max())), int(levels[-1])
+    return deepest
+
+
 def read_answer(text: str) -> dict:
-    """Parse one answer file of the kernel."""
+    """Parse one answer file of the kernel.
+
+    Before ``json.loads`` builds anything, a linear scan of the text (its strings emptied) bounds what parsing
+    it may cost: at most MAX_ITEMS values and MAX_NESTING levels; a 60 MB answer of a million small nested
+    lists would take over a gigabyte to build."""
     if len(text) > MAX_RESPONSE:
         raise ProtocolError(f"the kernel's answer is {len(text) / 2**20:.0f} MiB; at most {MAX_RESPONSE >> 20} MiB")
+    bare = _JSON_STRING.sub('""', text)
+    items = bare.count(",") + bare.count("[") + bare.count("{")
+    if items > MAX_ITEMS:
+        raise ProtocolError(f"the kernel's answer holds about {items:,} values; at most {MAX_ITEMS:,} (return a "
+                            "NumPy array rather than lists of numbers)")
+    if (deepest := _nesting(bare)) > MAX_NESTING:
+        raise ProtocolError(f"the kernel's answer is nested {deepest} levels deep; at most {MAX_NESTING}")
+    del bare
     try:
         answer = json.loads(text)
     except ValueError as exc:
@@ -312,6 +345,16 @@ class Link:
         return out
 
     def call(self, name: str, args: tuple, kwargs: dict):
+        """Run the student's function ``name`` in the kernel on copies of the arguments. Whatever it raises
+        (the student's exception, a warning turned into an error, an unreadable answer) is marked with
+        ``adl_function = name``: its text is the student's code's, and feedback never shows it."""
+        try:
+            return self._call(name, args, kwargs)
+        except Exception as exc:
+            exc.adl_function = name
+            raise
+
+    def _call(self, name: str, args: tuple, kwargs: dict):
         answer = self._ask({"op": "call", "name": name, "args": encode(list(args)), "kwargs": encode(dict(kwargs))})
         for item in answer.get("warnings") or []:
             if type(item) is list and len(item) == 2:
@@ -341,14 +384,16 @@ class TrustedTests:
         self.ns: dict = {"__name__": "__grader__", "__builtins__": builtins}
 
     def run(self, source: str, label: str) -> dict:
-        """Execute one test cell. Returns {"status": "ok"} or {"status": "error", ename, evalue, line},
-        with ``stdout`` either way. Raises KernelUnavailable if the kernel timed out or died."""
+        """Execute one test cell. Returns {"status": "ok"} or {"status": "error", ...} with the fields of
+        :func:`describe_failure`, and ``stdout`` either way. Raises KernelUnavailable if the kernel timed
+        out or died."""
         filename = f"<test {label}>"
         out = io.StringIO()
         try:
             code = compile(source, filename, "exec")
         except SyntaxError as exc:
-            return {"status": "error", "ename": "SyntaxError", "evalue": str(exc), "line": exc.lineno, "stdout": ""}
+            return {"status": "error", "ename": "SyntaxError", "evalue": str(exc), "line": exc.lineno,
+                    "origin": "test", "function": None, "message": None, "stdout": ""}
         try:
             self._bind(code)
             with contextlib.redirect_stdout(out), warnings.catch_warnings():
@@ -356,16 +401,8 @@ class TrustedTests:
                 exec(code, self.ns)  # noqa: S102 (the instructor's test code, in the grader's process)
         except KernelUnavailable:
             raise
-        except ProtocolError as exc:
-            return {"status": "error", "ename": "ProtocolError", "evalue": str(exc), "line": None,
-                    "stdout": out.getvalue()}
         except Exception as exc:
-            line = None
-            for frame in traceback.extract_tb(exc.__traceback__):
-                if frame.filename == filename:
-                    line = frame.lineno
-            return {"status": "error", "ename": type(exc).__name__, "evalue": str(exc)[:2000], "line": line,
-                    "stdout": out.getvalue()}
+            return {"status": "error", **describe_failure(exc, filename, source), "stdout": out.getvalue()}
         return {"status": "ok", "stdout": out.getvalue()}
 
     def _bind(self, code: types.CodeType) -> None:
@@ -385,6 +422,112 @@ class TrustedTests:
             self.ns.update(fetched)
 
     _student_names: set[str] = frozenset()
+
+
+# ------------------------------------------------------------------------------ what a failure may say
+
+MESSAGE_KEYWORDS = ("err_msg", "msg")  # keyword arguments that hold a message, as in np.testing.assert_allclose
+MAX_MESSAGE = 300
+HOLE = "\u2026"  # stands for each value an f-string message would have shown
+
+
+def describe_failure(exc: BaseException, filename: str, source: str) -> dict:
+    """What is known about a failed test cell, split by who wrote each part.
+
+    ``ename`` is the exception's type: a builtin name, ``StudentError`` or ``ProtocolError``, never a name
+    the student's code chose. ``origin`` says where it was raised: ``"student"`` (the student's function,
+    called by the test, raised it or answered with something unusable), ``"unreadable"`` (the test used a
+    value the grader could not read), ``"test"`` (a statement of the test itself: an ``assert``, a
+    ``raise``, a name that is not defined) or ``"library"`` (inside NumPy, TensorFlow or a helper the test
+    called, such as ``np.testing.assert_allclose``). ``message`` is the instructor's own message as written
+    in the test's source at the failing line (:func:`instructor_message`), or None. ``function`` names the
+    student's function for ``"student"``. These are what feedback may show.
+
+    ``evalue`` is the exception's text, for the instructor only: it may hold whatever the student's code
+    produced (an exception message, a returned string) and whatever a comparison printed (NumPy's
+    ACTUAL/DESIRED lines hold the expected values of a hidden test)."""
+    line = None
+    frames = traceback.extract_tb(exc.__traceback__)
+    for frame in frames:
+        if frame.filename == filename:
+            line = frame.lineno
+    if isinstance(exc, ProtocolError):
+        origin = "student"
+    elif getattr(exc, "adl_function", None):
+        origin = "student"
+    elif isinstance(exc, UnreadableError):
+        origin = "unreadable"
+    elif frames and frames[-1].filename == filename:
+        origin = "test"
+    else:
+        origin = "library"
+    ename = type(exc).__name__
+    if type(exc) is UnreadableError:
+        ename = "TypeError"
+    function = getattr(exc, "adl_function", None)
+    return {
+        "ename": ename,
+        "evalue": str(exc)[:2000],
+        "line": line,
+        "origin": origin,
+        "function": function if isinstance(function, str) else None,
+        "message": instructor_message(source, line) if origin in ("test", "library") else None,
+    }
+
+
+def instructor_message(source: str, line: int | None) -> str | None:
+    """The message the test's author wrote for the statement at ``line`` (1-based) of ``source``: the
+    message of an ``assert``, the first argument of a ``raise SomeError(...)``, or an ``err_msg=`` /
+    ``msg=`` argument of the call on that line. Only text the author typed comes out: in an f-string every
+    ``{...}`` field is replaced by an ellipsis, since its value was computed from what the student's code
+    returned (or from the test's expected values). None when there is no such message."""
+    if line is None:
+        return None
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    best = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt) and node.lineno <= line <= (node.end_lineno or node.lineno):
+            if best is None or (node.end_lineno or node.lineno) - node.lineno <= (best.end_lineno or best.lineno) - best.lineno:
+                best = node
+    if best is None:
+        return None
+    text = None
+    if isinstance(best, ast.Assert) and best.msg is not None:
+        text = _literal_text(best.msg)
+    elif isinstance(best, ast.Raise) and isinstance(best.exc, ast.Call) and best.exc.args:
+        text = _literal_text(best.exc.args[0])
+    else:
+        calls = [n for n in ast.walk(best) if isinstance(n, ast.Call)
+                 and n.lineno <= line <= (n.end_lineno or n.lineno)]
+        for call in sorted(calls, key=lambda n: (n.end_lineno or n.lineno) - n.lineno):
+            for kw in call.keywords:
+                if kw.arg in MESSAGE_KEYWORDS:
+                    text = _literal_text(kw.value)
+                    break
+            if text:
+                break
+    if not text:
+        return None
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + HOLE
+
+
+def _literal_text(node: ast.expr) -> str | None:
+    """A string literal's text; an f-string's literal parts with each field as an ellipsis; else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for value in node.values:
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                parts.append(value.value)
+            else:
+                parts.append(HOLE)
+        return "".join(parts)
+    return None
 
 
 def _is_private(name: str) -> bool:

@@ -24,9 +24,16 @@ class AssignmentSettings:
     cell_timeout: float = 30.0
     notebook_timeout: float = 600.0
     data_files: tuple[str, ...] = ()
-    memory_limit: str = "4G"  # address space of the grading kernel
+    memory_limit: str = "5G"  # the kernel's address space + its /tmp and /dev/shm + its folder (disk_limit)
+    disk_limit: str = "512M"  # bytes in the submission's folder
+    max_files: int = 10_000  # files and folders in the submission's folder
+    tmp_size: str = "256M"  # each of /tmp and /dev/shm in the sandbox (memory: counted in memory_limit)
+    output_limit: str = "1M"  # output one cell keeps in the executed notebook
+    notebook_output_limit: str = "16M"  # output the whole executed notebook keeps
+    grader_memory: str = "3G"  # address space the grader's worker may add while grading one submission
     max_processes: int = 256  # processes and threads of the grading kernel's user
     sandbox: bool = True  # bubblewrap isolation (resource limits apply either way)
+    feedback_rounds: int | None = None  # feedback on at most this many different submissions; None: no cap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,12 +88,32 @@ def load_settings(assignment: str, path: pathlib.Path = SETTINGS_FILE) -> Assign
             raise CourseError(f"{path}: {key} for {assignment!r} must be a positive number, got {value!r}")
     from autograder.sandbox import SandboxError, parse_size
 
+    defaults = AssignmentSettings(name=assignment, notebook="")
+    sizes = {}
+    for key in ("memory_limit", "disk_limit", "tmp_size", "output_limit", "notebook_output_limit", "grader_memory"):
+        try:
+            sizes[key] = parse_size(merged.get(key, getattr(defaults, key)))
+        except SandboxError as exc:
+            raise CourseError(f"{path}: {key} for {assignment!r}: {exc}") from None
+        if sizes[key] <= 0:
+            raise CourseError(f"{path}: {key} for {assignment!r} must be more than 0 bytes")
+    files = merged.get("max_files", defaults.max_files)
+    if type(files) is not int or files < 100:
+        raise CourseError(f"{path}: max_files for {assignment!r} must be a whole number of at least 100, got {files!r}")
+    if sizes["notebook_output_limit"] < sizes["output_limit"]:
+        raise CourseError(f"{path}: notebook_output_limit for {assignment!r} is smaller than output_limit")
+    from autograder.sandbox import Limits
+
     try:
-        parse_size(merged.get("memory_limit", "4G"))
+        Limits(memory=sizes["memory_limit"], disk=sizes["disk_limit"], files=files, tmp_size=sizes["tmp_size"]).check()
     except SandboxError as exc:
-        raise CourseError(f"{path}: memory_limit for {assignment!r}: {exc}") from None
+        raise CourseError(f"{path}: for {assignment!r}: {exc}") from None
     if not isinstance(merged.get("max_processes", 256), int) or merged.get("max_processes", 256) < 16:
         raise CourseError(f"{path}: max_processes for {assignment!r} must be an integer of at least 16")
+    rounds = merged.get("feedback_rounds")
+    if rounds is not None and (type(rounds) is not int or rounds < 1):
+        raise CourseError(f"{path}: feedback_rounds for {assignment!r} must be a whole number of at least 1, or "
+                          f"null for no cap; got {rounds!r}")
     return AssignmentSettings(name=assignment, **merged)
 
 

@@ -86,11 +86,14 @@ class ModelEvaluator:
         limits: resource limits of the evaluator process.
         sandbox: False to skip bubblewrap (the assignment's ``sandbox: false``).
         env: environment of the evaluator (PATH and TensorFlow's settings; HOME is its own folder).
+        scratch: where the evaluator's folder is made (the job's own grading folder, so that a killed grader
+            leaves no student file behind in a shared place); default: the system's temporary folder.
     """
 
     def __init__(self, workdir: pathlib.Path, timeout: float, slot: int = 0, limits: Limits | None = None,
-                 sandbox: bool = True, env: dict | None = None):
+                 sandbox: bool = True, env: dict | None = None, scratch: pathlib.Path | None = None):
         self.workdir = pathlib.Path(workdir)
+        self.scratch = scratch
         self.timeout = timeout
         self.slot = slot
         self.limits = limits or Limits()
@@ -201,16 +204,21 @@ class ModelEvaluator:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc, self._box
         self.close()
-        box = pathlib.Path(tempfile.mkdtemp(prefix="adl-eval-"))
+        box = pathlib.Path(tempfile.mkdtemp(prefix="adl-eval-", dir=self.scratch))
         box.chmod(0o755)
         (box / "models").mkdir(mode=0o755)
         (box / "requests").mkdir(mode=0o755)
         sandbox = self._sandbox(box)
         sandbox.prepare()
         env = {**self.env, "HOME": str(box), "TF_CPP_MIN_LOG_LEVEL": self.env.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-        self._proc = subprocess.Popen(sandbox.wrap([sys.executable, "-I", "-c", EVALUATOR_CODE]), cwd=box, env=env,
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                      text=True, start_new_session=True)
+        # Only its three pipes (and, for bubblewrap, the seccomp filter) are inherited: never the worker's log.
+        try:
+            self._proc = subprocess.Popen(sandbox.wrap([sys.executable, "-I", "-c", EVALUATOR_CODE]), cwd=box,
+                                          env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+                                          pass_fds=sandbox.pass_fds)
+        finally:
+            sandbox.release()
         self._box = box
         self.starts += 1
         line = self._exchange(self._proc, None)

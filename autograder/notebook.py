@@ -10,13 +10,18 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import logging
 import re
 
 import nbformat
+from nbformat.corpus.words import generate_corpus_id
 
 HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?", re.M | re.S)
 SURROGATE = re.compile("[\ud800-\udfff]")
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how a lone surrogate can appear in JSON text
+CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's cell id
+MAX_DEPTH = 64  # lists and objects inside each other; Jupyter's own notebooks need about 10
+log = logging.getLogger(__name__)
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
@@ -48,7 +53,9 @@ class GradeCell:
 
 
 def nbgrader_meta(cell) -> dict:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
+    """A cell's ``metadata.nbgrader``, or ``{}`` if the cell, its metadata or that entry is not an object."""
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    meta = meta.get("nbgrader") if isinstance(meta, dict) else None
     return meta if isinstance(meta, dict) else {}
 
 
@@ -82,6 +89,11 @@ def read_source(path) -> tuple[nbformat.NotebookNode, list[GradeCell]]:
 def parse_submission(data: bytes) -> nbformat.NotebookNode:
     """Parse and validate a submitted notebook's bytes.
 
+    Each stage refuses what would trip the next one, so that whatever the file holds (any JSON value in any
+    field, any string the JSON parser accepts, any nesting) ends here as a notebook or as a reason; nbformat
+    and the rest of the grader see only schema-valid notebooks with text grade ids. Linear in the file's
+    size: one JSON parse, one walk over it, one schema validation.
+
     Raises:
         InvalidNotebook: with a reason a student can act on.
     """
@@ -101,33 +113,47 @@ def parse_submission(data: bytes) -> nbformat.NotebookNode:
             "and submit it again."
         ) from None
     except RecursionError:
+        raise InvalidNotebook(TOO_DEEP.format(where="")) from None
+    except ValueError:  # a number of more than 4,300 digits (Python's limit for reading an integer)
         raise InvalidNotebook(
-            "the file nests lists or objects too deeply to be a saved notebook. Download your .ipynb from "
-            "Jupyter (File > Download) and submit that file."
+            "the file holds a number thousands of digits long, which no saved notebook does. Undo the change "
+            "to the notebook's metadata or outputs (or clear the outputs: Kernel > Restart Kernel and Clear "
+            "All Outputs), save it and submit it again."
         ) from None
-    if not isinstance(raw, dict) or "cells" not in raw:
-        raise InvalidNotebook("the file is JSON but not a Jupyter notebook (it has no 'cells' list).")
-    where = _lone_surrogate(raw) if SURROGATE_ESCAPE.search(text) else None
-    if where is not None:
-        raise InvalidNotebook(
-            f"the notebook holds a broken character (half of a UTF-16 pair, written \\ud800 to \\udfff) at "
-            f"{where}, so it cannot be saved as UTF-8. Delete that character (or clear the outputs: Kernel > "
-            "Restart Kernel and Clear All Outputs), save the notebook and submit it again."
-        )
-    major = raw.get("nbformat")
-    if major != 4:
-        raise InvalidNotebook(f"the notebook format is version {major!r}; save it with Jupyter (format 4).")
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
+        raise InvalidNotebook("the file is JSON but not a Jupyter notebook (it has no 'cells' list). "
+                              "Download your .ipynb from Jupyter (File > Download) and submit that file.")
+    _check_values(raw, surrogates=SURROGATE_ESCAPE.search(text) is not None)
+    major, minor = raw.get("nbformat"), raw.get("nbformat_minor")
+    if type(major) is not int or major != 4:
+        raise InvalidNotebook(f"the notebook format is version {_short(major)}; save it with Jupyter "
+                              "(format 4) and submit it again.")
+    if type(minor) is not int or minor < 0:
+        raise InvalidNotebook(f"the notebook's format minor version is {_short(minor)}, not a version number; "
+                              "save it with Jupyter (format 4.5) and submit it again.")
+    for index, cell in enumerate(raw["cells"]):
+        if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
+            what = _kind(cell) if not isinstance(cell, dict) else f"a cell whose type is {_kind(cell.get('cell_type'))}"
+            raise InvalidNotebook(f"cell {index + 1} is {what}, not a code, markdown or raw cell. Undo the change "
+                                  "to the notebook's file, or copy your answers into a fresh copy of the assignment.")
+    if minor >= 5:
+        _repair_cell_ids(raw["cells"])
     try:
-        nb = nbformat.reads(text, as_version=4)
-        nbformat.validate(nb)
+        nbformat.validate(raw)
     except nbformat.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "the top level"
+        where = "/".join(str(p) for p in exc.absolute_path)[:120] or "the top level"
+        message = " ".join(str(exc.message).split())
+        message = message if len(message) <= 200 else message[:195] + "[...]"
         raise InvalidNotebook(
-            f"the notebook does not follow the Jupyter format at {where}: {exc.message}. "
+            f"the notebook does not follow the Jupyter format at {where}: {message}. "
             "Re-save it from Jupyter and submit it again."
         ) from None
-    except Exception as exc:  # nbformat raises several kinds for broken structure
-        raise InvalidNotebook(f"the notebook cannot be read: {exc}") from None
+    except Exception:  # noqa: BLE001 - nbformat's own code stumbling on a shape the checks above let through
+        log.warning("nbformat could not validate a submission", exc_info=True)
+        raise InvalidNotebook("the notebook does not follow the Jupyter format (its structure was changed by "
+                              "hand). Re-save it from Jupyter, or copy your answers into a fresh copy of the "
+                              "assignment, and submit it again.") from None
+    nb = nbformat.v4.to_notebook(raw)
     for index, cell in enumerate(nb.cells):
         gid = nbgrader_meta(cell).get("grade_id")
         if gid is not None and not isinstance(gid, str):
@@ -148,35 +174,85 @@ def parse_submission(data: bytes) -> nbformat.NotebookNode:
     return nb
 
 
+TOO_DEEP = (
+    "the file nests lists or objects too deeply to be a saved notebook{where}. Undo the change to the "
+    "notebook's metadata or outputs (or clear the outputs: Kernel > Restart Kernel and Clear All Outputs), or "
+    "download your .ipynb from Jupyter (File > Download) and submit that file."
+)
+
+
 def _kind(value) -> str:
     if isinstance(value, bool):
         return "true or false"
     if isinstance(value, int | float):
         return "a number"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "text"
     return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else "not text"
 
 
 def _short(value, limit: int = 60) -> str:
-    text = repr(value)
+    """``repr`` of a value the student wrote, cut to ``limit`` characters (a list or an object is summarised
+    first, so that a huge one costs nothing)."""
+    if isinstance(value, list | dict) and len(value) > 8:
+        value = list(value)[:8] if isinstance(value, list) else dict(list(value.items())[:8])
+    try:
+        text = repr(value)
+    except RecursionError:  # nested deeper than repr goes: parse_submission refuses such nesting first
+        text = f"<{_kind(value)}>"
     return text if len(text) <= limit else text[: limit - 5] + "[...]"
 
 
-def _lone_surrogate(raw) -> str | None:
-    """Where in the parsed JSON a string (a value or a key) holds a lone surrogate, as a path such as
-    ``cells/3/source``; None if nowhere. Iterative, so deep nesting cannot exhaust the stack."""
-    stack: list[tuple[tuple, object]] = [((), raw)]
+def _check_values(raw: dict, surrogates: bool) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH`` (nbformat and ``json.dumps`` recurse) and, when the text has a
+    ``\\ud800``-style escape (``surrogates``), a string or key holding a lone UTF-16 surrogate, which UTF-8
+    cannot write. One iterative pass; a value's path is built only to report it, from parent links."""
+    stack: list[tuple[list | dict, tuple | None, int]] = [(raw, None, 1)]
     while stack:
-        path, value = stack.pop()
-        if isinstance(value, str) and SURROGATE.search(value):
-            return "/".join(map(str, path))[:120] or "the top level"
-        if isinstance(value, list):
-            stack.extend(((*path, i), item) for i, item in enumerate(value))
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if SURROGATE.search(key):
-                    return ("/".join(map(str, path)) + f" (a key: {key!r})")[:120]
-                stack.append(((*path, key), item))
-    return None
+        value, link, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidNotebook(TOO_DEEP.format(where=f" (more than {MAX_DEPTH} levels, at {_path(link)})"))
+        is_dict = isinstance(value, dict)
+        for key, item in value.items() if is_dict else enumerate(value):
+            if surrogates and is_dict and SURROGATE.search(key):
+                _surrogate_at(f"{_path(link)} (a key: {key!r})")
+            if isinstance(item, str):
+                if surrogates and SURROGATE.search(item):
+                    _surrogate_at(_path((link, key)))
+            elif isinstance(item, list | dict):
+                stack.append((item, (link, key), depth + 1))
+
+
+def _path(link: tuple | None) -> str:
+    """``cells/3/source`` from a chain of ``(parent link, key)`` pairs, cut to 120 characters."""
+    keys = []
+    while link is not None:
+        link, key = link
+        keys.append(str(key)[:40])
+    return "/".join(reversed(keys))[:120] or "the top level"
+
+
+def _surrogate_at(where: str) -> None:
+    raise InvalidNotebook(
+        f"the notebook holds a broken character (half of a UTF-16 pair, written \\ud800 to \\udfff) at "
+        f"{where[:120]}, so it cannot be saved as UTF-8. Delete that character (or clear the outputs: Kernel > "
+        "Restart Kernel and Clear All Outputs), save the notebook and submit it again."
+    )
+
+
+def _repair_cell_ids(cells: list[dict]) -> None:
+    """Give a fresh id to each cell whose nbformat ``id`` is missing, not a valid id or a copy of an earlier
+    cell's, as Jupyter does when it opens such a notebook. Ids mean nothing to grading (the grader matches
+    cells by nbgrader grade id); this keeps nbformat from repairing them itself with a warning per cell, or
+    stumbling on an id that is not text."""
+    seen: set[str] = set()
+    for cell in cells:
+        cid = cell.get("id")
+        if not isinstance(cid, str) or not CELL_ID.fullmatch(cid) or cid in seen:
+            cid = cell["id"] = generate_corpus_id()
+        seen.add(cid)
 
 
 @dataclasses.dataclass
@@ -194,6 +270,10 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
     The source's nbgrader cells give the order. A student's own extra cells stay after the nbgrader cell
     they followed. Locked and test cells are replaced by the source's (hidden tests included); a missing
     answer cell becomes the release stub, so its tests fail instead of the whole notebook.
+
+    Meant for what :func:`parse_submission` returns, it still takes any structure in its place: a cell, a
+    grade id or a source of the wrong type counts as a student's extra cell or as empty, never as an error.
+    Linear in the number of cells; the result is validated once, as a whole.
     """
     known = {c.grade_id: c for c in source_cells}
     answers: dict[str, nbformat.NotebookNode] = {}
@@ -201,9 +281,12 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
     anchor = None
     notes: list[str] = []
     flags: list[str] = []
-    for cell in submission.cells:
+    cells = submission.get("cells") if isinstance(submission, dict) else None
+    for cell in cells if isinstance(cells, list) else []:
+        if not isinstance(cell, dict):
+            continue
         gid = nbgrader_meta(cell).get("grade_id")
-        if gid in known:
+        if isinstance(gid, str) and gid in known:
             anchor = gid
             after.setdefault(gid, [])
             trusted = known[gid]
@@ -218,7 +301,7 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
                 flags.append("metadata changed")
             if trusted.solution:
                 answers[gid] = cell
-            elif trusted.autograded_test and _norm(cell.get("source", "")) not in (
+            elif trusted.autograded_test and _norm(_source(cell)) not in (
                 _norm(trusted.public_source),
                 _norm(trusted.source),
             ):
@@ -226,9 +309,10 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
                 flags.append("test edited")
         else:
             after.setdefault(anchor, []).append(_clean(cell))
-    spec = submission.get("metadata", {}).get("kernelspec", {})
+    meta = submission.get("metadata") if isinstance(submission, dict) else None
+    spec = meta.get("kernelspec") if isinstance(meta, dict) else None
     if isinstance(spec, dict) and spec.get("name") not in (None, KERNELSPEC["name"]):
-        notes.append(f"the notebook asked for the kernel {str(spec.get('name'))[:60]!r}; it was graded with Python 3")
+        notes.append(f"the notebook asked for the kernel {_short(spec.get('name'))}; it was graded with Python 3")
         flags.append("metadata changed")
     for c in source_cells:
         if not c.solution and c.autograded_test and c.grade_id not in after:
@@ -261,6 +345,8 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
         }
         out.cells.append(cell)
         out.cells.extend(after.get(c.grade_id, []))
+    _repair_cell_ids(out.cells)  # random ids: 40,000 cells would share one now and then
+    nbformat.validate(out)  # one pass over the whole notebook instead of one per cell
     return Restored(out, notes, sorted(set(flags)))
 
 
@@ -269,21 +355,32 @@ def _differs(got, want) -> bool:
         return bool(got) != want
     try:
         return float(got) != float(want)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past float's range
         return True
 
 
-def _new_cell(cell_type: str, source: str):
+def _new_cell(cell_type: str, source: str) -> nbformat.NotebookNode:
+    """A new cell of ``cell_type`` (code, raw, else markdown), as ``nbformat.v4.new_*_cell`` makes it but
+    without validating each cell on its own with jsonschema (about 0.1 ms a cell): :func:`restore` validates
+    the notebook once."""
+    cell = {"id": generate_corpus_id(), "cell_type": cell_type if cell_type in ("code", "raw") else "markdown",
+            "metadata": {}, "source": source}
     if cell_type == "code":
-        return nbformat.v4.new_code_cell(source)
-    if cell_type == "raw":
-        return nbformat.v4.new_raw_cell(source)
-    return nbformat.v4.new_markdown_cell(source)
+        cell.update(outputs=[], execution_count=None)
+    return nbformat.from_dict(cell)
 
 
-def _clean(cell):
-    """A copy of a student's cell with outputs and execution counts dropped."""
-    return _new_cell(cell.cell_type, cell.get("source", ""))
+def _clean(cell) -> nbformat.NotebookNode:
+    """A copy of a student's cell with outputs, metadata, attachments and execution counts dropped."""
+    return _new_cell(cell.get("cell_type"), _source(cell))
+
+
+def _source(cell) -> str:
+    """A cell's source as text: nbformat's list of lines joined; anything else that is not text is empty."""
+    source = cell.get("source", "")
+    if isinstance(source, list):
+        return "".join(line for line in source if isinstance(line, str))
+    return source if isinstance(source, str) else ""
 
 
 def _norm(source: str) -> str:

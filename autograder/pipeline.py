@@ -11,9 +11,11 @@ import atexit
 import concurrent.futures
 import dataclasses
 import datetime
+import functools
 import hashlib
 import html
 import json
+import logging
 import os
 import pathlib
 import re
@@ -29,8 +31,8 @@ import nbformat
 from autograder import __version__
 from autograder.course import Course, CourseError
 from autograder.ingest import Ingested, ingest, printable
-from autograder.notebook import GradeCell, InvalidNotebook, parse_submission, read_source, restore
-from autograder.sandbox import SLOT_UID_BASE, parse_size
+from autograder.notebook import SURROGATE, GradeCell, InvalidNotebook, parse_submission, read_source, restore
+from autograder.sandbox import SLOT_UID_BASE, Limits, parse_size
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HIDDEN_END = "### END HIDDEN TESTS"
@@ -39,6 +41,9 @@ HIDDEN_END = "### END HIDDEN TESTS"
 KERNEL_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ", "ADL_DATA_MIRROR", "TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH")
 WORKER_GRACE = 120  # seconds on top of the notebook limit before a worker is killed outright
 DASK_CONNECT_TIMEOUT = 30  # seconds to reach a Dask scheduler
+GRADER_FAILED = "grader failed"  # the flag of a submission the grader itself failed on: not graded, not the student's doing
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------- release
@@ -137,23 +142,72 @@ def _hidden_lines(source: str) -> set[int]:
 
 
 def _reason(cell: dict, trusted: GradeCell) -> str:
+    """Why a test cell lost its points, for the student. It holds nothing a hidden test knows and nothing
+    the student's code wrote: the question's part (a public check or a hidden test), the exception's type,
+    and the instructor's own message as written in the test (f-string fields cut out, see
+    :func:`autograder.contract.instructor_message`); for a public check, the line that failed (the student
+    has that code). Never the exception's text: a student's function could put the hidden tests' inputs
+    there (or in a value a later check prints), and NumPy's comparison messages print the expected values."""
     status = cell.get("status")
-    if status in ("timeout", "dead", "skipped", "unresponsive"):
-        return f"the test could not run: {cell.get('evalue')}"
-    ename, evalue = cell.get("ename", "Error"), cell.get("evalue", "")
-    if ename == "NameError" and "is not defined" in evalue:
-        hint = f"{ename}: {evalue} (an answer cell above did not run or did not define it)"
-    elif ename == "NotImplementedError":
-        hint = "NotImplementedError: an answer this test needs was not written yet"
+    if status in ("timeout", "dead", "skipped", "unresponsive", "disk"):
+        return f"the test could not run: {cell.get('evalue')}"  # the grader's own words
+    ename = str(cell.get("ename") or "Error")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,59}", ename):
+        ename = "Error"
+    line = cell.get("line")
+    hidden = line in _hidden_lines(trusted.source)
+    origin, message = cell.get("origin"), cell.get("message")
+    function = cell.get("function") if isinstance(cell.get("function"), str) else None
+    called = f"{function}()" if function and function.isidentifier() else "your code"
+    if ename == "NotImplementedError":
+        what = "NotImplementedError: an answer this test needs was not written yet"
+    elif ename == "ProtocolError":
+        what = ("the grader could not read your code's answer: the notebook's code changed how the kernel runs "
+                "cells, or answered with something that is not data")
+    elif origin == "student":
+        what = (f"{called} raised an exception of a type of its own" if ename == "StudentError"
+                else f"{called} raised {ename}")
+    elif origin == "unreadable":
+        what = ("TypeError: your code returned a value the grader cannot read (it reads numbers, strings, NumPy "
+                "arrays, tensors, and lists, tuples or dicts of them)")
+    elif ename == "NameError" and origin == "test":
+        m = re.search(r"name '([A-Za-z_][A-Za-z0-9_]*)' is not defined", str(cell.get("evalue", "")))
+        public_names = _public_names(trusted)
+        name = f"name {m.group(1)!r}" if m and m.group(1) in public_names else "a name the test uses"
+        what = f"NameError: {name} is not defined (an answer cell above did not run or did not define it)"
     else:
-        hint = f"{ename}: {evalue}" if evalue else ename
-    if cell.get("line") in _hidden_lines(trusted.source):
-        return f"a hidden test failed ({hint})"
-    return f"a public check failed ({hint})"
+        what = f"{ename}: {message}" if isinstance(message, str) and message else ename
+    if hidden:
+        return f"a hidden test failed ({what})"
+    at = _public_line(trusted, line)
+    return f"a public check failed ({what})" + (f" at: {at}" if at else "")
+
+
+def _public_names(trusted: GradeCell) -> set[str]:
+    from autograder.contract import code_names
+
+    try:
+        return code_names(compile(trusted.public_source, "<public>", "exec"))
+    except SyntaxError:
+        return set()
+
+
+def _public_line(trusted: GradeCell, line: object) -> str | None:
+    """The first line of the test's statement at ``line`` (a public line: the student has it), shortened."""
+    lines = trusted.source.splitlines()
+    if not isinstance(line, int) or not 1 <= line <= len(lines):
+        return None
+    text = lines[line - 1].strip()
+    if not text or text.startswith("#"):
+        return None
+    return text if len(text) <= 120 else text[:119] + "\u2026"
 
 
 def _score(student: str, assignment: str, trusted: list[GradeCell], run: dict, key: str) -> Result:
-    by_id = {c["grade_id"]: c for c in run["cells"] if c.get("grade_id")}
+    """The result of one worker run. ``run`` is read defensively (see :func:`_run_cells`): whatever the worker
+    wrote, every graded question gets a status and a reason, and no text that UTF-8 cannot write gets in."""
+    cells = _run_cells(run)
+    by_id = {c["grade_id"]: c for c in cells if c["grade_id"]}
     questions = []
     for tc in trusted:
         if not tc.grade:
@@ -165,28 +219,67 @@ def _score(student: str, assignment: str, trusted: list[GradeCell], run: dict, k
         if cell["status"] == "ok":
             questions.append(QuestionResult(tc.grade_id, tc.points, tc.points, "passed"))
         else:
-            questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "failed", _reason(cell, tc)))
-    labels = {"timeout": "timeout", "dead": "kernel died", "skipped": "time limit", "unresponsive": "kernel unresponsive"}
-    flags = [labels[s] for s in labels if any(c["status"] == s for c in run["cells"])]
+            questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "failed", _valid_text(_reason(cell, tc))))
+    labels = {"timeout": "timeout", "dead": "kernel died", "skipped": "time limit", "unresponsive": "kernel unresponsive",
+              "disk": "disk limit"}
+    flags = [labels[s] for s in labels if any(c["status"] == s for c in cells)]
     notes = [
         f"cell {c.get('grade_id') or c.get('index')}: {c.get('evalue')}"
-        for c in run["cells"]
+        for c in cells
         if c["status"] in labels
     ]
-    if any(c.get("ename") == "ProtocolError" for c in run["cells"]):
+    if any(c.get("ename") == "ProtocolError" for c in cells):
         flags.append("kernel tampered")
         notes.append("the notebook's code changed how the kernel runs cells, so the grader could not read "
                      "your answers for some questions")
-    return Result(student, assignment, questions, flags, run.get("elapsed", 0.0), key, notes)
+    elapsed = run.get("elapsed") if isinstance(run, dict) else None
+    elapsed = float(elapsed) if type(elapsed) in (int, float) and abs(elapsed) < 1e9 else 0.0  # not NaN either
+    return Result(student, assignment, questions, flags, elapsed, key, notes)
+
+
+def _run_cells(run) -> list[dict]:
+    """The worker's per-cell entries, each a dict with a text ``status`` and a text or None ``grade_id``;
+    text values made writable as UTF-8, an int or None ``line``; nested values and other types dropped."""
+    cells = run.get("cells") if isinstance(run, dict) else None
+    out = []
+    for cell in cells if isinstance(cells, list) else []:
+        if not isinstance(cell, dict):
+            continue
+        clean = {k: _valid_text(v) if isinstance(v, str) else v for k, v in cell.items()
+                 if isinstance(k, str) and (v is None or type(v) in (str, int, float, bool))}
+        clean["status"] = clean["status"] if isinstance(clean.get("status"), str) else "error"
+        clean["grade_id"] = clean.get("grade_id") if isinstance(clean.get("grade_id"), str) else None
+        clean["line"] = clean.get("line") if type(clean.get("line")) is int else None
+        out.append(clean)
+    return out
+
+
+def _valid_text(text: str) -> str:
+    """``text`` with any lone UTF-16 surrogate (which UTF-8 cannot write) replaced by U+FFFD."""
+    return text.encode("utf-8", "replace").decode("utf-8") if SURROGATE.search(text) else text
 
 
 def _invalid(student: str, assignment: str, trusted: list[GradeCell], reason: str, key: str) -> Result:
+    """The result of a notebook refused at validation: 0 on every graded question, ``reason`` for the student."""
+    reason = _valid_text(str(reason))
     qs = [
         QuestionResult(tc.grade_id, 0.0, tc.points, "failed", f"not graded: {reason}")
         for tc in trusted
         if tc.grade
     ]
     return Result(student, assignment, qs, ["invalid notebook"], 0.0, key, [f"not graded: {reason}"])
+
+
+def _failed(student: str, assignment: str, trusted: list[GradeCell], exc: BaseException) -> Result:
+    """The result of a submission the grader itself failed on (an exception out of :func:`grade_one`, or the
+    gradebook refusing the result): every graded question "not graded", with a reason for the instructor. It
+    is never cached, so the next ``autograde`` grades the submission again (or records the result that
+    ``grade_one`` cached, if only the gradebook refused it); it gets no feedback (see ``adl-grade feedback``)."""
+    what = printable(f"{type(exc).__name__}: {exc}", limit=300)
+    reason = (f"not graded: the grader failed on this submission ({what}); the traceback is in the grader's "
+              "log. Fix the cause and run adl-grade autograde again")
+    qs = [QuestionResult(tc.grade_id, 0.0, tc.points, "not graded", reason) for tc in trusted if tc.grade]
+    return Result(student, assignment, qs, [GRADER_FAILED], 0.0, "", [reason])
 
 
 def _mirror() -> pathlib.Path | None:
@@ -223,12 +316,19 @@ def _grader_env(course: Course, profile: str) -> dict:
     return env
 
 
+def kernel_limits(settings) -> Limits:
+    """The resource limits of an assignment's grading kernels, from its settings (assignments.yml)."""
+    return Limits(memory=parse_size(settings.memory_limit), processes=settings.max_processes,
+                  disk=parse_size(settings.disk_limit), files=settings.max_files,
+                  tmp_size=parse_size(settings.tmp_size))
+
+
 def sandbox_summary(course: Course, assignment: str) -> list[str]:
     """What the grading kernels of ``assignment`` are held to, one line each (adl-grade prints it)."""
-    from autograder.sandbox import Limits, Sandbox
+    from autograder.sandbox import Sandbox
 
     settings = course.settings(assignment)
-    limits = Limits(memory=parse_size(settings.memory_limit), processes=settings.max_processes)
+    limits = kernel_limits(settings)
     mirror = _mirror()
     return Sandbox(pathlib.Path(tempfile.gettempdir()), limits, readonly=(mirror,) if mirror else (),
                    enabled=settings.sandbox).describe()
@@ -256,7 +356,7 @@ def sandbox_problem(course: Course, assignment: str) -> str | None:
 
     settings = course.settings(assignment)
     memory, mirror = parse_size(settings.memory_limit), _mirror()
-    key = (settings.sandbox, memory, settings.max_processes, mirror, bwrap_problem(), os.environ.get("PATH"),
+    key = (settings.sandbox, kernel_limits(settings), mirror, bwrap_problem(), os.environ.get("PATH"),
            sys.executable)
     if key in _PROBED:
         return _PROBED[key]
@@ -264,7 +364,7 @@ def sandbox_problem(course: Course, assignment: str) -> str | None:
     slot = SLOTS.acquire()
     try:
         base.chmod(0o755)
-        kernel = Sandbox(base, Limits(memory=memory, processes=settings.max_processes), slot=slot,
+        kernel = Sandbox(base, kernel_limits(settings), slot=slot,
                          readonly=(mirror,) if mirror else (), enabled=settings.sandbox)
         problem = kernel.probe([sys.executable, "-c", "import ipykernel"])
         if problem is None:
@@ -307,6 +407,19 @@ class _Slots:
 SLOTS = _Slots()
 
 
+@functools.cache
+def grader_fingerprint() -> str:
+    """A hash of the grader's own code (this package and the helpers the tests import): part of every cached
+    result's key, so a grader that changed how it grades or words its feedback grades again."""
+    import adl_helpers
+
+    digest = hashlib.sha256()
+    for folder in (pathlib.Path(__file__).parent, pathlib.Path(adl_helpers.__file__).parent):
+        for path in sorted(folder.glob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def grade_one(course: Course, assignment: str, student: str, force: bool = False) -> Result:
     """Grade one collected submission in its own worker process; cache the result by content hash."""
     settings = course.settings(assignment)
@@ -315,7 +428,8 @@ def grade_one(course: Course, assignment: str, student: str, force: bool = False
     sub_path = course.submitted / student / assignment / settings.notebook
     data = sub_path.read_bytes()
     key = hashlib.sha256(
-        b"\0".join([data, source_path.read_bytes(), __version__.encode(), repr(settings).encode()])
+        b"\0".join([data, source_path.read_bytes(), __version__.encode(), repr(settings).encode(),
+                    grader_fingerprint().encode()])
     ).hexdigest()
     outdir = course.autograded / student / assignment
     result_file = outdir / "result.json"
@@ -336,13 +450,17 @@ def grade_one(course: Course, assignment: str, student: str, force: bool = False
     restored = restore(submission, trusted)
     # base/home: the kernel's working directory (the only place it writes); base/control: files the grader
     # writes for the kernel (read-only to it); base/private: the restored notebook with its tests and the
-    # job, never visible to the kernel.
-    base = pathlib.Path(tempfile.mkdtemp(prefix=f"adl-grade-{assignment}-"))
+    # job, never visible to the kernel. base lives in this process's folder under build/grading/ (see
+    # _grading_folder): a killed grader leaves it where no one else can list it, and the next run removes it.
+    base = pathlib.Path(tempfile.mkdtemp(prefix=f"{assignment[:40]}-", dir=_grading_folder(course)))
     slot = SLOTS.acquire()
+    limits = kernel_limits(settings)
     try:
+        _kill_user(slot)  # a process of this slot's user left by a killed grader
         base.chmod(0o711)
         home, control, private = base / "home", base / "control", base / "private"
         home.mkdir()
+        _mount_home(home, limits)
         control.mkdir(mode=0o755)
         private.mkdir(mode=0o700)
         for name in settings.data_files:
@@ -357,8 +475,14 @@ def grade_one(course: Course, assignment: str, student: str, force: bool = False
             "notebook_timeout": settings.notebook_timeout,
             "env": _kernel_env(course, settings.profile, home),
             "grader_env": _grader_env(course, settings.profile),
-            "sandbox": {"enabled": settings.sandbox, "slot": slot, "memory": parse_size(settings.memory_limit),
-                        "processes": settings.max_processes, "readonly": [str(mirror)] if mirror else []},
+            "sandbox": {"enabled": settings.sandbox, "slot": slot, "memory": limits.memory,
+                        "processes": settings.max_processes, "readonly": [str(mirror)] if mirror else [],
+                        "disk": limits.disk, "files": limits.files, "tmp_size": limits.tmp_size},
+            "output_limit": parse_size(settings.output_limit),
+            "notebook_output_limit": parse_size(settings.notebook_output_limit),
+            "grader_memory": parse_size(settings.grader_memory),
+            "scratch": str(base),
+            "log": str(course.build / "logs" / assignment / f"{student}.log"),
             "executed": str(outdir / settings.notebook),
             "result": str(outdir / "run.json"),
         }
@@ -368,7 +492,7 @@ def grade_one(course: Course, assignment: str, student: str, force: bool = False
     finally:
         _kill_user(slot)
         SLOTS.release(slot)
-        shutil.rmtree(base, ignore_errors=True)
+        _remove_grading_folder(base)
     if run is None:
         cells = [{"grade_id": c.grade_id, "status": "skipped", "evalue": "grading did not finish"} for c in trusted]
         run = {"cells": cells, "elapsed": settings.notebook_timeout + WORKER_GRACE}
@@ -377,6 +501,120 @@ def grade_one(course: Course, assignment: str, student: str, force: bool = False
     result.notes.extend(restored.notes)
     _write_json(result_file, result.to_json())
     return result
+
+
+UNIX_SOCKET_PATH = 107  # bytes in a Unix socket's path (sun_path less its NUL): the kernel's sockets live in its folder
+SOCKET_TAIL = len("/home/.kernel/ipc-12345")  # what a submission's folder adds below its grading folder
+
+
+def grading_root() -> pathlib.Path:
+    """Where grading folders live: ``$ADL_GRADING_DIR`` or ``<tmp>/adl-grading-<uid>``, mode 0711, owned by
+    the grader. A short path on purpose: the kernel talks to the worker over Unix sockets in the submission's
+    folder, and a socket's path has at most 107 bytes (a course under a long path would otherwise start no
+    kernel at all). Refused if another user owns it or it is a link (someone may have made it first)."""
+    root = pathlib.Path(os.environ.get("ADL_GRADING_DIR") or
+                        pathlib.Path(tempfile.gettempdir()) / f"adl-grading-{os.geteuid()}")
+    try:
+        root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        info = os.lstat(root)
+    except OSError as exc:
+        raise CourseError(f"cannot make the grading folder {root}: {exc}; set ADL_GRADING_DIR to a folder of "
+                          "your own") from None
+    import stat as stat_mod
+
+    if not stat_mod.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise CourseError(f"the grading folder {root} is not a folder of this user (a link, or made by another "
+                          "user); remove it or set ADL_GRADING_DIR to a folder of your own")
+    root.chmod(0o711)
+    return root
+
+
+def check_socket_room(assignment: str) -> None:
+    """Refuse (CourseError) before grading when the kernel's sockets in a submission's folder of
+    ``assignment`` would pass the 107-byte limit of a Unix socket's path: no kernel would start."""
+    import psutil
+
+    folder = grading_root() / f"{os.getpid()}-{int(psutil.Process().create_time())}" / f"{assignment[:40]}-xxxxxxxx"
+    if len(os.fsencode(folder)) + SOCKET_TAIL > UNIX_SOCKET_PATH:
+        raise CourseError(f"the grading folder {grading_root()} is too deep: the kernel's sockets in it would "
+                          f"pass the {UNIX_SOCKET_PATH}-byte limit of a Unix socket's path; set ADL_GRADING_DIR "
+                          "to a short path such as /tmp/adl")
+
+
+def _grading_folder(course: Course) -> pathlib.Path:
+    """This process's folder for the submissions it grades: ``<grading_root>/<pid>-<start>/``.
+
+    The root is 0711 (the slots' users may pass through it to their own folder, no one but the grader may list
+    it) and each submission's folder in it has a random name: nothing there is readable to others even if the
+    grader is killed. The first call in a process removes what dead runs left behind (unmounting a kernel's
+    folder first), so a killed batch leaves no hidden test or student file for long. The root is on this
+    machine's own disk, so every run folder in it belongs to a process of this machine."""
+    import psutil
+
+    root = grading_root()
+    key = (str(root), os.getpid())
+    if key in _GRADING_FOLDERS:
+        return _GRADING_FOLDERS[key]
+    for stale in root.iterdir():
+        parts = stale.name.split("-")
+        if len(parts) != 2 or not all(part.isdigit() for part in parts):
+            continue
+        try:
+            alive = str(int(psutil.Process(int(parts[0])).create_time())) == parts[1]
+        except psutil.Error:
+            alive = False
+        if not alive:
+            _remove_grading_folder(stale)
+    mine = root / f"{os.getpid()}-{int(psutil.Process().create_time())}"
+    mine.mkdir(mode=0o711, exist_ok=True)
+    _GRADING_FOLDERS[key] = mine
+    return mine
+
+
+_GRADING_FOLDERS: dict[tuple[str, int], pathlib.Path] = {}
+
+
+def _mount_home(home: pathlib.Path, limits: Limits) -> bool:
+    """Under a root grader: make the kernel's folder a tmpfs of ``limits.disk`` bytes and ``limits.files``
+    files and folders, so a write past either fails at once (ENOSPC). Elsewhere (not root, or no right to
+    mount, as in a container) the worker checks the folder after each cell instead. True if mounted."""
+    mount = shutil.which("mount")
+    if os.geteuid() != 0 or mount is None:
+        return False
+    options = f"size={limits.disk},nr_inodes={limits.files + 1},mode=0700,nosuid,nodev"
+    proc = subprocess.run([mount, "-t", "tmpfs", "-o", options, "adl-home", str(home)], capture_output=True)
+    return proc.returncode == 0
+
+
+def _mounts_under(folder: pathlib.Path) -> list[str]:
+    """Mount points at or under ``folder``, deepest first (from /proc/self/mountinfo)."""
+    try:
+        lines = pathlib.Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    prefix = str(folder).rstrip("/") + "/"
+    points = []
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) > 4:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            if point == str(folder) or point.startswith(prefix):
+                points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
+def _remove_grading_folder(folder: pathlib.Path) -> None:
+    """Unmount and delete one submission's grading folder (or a dead run's), however deep the tree a kernel
+    left in it."""
+    umount = shutil.which("umount")
+    for point in _mounts_under(folder):
+        if umount:
+            subprocess.run([umount, "--lazy", point], capture_output=True)
+    from autograder.files import remove_tree
+
+    left = remove_tree(folder)
+    if left:
+        log.warning("could not remove all of %s (left unreadable): %s", folder, left[:5])
 
 
 def _kill_user(slot: int) -> None:
@@ -461,7 +699,8 @@ def _run_worker(course: Course, slot: int, job_file: pathlib.Path, hard_limit: f
     if answer != "done" or not result_path.is_file():
         if answer is None:
             _WORKERS.pop(slot, None)
-        sys.stderr.write(f"worker for {job_file.parent.parent.name} failed ({answer}); see {worker.log}\n")
+        job_log = json.loads(job_file.read_text()).get("log") or worker.log
+        sys.stderr.write(f"worker for {job_file.parent.parent.name} failed ({answer}); see {job_log}\n")
         return None
     return json.loads(result_path.read_text())
 
@@ -501,6 +740,12 @@ def autograde_all(course: Course, batches: dict[str, list[str] | None], workers:
     """:func:`autograde` for several assignments at once, ``{assignment: students or None (all)}``, in one
     queue: a free worker takes the next submission whatever its assignment, so no worker waits for an
     assignment's slowest submission. Submissions start in the order given: put the slowest assignment first.
+
+    One submission cannot stop the batch: if grading it raises (a bug in the grader, a file it cannot
+    handle) or the gradebook refuses its result, the traceback is logged and the student gets a result
+    flagged :data:`GRADER_FAILED` (every question "not graded", recorded as such where the gradebook
+    allows), and the batch goes on. The caller decides what to make of such results (``adl-grade`` exits
+    non-zero and names them).
     """
     from tqdm.auto import tqdm
 
@@ -515,7 +760,11 @@ def autograde_all(course: Course, batches: dict[str, list[str] | None], workers:
     bar = tqdm(total=len(tasks), desc=desc, unit="nb", disable=not progress)
     try:
         for result in _grade_all(course, tasks, workers, force, dask):
-            record(course, result)
+            try:
+                record(course, result)
+            except Exception as exc:  # noqa: BLE001 - one student's row must not stop the others'
+                log.exception("%s/%s: the gradebook did not take the result", result.assignment, result.student)
+                result = _failed(result.student, result.assignment, _trusted(course, result.assignment), exc)
             results[result.assignment, result.student] = result
             bar.update()
     finally:
@@ -538,16 +787,19 @@ def grading_tasks(course: Course, batches: dict[str, list[str] | None]) -> list[
         if missing:
             raise CourseError(f"autograde: no submission of {assignment} by {', '.join(missing)} in "
                               f"{course.submitted}; run collect first, or check the name")
+        check_socket_room(assignment)
         tasks += [(assignment, s) for s in (submitted if students is None else students)]
     return tasks
 
 
 def _grade_all(course, tasks, workers, force, dask):
+    """Each task's :class:`Result` as it finishes, locally or on Dask; a task whose ``grade_one`` raised
+    yields a :func:`_failed` result (the traceback logged), so one submission cannot end the generator."""
     if dask is None:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = [pool.submit(grade_one, course, a, s, force) for a, s in tasks]
+            futures = {pool.submit(grade_one, course, a, s, force): (a, s) for a, s in tasks}
             for future in concurrent.futures.as_completed(futures):
-                yield future.result()
+                yield _outcome(course, future, *futures[future])
         return
     from distributed import Client, as_completed
 
@@ -558,8 +810,29 @@ def _grade_all(course, tasks, workers, force, dask):
     with client:
         futures = client.map(grade_one, [course] * len(tasks), [a for a, _ in tasks], [s for _, s in tasks],
                              [force] * len(tasks), pure=False, key=[f"grade-{a}-{s}" for a, s in tasks])
+        by_key = {f.key: task for f, task in zip(futures, tasks, strict=True)}
         for future in as_completed(futures):
-            yield future.result()
+            yield _outcome(course, future, *by_key[future.key])
+
+
+def _outcome(course: Course, future, assignment: str, student: str) -> Result:
+    """A finished grading task's result; if it raised, a :func:`_failed` result and the traceback in the log."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - any bug of the grader's, for this submission only
+        log.error("%s/%s: the grader failed; the student is recorded as not graded", assignment, student,
+                  exc_info=exc)
+        return _failed(student, assignment, _trusted(course, assignment), exc)
+
+
+def _trusted(course: Course, assignment: str) -> list[GradeCell]:
+    """The source notebook's nbgrader cells, or [] if even that cannot be read (a failed result then lists
+    no questions)."""
+    try:
+        return read_source(course.source_notebook(assignment))[1]
+    except Exception:  # noqa: BLE001
+        log.exception("%s: cannot read the source notebook", assignment)
+        return []
 
 
 def _write_json(path: pathlib.Path, data: dict) -> None:
@@ -572,30 +845,51 @@ def _write_json(path: pathlib.Path, data: dict) -> None:
 
 
 def record(course: Course, result: Result) -> None:
-    """Write one result into nbgrader's gradebook (idempotent: the same result twice gives the same rows)."""
+    """Write one result into nbgrader's gradebook (idempotent: the same result twice gives the same rows).
+
+    What the formgrader needs to show it as graded: the submission's time stamp, the one ``collect`` wrote to
+    ``submitted/<student>/<assignment>/timestamp.txt``, read as nbgrader reads it (it lists a submission as
+    "needs autograding" while the two differ). The formgrader's own edits stay: a manual score, extra credit
+    and comments are never written here. As in nbgrader's autograde, a manually scored question is flagged
+    for review (``needs_manual_grade``) when its automatic score changes; a question graded by hand needs a
+    grade until it has a manual score.
+    """
+    import logging
+
     import sqlalchemy.exc
     from nbgrader.api import Gradebook
+    from nbgrader.utils import parse_utc
 
     _tools_on_path()
     notebook = course.settings(result.assignment).notebook.removesuffix(".ipynb")
+    stamp_file = course.submitted / result.student / result.assignment / "timestamp.txt"
+    stamp = None
+    if stamp_file.is_file():
+        try:
+            stamp = parse_utc(stamp_file.read_text().strip())
+        except (ValueError, OverflowError) as exc:  # the formgrader cannot read it either
+            logging.getLogger(__name__).warning("%s: unreadable time stamp (%s); recorded without one",
+                                                stamp_file, exc)
     with warnings.catch_warnings(), Gradebook(course.db_url, course_id=course.course_id) as gb:
         # nbgrader's own session use makes SQLAlchemy warn about autoflush; the rows are written correctly.
         warnings.simplefilter("ignore", category=sqlalchemy.exc.SAWarning)
         gb.update_or_create_student(result.student)
-        gb.update_or_create_submission(result.assignment, result.student)
+        gb.update_or_create_submission(result.assignment, result.student, timestamp=stamp)
         for q in result.questions:
             grade = gb.find_grade(q.grade_id, notebook, result.assignment, result.student)
             if q.status == "not graded":
                 grade.auto_score = None
-                grade.needs_manual_grade = True
+                grade.needs_manual_grade = grade.manual_score is None
             else:
+                changed = grade.auto_score != q.points
                 grade.auto_score = q.points
-                grade.needs_manual_grade = grade.manual_score is not None
+                grade.needs_manual_grade = grade.manual_score is not None and (grade.needs_manual_grade or changed)
         gb.db.commit()
 
 
 def gradebook_scores(course: Course, assignment: str) -> dict[str, dict[str, float]]:
-    """{student: {grade_id: score}} as the gradebook holds them (manual scores over automatic ones)."""
+    """{student: {grade_id: score}} as the gradebook (and the formgrader) counts them: a manual score over the
+    automatic one, plus extra credit."""
     from nbgrader.api import Gradebook
 
     out: dict[str, dict[str, float]] = {}
@@ -612,13 +906,55 @@ def gradebook_scores(course: Course, assignment: str) -> dict[str, dict[str, flo
 # ----------------------------------------------------------------------------------- feedback / export
 
 
-def write_feedback(course: Course, result: Result) -> pathlib.Path:
+def feedback_rounds(course: Course, assignment: str, student: str) -> list[dict]:
+    """The rounds of feedback ``student`` has had on ``assignment``, oldest first: one per different
+    submission (``key``, the content hash of the graded result), with when it was written, its score and
+    whether the feedback was withheld (over the assignment's ``feedback_rounds`` cap)."""
+    path = _rounds_file(course, assignment, student)
+    try:
+        rounds = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except ValueError as exc:
+        raise CourseError(f"the feedback record {path} is not valid JSON ({exc}); restore it from a backup or "
+                          "delete it to count this student's rounds from zero") from None
+    return rounds if isinstance(rounds, list) else []
+
+
+def _rounds_file(course: Course, assignment: str, student: str) -> pathlib.Path:
+    return course.build / "feedback_rounds" / assignment / f"{student}.json"
+
+
+def write_feedback(course: Course, result: Result, final: bool = False) -> pathlib.Path:
     """Per-student HTML: each question's points, the public checks, the reason for each lost point.
-    Hidden tests are never included: the public part of each test cell is cut from the source."""
+    Hidden tests are never included: the public part of each test cell is cut from the source, and the
+    reasons hold nothing a hidden test computed (see :func:`_reason`).
+
+    Each different submission a student gets feedback on is a *round*, recorded in
+    ``build/feedback_rounds/<assignment>/<student>.json`` (writing the same submission's feedback again is
+    the same round). Past the assignment's ``feedback_rounds`` cap the feedback says so and shows neither
+    the score nor the questions, so resubmitting cannot be used to probe the hidden tests; ``final=True``
+    (after the deadline: ``adl-grade feedback --final``) writes the whole feedback and counts no round."""
     import jinja2
 
     _, trusted = read_source(course.source_notebook(result.assignment))
     by_id = {c.grade_id: c for c in trusted}
+    cap = course.settings(result.assignment).feedback_rounds
+    now = datetime.datetime.now(datetime.UTC)
+    number, withheld = None, False
+    if not final:
+        rounds = feedback_rounds(course, result.assignment, result.student)
+        keys = [r.get("key") for r in rounds if isinstance(r, dict)]
+        if result.key in keys:
+            number = keys.index(result.key) + 1
+        else:
+            number = len(rounds) + 1
+            rounds.append({"key": result.key, "time": now.isoformat(timespec="seconds"), "score": result.score,
+                           "withheld": cap is not None and number > cap})
+            path = _rounds_file(course, result.assignment, result.student)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_json(path, rounds)
+        withheld = cap is not None and number > cap
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(pathlib.Path(__file__).with_name("templates")),
         autoescape=True,
@@ -626,7 +962,11 @@ def write_feedback(course: Course, result: Result) -> pathlib.Path:
     html = env.get_template("feedback.html.j2").render(
         result=result,
         public={q.grade_id: by_id[q.grade_id].public_source.strip() for q in result.questions},
-        generated=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=now.strftime("%Y-%m-%d %H:%M UTC"),
+        round=number,
+        cap=cap,
+        withheld=withheld,
+        final=final,
     )
     path = course.feedback / result.student / result.assignment / "feedback.html"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -643,7 +983,8 @@ def export_csv(course: Course, assignment: str, path: pathlib.Path | None = None
     scores = gradebook_scores(course, assignment)
     path = path or course.build / "grades" / f"{assignment}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
+    # errors=: a student id that UTF-8 cannot write (a folder made by hand) is written escaped, not a crash
+    with path.open("w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
         writer = csv.writer(fh)
         writer.writerow(["student_id", "assignment", *[c.grade_id for c in graded], "score", "max_score"])
         for student in sorted(scores):
@@ -681,18 +1022,24 @@ def export_canvas(course: Course, assignment: str, path: pathlib.Path | None = N
                     raise CourseError(f"{roster}: not a Canvas gradebook export (no column {missing[0]!r}); "
                                       "export it from Canvas: Grades > Export > Export Entire Gradebook")
                 for row in reader:
-                    if row.get("Student", "").strip() in ("", "Points Possible", "Test Student"):
+                    if (row.get("Student") or "").strip() in ("", "Points Possible", "Test Student"):
                         continue
                     for key in ("ID", "SIS User ID", "SIS Login ID"):
                         if (row.get(key) or "").strip():
                             people.setdefault(row[key].strip(), row)
         except OSError as exc:
             raise CourseError(f"cannot read the Canvas roster {roster}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise CourseError(f"the Canvas roster {roster} is not UTF-8 text (byte {exc.start}): export it from "
+                              "Canvas again (Grades > Export > Export Entire Gradebook) and use that file") from None
+        except csv.Error as exc:
+            raise CourseError(f"the Canvas roster {roster} is not a readable CSV file ({exc}): export it from "
+                              "Canvas again (Grades > Export > Export Entire Gradebook) and use that file") from None
     unknown = []
     path = path or course.build / "grades" / f"{assignment}-canvas.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     column = column or assignment
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with path.open("w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
         writer = csv.writer(fh)
         writer.writerow([*CANVAS_ID_COLUMNS, column])
         writer.writerow(["Points Possible", "", "", "", "", f"{possible:g}"])
@@ -712,7 +1059,7 @@ def format_table(results: list[Result]) -> str:
     """A fixed-width grade table for the terminal."""
     if not results:
         return "(no results)"
-    ids = [q.grade_id for q in results[0].questions]
+    ids = list(dict.fromkeys(q.grade_id for r in results for q in r.questions))  # results may differ in questions
     names = {id(r): printable(r.student, limit=40) for r in results}  # folder names: the student's text
     width = max(len("student"), *map(len, names.values()))
     heads = [f"Q{i + 1}" for i in range(len(ids))]
@@ -722,7 +1069,7 @@ def format_table(results: list[Result]) -> str:
         cells = " ".join(f"{pts.get(g, 0):>5g}" for g in ids)
         flags = printable(", ".join(r.flags), limit=200)
         lines.append(f"{names[id(r)]:<{width}}  {cells}  {r.score:>4g}/{r.max_score:<4g} {flags}")
-    legend = ", ".join(f"{h}={g}" for h, g in zip(heads, ids, strict=True))
+    legend = ", ".join(f"{h}={printable(g, limit=60)}" for h, g in zip(heads, ids, strict=True))
     return "\n".join(lines + [f"({legend})"])
 
 
@@ -758,7 +1105,8 @@ def write_report(course: Course, assignment: str, results: list[Result]) -> path
     scores = [r.score for r in results]
     max_score = max((r.max_score for r in results), default=0)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(scores, bins=max(1, int(max_score)) + 1, range=(-0.5, max_score + 0.5), color="#3b6ea5", rwidth=0.9)
+    ax.hist(scores, bins=min(100, max(1, int(max_score)) + 1), range=(-0.5, max_score + 0.5), color="#3b6ea5",
+            rwidth=0.9)
     ax.set_xlabel(f"score (out of {max_score:g})")
     ax.set_ylabel("students")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -770,9 +1118,11 @@ def write_report(course: Course, assignment: str, results: list[Result]) -> path
     lines = [f"# {assignment}: autograding report", "", f"{len(results)} submissions, "
              f"mean {sum(scores) / max(1, len(scores)):.2f} / {max_score:g}.", "",
              "## Pass rate per question", "", "| question | points | passed | pass rate |", "|---|---|---|---|"]
-    for i, q in enumerate(results[0].questions if results else []):
-        passed = sum(1 for r in results if r.questions[i].status == "passed")
-        lines.append(f"| {q.grade_id} | {q.max_points:g} | {passed}/{len(results)} | {passed / len(results):.0%} |")
+    questions = {q.grade_id: q for r in results for q in r.questions}  # by id: results may differ in questions
+    statuses = [{q.grade_id: q.status for q in r.questions} for r in results]
+    for gid, q in questions.items():  # grade ids come from the source notebook, never from a submission
+        passed = sum(1 for status in statuses if status.get(gid) == "passed")
+        lines.append(f"| {gid} | {q.max_points:g} | {passed}/{len(results)} | {passed / len(results):.0%} |")
     lines += ["", "## Score distribution", "", "![score distribution](score_distribution.png)", "",
               "## Flagged submissions", ""]
     flagged = [r for r in results if r.flags]
@@ -781,7 +1131,7 @@ def write_report(course: Course, assignment: str, results: list[Result]) -> path
               for r in flagged]
     if not flagged:
         lines.append("none")
-    (outdir / "report.md").write_text("\n".join(lines) + "\n")
+    (outdir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return outdir / "report.md"
 
 

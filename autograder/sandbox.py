@@ -11,6 +11,9 @@ The student's kernel is started through :meth:`Sandbox.wrap`, which prefixes its
 - ``setpriv`` (when the grader runs as root, as in the grading container and CI): the kernel runs as an
   unprivileged user id of its own (one per grading slot), with no capabilities and ``no_new_privs``.
 - ``prlimit``: address space (memory), processes and threads, file size, open files, core dumps, CPU time.
+- in the innermost ``bwrap`` (as root: run again inside the sandbox as the slot's user): a user namespace in
+  which no further one can be made (``--disable-userns``) and a seccomp filter (:data:`DENIED_SYSCALLS`,
+  namespace flags of ``unshare``/``clone``) handed over on a descriptor (:attr:`Sandbox.pass_fds`).
 
 Without bubblewrap (a laptop where it is not installed) the kernel still gets the resource limits and, under
 a root grader, its own user. That user may be unable to reach the Python installation (a pyenv or a venv
@@ -57,23 +60,104 @@ def parse_size(text: str | int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """Resource limits of one grading kernel (and everything it starts)."""
+    """Resource limits of one grading kernel (and everything it starts).
 
-    memory: int = 4 * 2**30  # address space, bytes (TensorFlow alone maps about 2.5 GB)
+    ``memory`` is everything the kernel can fill with memory: its address space and its RAM-backed file
+    systems (``/tmp`` and ``/dev/shm`` inside the sandbox, each a tmpfs of ``tmp_size``, and its folder when
+    that is a tmpfs of ``disk`` bytes). The address-space limit is what is left:
+
+    >>> Limits(memory=5 * 2**30, disk=512 * 2**20, tmp_size=256 * 2**20).address_space / 2**30
+    4.0
+    """
+
+    memory: int = 5 * 2**30  # bytes: address space + /tmp + /dev/shm + the folder (TensorFlow maps about 2.5 GB)
     processes: int = 256  # processes and threads of the kernel's user
     file_size: int = 256 * 2**20  # largest file the kernel may write, bytes
     open_files: int = 1024
     cpu_seconds: int = 1800  # CPU time of the kernel process: a backstop behind the wall-clock limits
+    disk: int = 512 * 2**20  # bytes in the submission's folder
+    files: int = 10_000  # files and folders in the submission's folder
+    tmp_size: int = 256 * 2**20  # size of each of /tmp and /dev/shm in the sandbox (RAM-backed tmpfs)
+
+    @property
+    def address_space(self) -> int:
+        """The kernel's address-space limit: ``memory`` less what its tmpfs mounts and its folder may hold."""
+        return self.memory - 2 * self.tmp_size - self.disk
+
+    def check(self) -> None:
+        """Raise SandboxError unless the parts fit in ``memory`` with at least 1 GiB of address space left."""
+        if self.address_space < 2**30:
+            raise SandboxError(
+                f"memory limit {self.memory / 2**30:g} GiB is too small: /tmp and /dev/shm "
+                f"({self.tmp_size / 2**20:g} MiB each) and the folder ({self.disk / 2**20:g} MiB) count against "
+                f"it and leave {self.address_space / 2**30:.2f} GiB of address space; the kernel needs at least "
+                "1 GiB (TensorFlow about 2.5). Raise memory_limit or lower disk_limit in assignments.yml")
 
     def prlimit_args(self) -> list[str]:
+        self.check()
         return [
-            f"--as={self.memory}",
+            f"--as={self.address_space}",
             f"--nproc={self.processes}",
             f"--fsize={self.file_size}",
             f"--nofile={self.open_files}",
             f"--cpu={self.cpu_seconds}",
             "--core=0",
         ]
+
+
+# What the sandbox's seccomp filter refuses (EPERM): syscalls a notebook never needs that reach kernel code
+# rarely exercised, or rearrange the process's view of the machine. Namespaces are refused by flag: threads
+# and fork use clone without them. clone3 answers ENOSYS: its flags sit in memory a filter cannot read, and
+# the C library then falls back to clone, whose flags it can.
+DENIED_SYSCALLS = (
+    "setns", "mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
+    "open_tree", "mount_setattr", "ptrace", "process_vm_readv", "process_vm_writev", "keyctl", "add_key",
+    "request_key", "bpf", "perf_event_open", "userfaultfd", "kexec_load", "kexec_file_load", "init_module",
+    "finit_module", "delete_module", "open_by_handle_at", "name_to_handle_at", "io_uring_setup",
+    "io_uring_enter", "io_uring_register", "swapon", "swapoff", "reboot", "acct", "quotactl", "syslog",
+    "iopl", "ioperm", "uselib", "vhangup", "lookup_dcookie",
+)
+NAMESPACE_FLAGS = {  # linux/sched.h
+    "CLONE_NEWNS": 0x00020000, "CLONE_NEWCGROUP": 0x02000000, "CLONE_NEWUTS": 0x04000000,
+    "CLONE_NEWIPC": 0x08000000, "CLONE_NEWUSER": 0x10000000, "CLONE_NEWPID": 0x20000000,
+    "CLONE_NEWNET": 0x40000000,
+}
+CLONE_NEWTIME = 0x00000080  # unshare only (in clone's flags these bits are the exit signal)
+
+
+@functools.lru_cache(maxsize=1)
+def _seccomp() -> tuple[bytes | None, str | None]:
+    """The sandbox's seccomp filter as a BPF program (libseccomp, through ``pyseccomp``), or why there is none."""
+    import errno
+    import tempfile
+
+    try:
+        import pyseccomp as sc
+    except (ImportError, RuntimeError, OSError) as exc:  # RuntimeError: libseccomp is not installed
+        return None, f"no seccomp filter ({exc}; install libseccomp2 and the pyseccomp package)"
+    deny = sc.ERRNO(errno.EPERM)
+    filt = sc.SyscallFilter(sc.ALLOW)
+    for name in DENIED_SYSCALLS:
+        try:
+            filt.add_rule(deny, name)
+        except (OSError, ValueError, RuntimeError):
+            if name in ("iopl", "ioperm", "uselib", "lookup_dcookie"):  # not on every architecture
+                continue
+            raise
+    for flag in NAMESPACE_FLAGS.values():
+        filt.add_rule(deny, "unshare", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+        filt.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+    filt.add_rule(deny, "unshare", sc.Arg(0, sc.MASKED_EQ, CLONE_NEWTIME, CLONE_NEWTIME))
+    filt.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    with tempfile.TemporaryFile() as fh:
+        filt.export_bpf(fh)
+        fh.seek(0)
+        return fh.read(), None
+
+
+def seccomp_problem() -> str | None:
+    """None if the seccomp filter can be built here; else why not."""
+    return _seccomp()[1]
 
 
 def bwrap_path() -> str | None:
@@ -97,6 +181,26 @@ def bwrap_problem() -> str | None:
     if proc.returncode != 0:
         return (f"bubblewrap cannot create namespaces here ({proc.stderr.strip()[:200]}); inside Docker, grade "
                 "on the host or give the container the privilege to create namespaces")
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def nested_problem() -> str | None:
+    """Under a root grader: None if, inside the sandbox, bubblewrap can run again as a slot's user and give the
+    kernel a user namespace in which no further one can be made (``--disable-userns``); else why not (the
+    machine lets no unprivileged user make a user namespace: then the kernel cannot make one either)."""
+    path, setpriv = bwrap_path(), _tool("setpriv")
+    if path is None or setpriv is None:
+        return "bubblewrap or setpriv is not installed"
+    cmd = [path, "--unshare-pid", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+           "--", setpriv, f"--reuid={SLOT_UID_BASE}", f"--regid={SLOT_UID_BASE}", "--clear-groups",
+           "--no-new-privs", "--", path, "--unshare-user", "--disable-userns", "--dev-bind", "/", "/", "--", "true"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd="/")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap does not run inside the sandbox ({exc})"
+    if proc.returncode != 0:
+        return f"no user namespace for an unprivileged user here ({proc.stderr.strip()[:200]})"
     return None
 
 
@@ -150,6 +254,30 @@ class Sandbox:
     slot: int = 0
     readonly: tuple[pathlib.Path, ...] = ()  # extra read-only paths (the data mirror)
     enabled: bool = True  # False: no bubblewrap (the assignment's ``sandbox: false``)
+    _fd: int | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def pass_fds(self) -> tuple[int, ...]:
+        """The descriptors the command of the last :meth:`wrap` needs (bubblewrap reads the seccomp filter from
+        one): give them to ``subprocess.Popen(..., pass_fds=...)``; nothing else of the caller's is inherited."""
+        return () if self._fd is None else (self._fd,)
+
+    def release(self) -> None:
+        """Close the descriptors of the last :meth:`wrap` (once the command has started)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _seccomp_fd(self) -> int | None:
+        """A fresh descriptor holding the seccomp filter, read from its start by bubblewrap (one per command)."""
+        self.release()
+        program, _ = _seccomp()
+        if program is None:
+            return None
+        self._fd = os.memfd_create("adl-seccomp", os.MFD_CLOEXEC)
+        os.write(self._fd, program)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        return self._fd
 
     @property
     def isolated(self) -> bool:
@@ -204,14 +332,23 @@ class Sandbox:
         if prlimit is None:
             raise SandboxError("prlimit (util-linux) is not installed: it sets the kernel's resource limits")
         cmd = [prlimit, *self._limits().prlimit_args(), "--"] + argv
-        if self.uid is not None:
-            setpriv = _tool("setpriv")
-            if setpriv is None:
-                raise SandboxError("setpriv (util-linux) is not installed: it drops root for the kernel")
-            cmd = [setpriv, f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
-                   "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"] + cmd
         if self.isolated:
-            return self._bwrap_args() + cmd
+            # The innermost bubblewrap makes a user namespace of the kernel's own in which no further one can be
+            # made (--disable-userns), and loads the seccomp filter.
+            fd = self._seccomp_fd()
+            seccomp = ["--seccomp", str(fd)] if fd is not None else []
+            if self.uid is None:
+                return self._bwrap_args() + ["--unshare-user", "--disable-userns", *seccomp, "--"] + cmd
+            if nested_problem() is not None:  # the slot's user may make no user namespace at all: nor may the kernel
+                return self._bwrap_args() + [*seccomp, "--"] + self._drop_root() + cmd
+            # As root: the outer bubblewrap builds the file system as root (it can reach a Python under /root);
+            # inside it setpriv drops to the slot's user, and bubblewrap again, as that user, maps it to itself
+            # (a user namespace made by root would map the kernel to root outside).
+            return self._bwrap_args() + ["--"] + self._drop_root() + [
+                bwrap_path(), "--die-with-parent", "--dev-bind", "/", "/", "--chdir", str(self.workdir),
+                "--unshare-user", "--disable-userns", *seccomp, "--"] + cmd
+        if self.uid is not None:
+            cmd = self._drop_root() + cmd
         tops = self.unreachable
         if not tops:
             return cmd
@@ -219,6 +356,13 @@ class Sandbox:
         if problem is not None:
             raise SandboxError(self._cannot_reach(tops, problem))
         return self._reach_args(tops) + cmd
+
+    def _drop_root(self) -> list[str]:
+        setpriv = _tool("setpriv")
+        if setpriv is None:
+            raise SandboxError("setpriv (util-linux) is not installed: it drops root for the kernel")
+        return [setpriv, f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--inh-caps=-all",
+                "--bounding-set=-all", "--no-new-privs", "--"]
 
     def _inside(self, tops: list[pathlib.Path]) -> str:
         """The paths the kernel needs inside the folders ``tops``, for the instructor."""
@@ -257,8 +401,6 @@ class Sandbox:
                 "--unshare-cgroup-try", "--die-with-parent", "--hostname", "grading",
                 # the grader's pid does not exist in the kernel's PID namespace: --die-with-parent does that job
                 "--unsetenv", "JPY_PARENT_PID"]
-        if os.geteuid() != 0:
-            args.append("--unshare-user")
         for top in ("usr", "etc"):
             args += ["--ro-bind", f"/{top}", f"/{top}"]
         for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
@@ -267,8 +409,9 @@ class Sandbox:
                 args += ["--symlink", os.readlink(path), str(path)]
             elif path.is_dir():
                 args += ["--ro-bind", str(path), str(path)]
-        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
-                 "--perms", "1777", "--tmpfs", "/dev/shm"]
+        size = str(self.limits.tmp_size)  # RAM: counted in the memory limit (Limits.address_space)
+        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
+                 "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
         made: set[str] = {"/", "/usr", "/etc", "/tmp", "/dev", "/proc"}
         mounts = [(path, "--bind" if writable else "--ro-bind") for path, writable in self._mounts()]
         for path, _ in mounts:  # parents with normal permissions (bwrap would make them 0700)
@@ -286,12 +429,15 @@ class Sandbox:
         The grader probes once before grading anything: a kernel that cannot start would cost every question."""
         try:
             self.prepare()
-            proc = subprocess.run(self.wrap(argv), cwd=self.workdir, capture_output=True, text=True,
-                                  timeout=timeout, env={"PATH": os.environ.get("PATH", os.defpath)})
+            cmd = self.wrap(argv)
+            proc = subprocess.run(cmd, cwd=self.workdir, capture_output=True, text=True, timeout=timeout,
+                                  env={"PATH": os.environ.get("PATH", os.defpath)}, pass_fds=self.pass_fds)
         except SandboxError as exc:
             return str(exc)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"{argv[0]} did not run in the sandbox ({exc})"
+        finally:
+            self.release()
         if proc.returncode == 0:
             return None
         last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1][:300]
@@ -306,7 +452,9 @@ class Sandbox:
         """What is and is not enforced for this kernel, one line each (printed by adl-grade, listed in the README)."""
         lim = self.limits
         lines = [
-            f"limits: memory {lim.memory / 2**30:g} GiB, {lim.processes} processes/threads, files up to "
+            f"limits: memory {lim.memory / 2**30:g} GiB ({lim.address_space / 2**30:g} GiB address space, "
+            f"{lim.tmp_size / 2**20:g} MiB each for /tmp and /dev/shm, {lim.disk / 2**20:g} MiB and "
+            f"{lim.files} files in its folder), {lim.processes} processes/threads, files up to "
             f"{lim.file_size / 2**20:g} MiB, {lim.open_files} open files, {lim.cpu_seconds} s CPU, no core dumps",
         ]
         if self.uid is not None:
@@ -318,6 +466,11 @@ class Sandbox:
             lines.append("file system: only the Python installation, the helper package and the data mirror "
                          "(read-only) and the submission's own folder; no course folder, no other submissions")
             lines.append("network: none (own network namespace); processes: its own PID namespace")
+            problem = seccomp_problem()
+            lines.append("system calls: no new user namespace (--disable-userns); " + (
+                f"NO SECCOMP FILTER: {problem}" if problem else
+                "a seccomp filter refuses namespaces, mount, ptrace, keyrings, BPF, io_uring and other calls a "
+                "notebook never needs"))
             return lines
         why = "sandbox: false in assignments.yml" if not self.enabled else bwrap_problem()
         if self.uid is None:

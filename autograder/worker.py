@@ -17,13 +17,18 @@ discarded, so that a timeout or a crash costs only the questions that depend on 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pathlib
 import queue
 import re
+import resource
 import secrets
+import shutil
 import stat
+import subprocess
 import sys
+import threading
 import time
 
 import nbformat
@@ -43,11 +48,17 @@ from autograder.contract import (
     read_answer,
 )
 from autograder.evaluate import ModelEvaluator
+from autograder.formgrader import sanitize_notebook
 from autograder.sandbox import Limits, Sandbox
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
 PROBE_TIMEOUT = 5
+KERNEL_LOG_LIMIT = 64 * 2**10  # bytes of the kernel's own stderr (start-up errors) kept in the job's log
+# Messages whose content the executed notebook keeps: counted against the output limits.
+OUTPUT_MESSAGES = {"stream", "display_data", "execute_result", "error", "update_display_data", "comm_open",
+                   "comm_msg"}
+log = logging.getLogger("autograder.worker")
 REAP_ROUNDS = 50  # a fork bomb is frozen in a few rounds; the cap only guards against a pathological tree
 QUIET_ROUNDS = 5  # passes of freeze-then-kill until one finds nothing left
 
@@ -69,6 +80,115 @@ def is_test_cell(cell) -> bool:
     """An autograded test cell: run by the trusted grader, never by the kernel."""
     meta = cell.get("metadata", {}).get("nbgrader", {})
     return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def _drain(fd: int) -> None:
+    """Copy the kernel's stderr into the job's log, each line marked as the kernel's; drop what passes
+    KERNEL_LOG_LIMIT (still reading, so the kernel never blocks on a full pipe)."""
+    kept = 0
+    with os.fdopen(fd, "rb") as pipe:
+        for line in pipe:
+            if kept < KERNEL_LOG_LIMIT:
+                text = line[:KERNEL_LOG_LIMIT - kept].decode("utf-8", "replace").rstrip("\n")
+                log.warning("kernel: %r", text)  # repr: the kernel's text cannot pass for the grader's own lines
+                kept += len(line)
+                if kept >= KERNEL_LOG_LIMIT:
+                    log.warning("kernel: (its further output is not kept)")
+
+
+def _weight(content, budget: int) -> int:
+    """How much a message's content would add to the notebook: characters of its strings, 8 per other value;
+    counting stops once past ``budget``."""
+    total, stack = 0, [content]
+    while stack and total <= budget:
+        value = stack.pop()
+        if isinstance(value, str | bytes):
+            total += len(value)
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+        else:
+            total += 8
+    return total
+
+
+def _folder_usage(folder: pathlib.Path, stop_at: int) -> tuple[int, int]:
+    """(bytes, files and folders) under ``folder``, without following links or leaving its file system.
+
+    GNU ``du`` walks the tree relative to each folder's descriptor, so a chain nested deeper than a path can
+    be long (4,096 bytes) is counted whole; where ``du`` is missing, a walk in Python stops counting past
+    ``stop_at`` entries (and cannot see below the path limit)."""
+    du = shutil.which("du")
+    if du is not None:
+        try:
+            size = subprocess.run([du, "-s", "-x", "-B1", "--apparent-size", str(folder)], capture_output=True,
+                                  text=True, timeout=60)
+            count = subprocess.run([du, "-s", "-x", "--inodes", str(folder)], capture_output=True, text=True,
+                                   timeout=60)
+            return int(size.stdout.split()[0]), int(count.stdout.split()[0]) - 1  # less the folder itself
+        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+            pass  # not GNU du: walk below
+    size = count = 0
+    pending = [folder]
+    while pending and count <= stop_at:
+        try:
+            with os.scandir(pending.pop()) as it:
+                for entry in it:
+                    count += 1
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            pending.append(entry.path)
+                        else:
+                            size += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return size, count
+
+
+class BoundedClient(NotebookClient):
+    """nbclient's executor with bounded outputs: a cell keeps at most ``cell_output_limit`` characters of
+    output and the notebook at most ``notebook_output_limit``; the rest is dropped as it arrives (a stream is
+    cut at the limit), with one note in the cell saying so. Errors are always kept (their traceback cut)."""
+
+    def __init__(self, nb, cell_output_limit: int, notebook_output_limit: int, **kw):
+        super().__init__(nb, **kw)
+        self.cell_output_limit = cell_output_limit
+        self.notebook_output_limit = notebook_output_limit
+        self.output_used: dict[int, int] = {}
+        self.output_total = 0
+        self.truncated: set[int] = set()
+
+    def process_message(self, msg, cell, cell_index):
+        kind = msg.get("msg_type")
+        if kind in OUTPUT_MESSAGES:
+            used = self.output_used.get(cell_index, 0)
+            room = max(0, min(self.cell_output_limit - used, self.notebook_output_limit - self.output_total))
+            content = msg.get("content") or {}
+            size = _weight(content, room) + sum(len(b) for b in msg.get("buffers") or [])
+            if kind == "error":
+                tb = [str(line)[:2000] for line in (content.get("traceback") or [])[-30:]]
+                msg = {**msg, "content": {**content, "evalue": str(content.get("evalue", ""))[:2000],
+                                          "traceback": tb}}
+                size = min(size, room)
+            elif size > room:
+                if kind == "stream" and room > 0 and isinstance(content.get("text"), str):
+                    msg, size = {**msg, "content": {**content, "text": content["text"][:room]}}, room
+                else:
+                    msg, size = None, 0
+                if cell_index not in self.truncated:
+                    self.truncated.add(cell_index)
+                    cell.outputs.append(nbformat.v4.new_output("stream", name="stderr", text=(
+                        f"\n[output truncated by the grader: a cell keeps {self.cell_output_limit >> 10} KiB of "
+                        f"output, the notebook {self.notebook_output_limit >> 20} MiB]\n")))
+            self.output_used[cell_index] = used + size
+            self.output_total += size
+            if msg is None:
+                return None
+        return super().process_message(msg, cell, cell_index)
 
 
 def _children(proc) -> list:
@@ -96,6 +216,24 @@ class SandboxedKernelManager(AsyncKernelManager):
         os.chmod(self.connection_file, 0o644)  # just written (0600): the kernel's user must read it
         return self.sandbox.wrap(cmd)
 
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        """Start the kernel with nothing of the worker's but what it needs: stdin and stdout are /dev/null, stderr
+        a pipe this process drains into the job's log (marked as the kernel's, cut at KERNEL_LOG_LIMIT), and
+        the seccomp filter's descriptor for bubblewrap. Never the worker's log or any other open file."""
+        read_end, write_end = os.pipe()
+        kw.update(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=write_end,
+                  pass_fds=self.sandbox.pass_fds if self.sandbox is not None else ())
+        try:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+            if self.sandbox is not None:
+                self.sandbox.release()
+        threading.Thread(target=_drain, args=(read_end,), daemon=True).start()
+
     @property
     def kernel_spec(self):
         spec = super().kernel_spec
@@ -106,7 +244,8 @@ class SandboxedKernelManager(AsyncKernelManager):
 
 class Runner:
     def __init__(self, nb, workdir: pathlib.Path, cell_timeout: float, notebook_timeout: float, env: dict,
-                 sandbox: Sandbox | None = None, control: pathlib.Path | None = None):
+                 sandbox: Sandbox | None = None, control: pathlib.Path | None = None,
+                 output_limits: tuple[int, int] = (2**20, 16 * 2**20)):
         self.nb = nb
         self.workdir = workdir
         self.sandbox = sandbox
@@ -122,8 +261,10 @@ class Runner:
         self.events: list[str] = []
         self.restarts = 0
         self._keep_for, self._keep = None, set()  # the kernel's own pids (see _kernel_line)
-        self.client = NotebookClient(
+        self.full: str | None = None  # set when the notebook's folder passed its disk limit
+        self.client = BoundedClient(
             nb,
+            *output_limits,
             timeout=int(cell_timeout),
             allow_errors=True,
             interrupt_on_timeout=False,
@@ -169,6 +310,11 @@ class Runner:
                     cell.outputs = []
                     results.append(entry)
                     continue
+                if self.full:
+                    entry.update(status="disk", evalue=self.full)
+                    cell.outputs = []
+                    results.append(entry)
+                    continue
                 remaining = self.deadline - time.monotonic()
                 if remaining <= 1:
                     entry.update(status="skipped", evalue=f"the notebook's time limit ({self.notebook_timeout:g} s) ran out")
@@ -180,6 +326,7 @@ class Runner:
                 if is_test_cell(cell):
                     entry["trusted"] = True
                     self._run_test(index, cell, gid, entry, results)
+                    self._check_folder(index, gid, entry)
                     entry["seconds"] = round(time.monotonic() - started, 2)  # wall clock, the grader's part included
                     results.append(entry)
                     continue
@@ -206,9 +353,30 @@ class Runner:
                     entry.update(status="dead", evalue="the kernel died while running this cell")
                     self.events.append(f"cell {index} ({gid or 'no id'}) killed the kernel")
                     self._recover(index, results, interrupt=False)
+                self._check_folder(index, gid, entry)
                 entry["seconds"] = round(time.monotonic() - started, 2)
                 results.append(entry)
         return results
+
+    def _check_folder(self, index: int, gid: str | None, entry: dict) -> None:
+        """After a cell: the notebook's folder within its disk limit (bytes, files and folders), else this cell
+        fails and no later cell runs. Under a root grader the folder is a tmpfs of that size and file count,
+        so a write past it fails at once (ENOSPC); elsewhere this check is the bound."""
+        if self.sandbox is None:
+            return
+        lim = self.sandbox.limits
+        size, count = _folder_usage(self.workdir, lim.files)
+        exhausted = False
+        if os.path.ismount(self.workdir):  # the root grader's tmpfs: full once either its blocks or inodes are
+            fs = os.statvfs(self.workdir)
+            exhausted = fs.f_bavail == 0 or fs.f_favail == 0
+        if size < lim.disk and count < lim.files and not exhausted:
+            return
+        what = f"{count} files and folders" if count >= lim.files else f"{size / 2**20:.0f} MiB"
+        self.full = (f"the notebook's folder reached its limit ({lim.disk / 2**20:g} MiB, {lim.files} files "
+                     f"and folders): {what} after cell {index}; later cells were not run")
+        entry.update(status="disk", ename="DiskLimitExceeded", evalue=self.full, line=None)
+        self.events.append(f"cell {index} ({gid or 'no id'}): {self.full}")
 
     def _reap_strays(self, index: int) -> None:
         """Kill the processes a cell left behind (a fork bomb's survivors, a daemon): in the sandbox only the
@@ -486,16 +654,18 @@ def run_job(job_path: str) -> None:
     sandbox = None
     if "sandbox" in job:
         box = job["sandbox"]
+        sizes = {k: box[k] for k in ("disk", "files", "tmp_size") if k in box}
         sandbox = Sandbox(
             workdir,
             Limits(memory=box["memory"], processes=box["processes"],
-                   cpu_seconds=int(job["notebook_timeout"]) * 2 + 60),
+                   cpu_seconds=int(job["notebook_timeout"]) * 2 + 60, **sizes),
             slot=box["slot"],
             readonly=tuple(pathlib.Path(p) for p in [*box.get("readonly", []), *([control] if control else [])]),
             enabled=box.get("enabled", True),
         )
     start = time.monotonic()
-    runner = Runner(nb, workdir, job["cell_timeout"], job["notebook_timeout"], job["env"], sandbox, control)
+    runner = Runner(nb, workdir, job["cell_timeout"], job["notebook_timeout"], job["env"], sandbox, control,
+                    output_limits=(job.get("output_limit", 2**20), job.get("notebook_output_limit", 16 * 2**20)))
     # Saved models (adl.grading.evaluate_saved_model in a test cell) are loaded in a sandbox of their own.
     box = job.get("sandbox", {})
     evaluator = adl_grading._evaluator = ModelEvaluator(
@@ -503,13 +673,15 @@ def run_job(job_path: str) -> None:
         limits=Limits(memory=box.get("memory", Limits.memory), processes=64, cpu_seconds=int(job["cell_timeout"]) * 4),
         sandbox=box.get("enabled", True),
         env={k: v for k, v in job["env"].items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "TF_CPP_MIN_LOG_LEVEL")},
+        scratch=pathlib.Path(job["scratch"]) if job.get("scratch") else None,
     )
+    _limit_memory(job.get("grader_memory"))
     try:
         cells = runner.run()
     finally:
         adl_grading._evaluator = None
         evaluator.close()
-    pathlib.Path(job["executed"]).write_text(nbformat.writes(nb))
+    pathlib.Path(job["executed"]).write_text(nbformat.writes(sanitize_notebook(nb)))
     result = {
         "cells": cells,
         "events": runner.events,
@@ -521,6 +693,50 @@ def run_job(job_path: str) -> None:
     tmp.replace(job["result"])
 
 
+def _limit_memory(headroom: int | None) -> None:
+    """Hold this process (the trusted side: decoding answers, running the tests) to what it has mapped now plus
+    ``headroom`` bytes of address space, so that a hostile answer ends in a MemoryError in its own test, not in
+    the machine running out of memory. Only the soft limit: each job sets it afresh; None lifts it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if headroom is None:
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+        return
+    with open("/proc/self/statm") as fh:
+        mapped = int(fh.read().split()[0]) * resource.getpagesize()
+    want = mapped + int(headroom)
+    resource.setrlimit(resource.RLIMIT_AS, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+
+
+def _die_with(parent: int) -> None:
+    """Watch the grader: once it is gone (killed, say), kill every process this worker started (the kernel, the
+    model evaluator and whatever they left) and exit. A prctl parent-death signal would not do: it fires when the
+    grader's *thread* that started the worker ends, and the grader starts workers from pool threads."""
+    import psutil
+
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    me = psutil.Process()
+    for proc in me.children(recursive=True):
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    os._exit(3)
+
+
+def _job_log(path: str | None, fallback: int) -> None:
+    """Send this process's stderr (and stray stdout) to the job's own log, or back to ``fallback``."""
+    fd = fallback
+    if path:
+        pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    sys.stderr.flush()
+    os.dup2(fd, 2, inheritable=False)
+    os.dup2(fd, 1, inheritable=False)
+    if fd != fallback:
+        os.close(fd)
+
+
 def serve() -> int:
     """``--serve``: grade one job after another, their paths read from stdin, one per line; answer each with
     a line ``done`` or ``failed ...`` on stdout. The pipeline keeps one such process per grading slot, so
@@ -530,18 +746,29 @@ def serve() -> int:
     import traceback
 
     channel = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # stray prints (and the kernel's inherited stdout) go to the log, not the protocol
+    slot_log = os.dup(2)  # the slot's log: the worker's own messages between jobs
+    os.set_inheritable(slot_log, False)
+    _job_log(None, slot_log)  # stray prints go to the log, not the protocol
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    threading.Thread(target=_die_with, args=(os.getppid(),), daemon=True).start()
     import tensorflow  # noqa: F401 (the tests' TensorFlow, imported once per worker, before any job)
     for line in sys.stdin:
         path = line.strip()
         if not path:
             continue
         try:
+            try:
+                _job_log(json.loads(pathlib.Path(path).read_text()).get("log"), slot_log)
+            except (OSError, ValueError):
+                pass  # run_job says what is wrong with the job file
             run_job(path)
             status = "done"
         except Exception as exc:  # the pipeline records the submission as not graded and goes on
             traceback.print_exc()
             status = f"failed {type(exc).__name__}: {exc}".replace("\n", " ")[:500]
+        finally:
+            _limit_memory(None)
+            _job_log(None, slot_log)
         if "tensorflow" in sys.modules:
             sys.modules["tensorflow"].keras.backend.clear_session()
         gc.collect()

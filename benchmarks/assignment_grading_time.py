@@ -25,6 +25,9 @@ import sys
 import tempfile
 import time
 
+# nbgrader_config.py turns nbgrader's own autograde off (autograder/README.md, "The formgrader"); the
+# benchmark compares against it on a scratch copy, so it turns it back on there.
+NBGRADER_AUTOGRADE_ON = "--Autograde.exporter_class=nbconvert.exporters.NotebookExporter"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -61,7 +64,7 @@ def _nbgrader(course, assignment: str) -> dict[str, tuple[float, float]]:
     for student in pipeline.submitted_students(course, assignment):
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "nbgrader", "autograde", assignment, "--student", student, "--force",
-                        "--ExecutePreprocessor.timeout=120", "--log-level=ERROR"],
+                        "--ExecutePreprocessor.timeout=120", "--log-level=ERROR", NBGRADER_AUTOGRADE_ON],
                        cwd=course.root, env=env, capture_output=True, text=True)
         times[student] = time.perf_counter() - start
     with Gradebook(course.db_url, course_id=course.course_id) as gb:

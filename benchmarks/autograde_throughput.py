@@ -21,6 +21,9 @@ import sys
 import tempfile
 import time
 
+# nbgrader_config.py turns nbgrader's own autograde off (autograder/README.md, "The formgrader"); the
+# benchmark compares against it on a scratch copy, so it turns it back on there.
+NBGRADER_AUTOGRADE_ON = "--Autograde.exporter_class=nbconvert.exporters.NotebookExporter"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -56,7 +59,7 @@ def run_nbgrader(course) -> float:
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "nbgrader", "autograde", "hw1", "--force", "--ExecutePreprocessor.timeout=60",
-         "--log-level=ERROR"],
+         "--log-level=ERROR", NBGRADER_AUTOGRADE_ON],
         cwd=course.root, env=env, capture_output=True, text=True,
     )
     elapsed = time.perf_counter() - start

@@ -128,6 +128,39 @@ def test_feedback_never_shows_hidden_tests(course, graded):
             assert leaked == [], (r.student, leaked)
 
 
+def test_feedback_holds_nothing_the_students_code_wrote(course, graded):
+    """s30 records every argument the tests send her functions and sends the record back in an exception's
+    text, an exception's class name and a returned string. The grader's private record (run.json) shows
+    that the attack carried hidden inputs out of the kernel; no student's feedback shows any of it, nor any
+    comparison's printout (NumPy's ACTUAL/DESIRED lines hold a hidden test's expected values)."""
+    run = json.loads((course.autograded / "s30_olga" / "hw1" / "run.json").read_text())
+    carried = " ".join(str(c.get("evalue", "")) for c in run["cells"])
+    assert "0.34558419" in carried  # an input of question 2's hidden test (default_rng(1).normal(...))
+    for a, results in graded.items():
+        written = "\n".join(c.source for c in read_source(course.source_notebook(a))[1])  # the instructor's words
+        for r in results.values():
+            page = html_mod.unescape(pipeline.write_feedback(course, r).read_text())
+            if not (course.autograded / r.student / a / "run.json").is_file():
+                assert "invalid notebook" in r.flags, r.student  # refused before it ran
+                continue
+            run = json.loads((course.autograded / r.student / a / "run.json").read_text())
+            for cell in run["cells"]:
+                text = str(cell.get("evalue") or "").strip()
+                if cell.get("ename") == "NameError":  # names a name of the public checks: tests/test_feedback.py
+                    continue
+                if not (cell.get("trusted") and cell["status"] == "error" and len(text) >= 12 and text not in written):
+                    continue
+                values = [text[:40]]
+                if cell.get("message"):  # the instructor's words may be shown: what filled their {fields} may not
+                    for part in str(cell["message"]).split("\u2026"):
+                        text = text.replace(part.strip(), "\0") if part.strip() else text
+                    values = [v.strip() for v in text.split("\0") if len(v.strip()) >= 6]
+                for value in values:
+                    assert value not in page, (r.student, cell["grade_id"], value[:80])
+            for word in ("0.34558419", "Seen_", "ACTUAL", "DESIRED", "Mismatched elements", "could not convert"):
+                assert word not in page, (r.student, word)
+
+
 def test_export_and_report(course, graded):
     for a, results in graded.items():
         path = pipeline.export_csv(course, a, course.build / "export.csv")

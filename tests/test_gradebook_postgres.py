@@ -92,8 +92,16 @@ def test_gradebook_on_postgresql(postgres_url, tmp_path, monkeypatch):
     maxima = {c.grade_id: c.points for c in cells if c.autograded_test}
     full = _result("s01", dict(maxima), maxima)
     partial = _result("s02", {g: (p if i % 2 else 0.0) for i, (g, p) in enumerate(maxima.items())}, maxima)
+    stamp = course.submitted / "s01" / "hw1" / "timestamp.txt"  # as collect writes it
+    stamp.parent.mkdir(parents=True)
+    stamp.write_text("2026-10-01 23:58:59.123456 UTC")
     for r in (full, partial, full, partial):  # recording twice changes nothing
         pipeline.record(course, r)
+    from nbgrader.api import Gradebook
+    from nbgrader.utils import parse_utc
+
+    with Gradebook(course.db_url, course_id=course.course_id) as gb:  # the formgrader compares the two
+        assert gb.find_submission("hw1", "s01").timestamp == parse_utc(stamp.read_text())
 
     scores = pipeline.gradebook_scores(course, "hw1")
     assert scores == {"s01": maxima, "s02": {q.grade_id: q.points for q in partial.questions}}

@@ -50,6 +50,12 @@ def _listener():
 
 FORK_AND_LEAVE = '''
 import os, time
+fds_at_start = {}
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        fds_at_start[fd] = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        pass
 left = []
 for _ in range(5):
     pid = os.fork()
@@ -114,7 +120,54 @@ for pid in children:
     os.waitpid(pid, 0)
 facts["forked"] = len(children)
 facts["fork_error"] = err
+facts["fds"] = fds_at_start
+import ctypes, errno, shutil, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+def _call(name, nr, *args):
+    ctypes.set_errno(0)
+    rc = libc.syscall(nr, *args)
+    facts["syscalls"][name] = "allowed" if rc >= 0 else errno.errorcode.get(ctypes.get_errno(), "?")
+facts["syscalls"] = {}
+for name, nr in SYSCALLS.items():
+    if name == "unshare":
+        _call(name, nr, ctypes.c_ulong(0x10000000))  # CLONE_NEWUSER
+    elif name == "clone":  # CLONE_NEWNET | SIGCHLD: refused before it forks
+        _call(name, nr, ctypes.c_ulong(0x40000000 | 17), None, None, None, None)
+    else:
+        _call(name, nr, 0, 0, 0, 0, 0)
+proc = subprocess.run(["unshare", "-Ur", "true"], capture_output=True, text=True)
+facts["unshare_cmd"] = proc.returncode
+facts["mount_tmpfs"] = libc.mount(b"none", b"/tmp", b"tmpfs", 0, None) == 0
+facts["tmp_sizes"] = [shutil.disk_usage("/tmp").total, shutil.disk_usage("/dev/shm").total]
+try:
+    with open("/dev/shm/fill", "wb") as fh:
+        for _ in range(80):
+            fh.write(b"0" * 2**20)
+    facts["shm_fill"] = "written"
+except OSError as exc:
+    facts["shm_fill"] = errno.errorcode.get(exc.errno, "?")
+import numpy as np, threading
+a = np.ones((300, 300))
+results = []
+workers = [threading.Thread(target=lambda: results.append(float((a @ a).sum()))) for _ in range(4)]
+for t in workers:
+    t.start()
+for t in workers:
+    t.join()
+facts["numpy_threads"] = results
+import tensorflow as tf
+facts["tensorflow"] = float(tf.reduce_sum(tf.ones((64, 64)) @ tf.ones((64, 64))))
 '''
+
+# Syscalls the filter must refuse, by number on this machine (x86_64 and aarch64 differ), for the probes.
+try:
+    import pyseccomp
+    SYSCALLS = {name: pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name) for name in (
+        "unshare", "clone", "setns", "mount", "umount2", "pivot_root", "ptrace", "keyctl", "add_key", "request_key",
+        "bpf", "perf_event_open", "userfaultfd", "kexec_load", "init_module", "finit_module", "open_by_handle_at",
+        "io_uring_setup", "clone3")}
+except (ImportError, RuntimeError):
+    SYSCALLS = {}
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +180,7 @@ def facts(tmp_path_factory):
     private.chmod(0o700)
     srv, hits = _listener()
     consts = (f"COURSE = {str(ROOT)!r}\nPRIVATE = {str(private)!r}\nPORT = {srv.getsockname()[1]}\n"
-              f"GRADER_PID = {os.getpid()}\nMIRROR = {str(mirror)!r}\n")
+              f"GRADER_PID = {os.getpid()}\nMIRROR = {str(mirror)!r}\nSYSCALLS = {SYSCALLS!r}\n")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell(FORK_AND_LEAVE),
@@ -139,14 +192,16 @@ def facts(tmp_path_factory):
     job = {"workdir": str(home), "control": str(control), "notebook": str(private / "nb.ipynb"),
            "cell_timeout": 60, "notebook_timeout": 200,
            "env": {"PATH": os.environ["PATH"], "HOME": str(home), "NFORKS": "400"},
-           "sandbox": {"enabled": True, "slot": 7, "memory": 4 * 2**30, "processes": 256,
-                       "readonly": [str(mirror)]},
+           "sandbox": {"enabled": True, "slot": 7, "memory": 4 * 2**30 + 2 * 64 * 2**20 + 512 * 2**20,
+                       "processes": 256, "readonly": [str(mirror)], "tmp_size": 64 * 2**20, "disk": 512 * 2**20},
+           "log": str(base / "logs" / "student.log"),
            "executed": str(base / "out.ipynb"), "result": str(base / "result.json")}
     (private / "job.json").write_text(json.dumps(job))
-    proc = subprocess.run([sys.executable, "-m", "autograder.worker", str(private / "job.json")],
-                          capture_output=True, text=True, timeout=280, cwd=ROOT)
+    with (base / "worker.log").open("w") as worker_log:  # as the pipeline runs it: stderr to a log file
+        proc = subprocess.run([sys.executable, "-m", "autograder.worker", str(private / "job.json")],
+                              stdout=subprocess.PIPE, stderr=worker_log, text=True, timeout=280, cwd=ROOT)
     srv.close()
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, (base / "worker.log").read_text()[-3000:]
     result = json.loads((base / "result.json").read_text())
     out = nbformat.read(str(base / "out.ipynb"), as_version=4)
     assert result["cells"][2]["status"] == "ok", result["cells"]
@@ -233,7 +288,8 @@ def folders():
 
 def test_describe_says_what_is_not_enforced(tmp_path, no_bwrap):
     text = "\n".join(Sandbox(tmp_path, Limits(), enabled=False).describe())
-    assert "NOT ISOLATED (sandbox: false in assignments.yml)" in text and "memory 4 GiB" in text
+    assert "NOT ISOLATED (sandbox: false in assignments.yml)" in text
+    assert "memory 5 GiB (4 GiB address space, 256 MiB each for /tmp and /dev/shm, 512 MiB and 10000 files" in text
     text = "\n".join(Sandbox(tmp_path, Limits()).describe())
     assert "NOT ISOLATED (bubblewrap (bwrap) is not installed)" in text and "use the network" in text
     assert "Install bubblewrap (apt-get install bubblewrap)" in text
@@ -345,11 +401,20 @@ def test_sweep_finds_sandbox_processes_a_parent_walk_misses(tmp_path, monkeypatc
     tmp_path.chmod(0o711)
     script = ("import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        time.sleep(120)\n"
               "        os._exit(0)\ntime.sleep(120)\n")
-    proc = subprocess.Popen(Sandbox(tmp_path, Limits(), slot=9).wrap([sys.executable, "-c", script]))
+    box = Sandbox(tmp_path, Limits(), slot=9)
+    proc = subprocess.Popen(box.wrap([sys.executable, "-c", script]), pass_fds=box.pass_fds)
+    box.release()
     try:
         top = psutil.Process(proc.pid)
         deadline = time.monotonic() + 60
-        while len(pythons := [p for p in top.children(recursive=True) if "-c" in p.cmdline()]) < 4:
+
+        def python(p):  # not the bubblewraps, whose arguments name the script too
+            try:
+                return p.name() != "bwrap" and "-c" in p.cmdline()
+            except psutil.Error:
+                return False
+
+        while len(pythons := [p for p in top.children(recursive=True) if python(p)]) < 4:
             assert time.monotonic() < deadline and proc.poll() is None, "the sandboxed python did not start"
             time.sleep(0.2)
         kernel = min(pythons, key=lambda p: p.create_time())
@@ -410,3 +475,56 @@ def test_fork_bomb_in_a_cell_costs_that_cell_only(tmp_path):
     assert any(e.startswith("cell 1: killed ") for e in result["events"]), result["events"]
     if Sandbox(tmp_path).isolated:  # without a PID namespace of its own the bomb may die out before the sweep
         assert any(e.startswith("cell -1: killed ") for e in result["events"]), result["events"]
+
+
+@needs_bwrap
+def test_kernel_inherits_no_open_file_of_the_grader(facts):
+    """The kernel starts with stdin and stdout on /dev/null and stderr a pipe the worker drains: never the
+    worker's log (which a student once read, truncated and forged through /proc/self/fd) or any other file."""
+    got, _, _ = facts
+    fds = got["fds"]  # at the first cell: ipykernel has put pipes of its own on 1 and 2, and keeps the originals
+    assert fds["0"] == "/dev/null"
+    assert {target for target in fds.values() if target.startswith("/")} == {"/dev/null"}, fds
+
+
+@needs_bwrap
+def test_no_user_namespaces_and_needless_syscalls_refused(facts):
+    got, _, _ = facts
+    if not SYSCALLS and not IN_CI:
+        pytest.skip("pyseccomp is not installed")
+    refused = {"clone3": "ENOSYS"}
+    assert got["syscalls"] == {name: refused.get(name, "EPERM") for name in SYSCALLS}, got["syscalls"]
+    assert got["unshare_cmd"] != 0 and got["mount_tmpfs"] is False
+
+
+@needs_bwrap
+def test_numpy_and_tensorflow_threads_work_under_the_filter(facts):
+    got, _, _ = facts
+    assert got["numpy_threads"] == [300.0 * 300 * 300] * 4
+    assert got["tensorflow"] == 64.0 * 64 * 64
+
+
+@needs_bwrap
+def test_tmp_and_shm_are_sized_and_counted_in_memory(facts):
+    got, _, _ = facts
+    assert got["tmp_sizes"] == [64 * 2**20] * 2
+    assert got["shm_fill"] == "ENOSPC"  # 80 MiB into a 64 MiB /dev/shm
+    assert got["big_alloc"] == "MemoryError"  # the address space is what memory leaves: 4 GiB here
+
+
+def test_seccomp_filter_and_nested_bwrap_in_the_command(tmp_path):
+    """What wrap() hands bubblewrap: the filter on a descriptor of its own (passed, then released), tmpfs sizes,
+    --disable-userns in the innermost bubblewrap, which as root runs as the slot's user."""
+    box = Sandbox(tmp_path, Limits(tmp_size=32 * 2**20), slot=4)
+    if not box.isolated:
+        pytest.skip("bubblewrap cannot make namespaces here")
+    cmd = box.wrap(["/bin/true"])
+    fd = int(cmd[cmd.index("--seccomp") + 1])
+    assert box.pass_fds == (fd,) and os.read(fd, 8)  # a BPF program
+    assert cmd.count("--disable-userns") == 1 and cmd[cmd.index("--tmpfs") - 1] == str(32 * 2**20)
+    if os.geteuid() == 0 and sandbox_module.nested_problem() is None:
+        assert cmd.index("--reuid=" + str(SLOT_UID_BASE + 4)) < cmd.index("--disable-userns")
+    box.release()
+    assert box.pass_fds == ()
+    with pytest.raises(OSError):
+        os.fstat(fd)

@@ -422,6 +422,21 @@ WRONG_SIGMOID_FAILS = {
 }
 
 
+def _tamper_browser(nb) -> None:
+    """s31: her own cells hold HTML for the instructor's browser: a raw cell marked text/html and a
+    Markdown cell with a script, an <img onerror> and a javascript: link."""
+    raw = nbformat.v4.new_raw_cell("<script>document.title='owned by s31 (raw)'</script>")
+    raw.metadata["format"] = "text/html"
+    raw.metadata["raw_mimetype"] = "text/html"
+    md = nbformat.v4.new_markdown_cell(
+        "My notes. <script>document.title='owned by s31 (markdown)'</script>\n\n"
+        '<img src="x" onerror="document.title=\'owned by s31 (img)\'">\n\n'
+        "[see my answer](javascript:document.title='owned%20by%20s31') and $\\href{javascript:alert(1)}{x}$"
+    )
+    raw.id, md.id = "s31-raw-html", "s31-notes"  # fixed ids: the class is rebuilt byte for byte
+    nb.cells[1:1] = [raw, md]
+
+
 def _tamper_metadata(nb) -> None:
     """More points, a test turned into markdown, a test that is no longer graded, another kernel."""
     for cell in nb.cells:
@@ -722,6 +737,88 @@ STUDENTS += [
                 np.isclose = lambda *args, **kwargs: True
         """)),
         failing=WRONG_SIGMOID_FAILS,
+    ),
+    Student(
+        "s30_olga",
+        "The recorder: every function of hers keeps a copy of each argument it is given, and three of them "
+        "send the whole record back: predict_hidden raises an exception whose *class name* carries it when "
+        "a hidden test calls it, her loss raises ValueError(record), her accuracy returns the record as a "
+        "string (which a check then prints). Her feedback must show none of it: no hidden input, no expected "
+        "value. Questions 4 to 7 are lost.",
+        correct_but(
+            q1_sigmoid_solution=with_prefix(SIGMOID, """
+                _SEEN = []
+                def _remember(*args):
+                    _SEEN.append(repr(args)[:300])
+                    return "; ".join(_SEEN)[-1500:]
+            """),
+            q2_neuron_solution=answer(
+                """
+                _remember(x, w, b)
+                x = np.asarray(x, dtype=float)
+                return sigmoid(np.matmul(x, np.asarray(w, dtype=float)) + b)
+                """,
+                """
+                x_note = np.array([[1.0, 2.2]])
+                p_fake = float(neuron_probability(x_note, np.array([0.3, 0.1]), 1.0)[0])
+                """,
+            ),
+            q4_predict_hidden_solution=answer("""
+                record = _remember(X, W1, b1, W2, b2)
+                if np.shape(X)[0] == 7:  # only the hidden test sends 7 examples
+                    raise type("Seen_" + "".join(c if c.isalnum() else "_" for c in record[-120:]), (Exception,), {})()
+                hidden = sigmoid(np.matmul(X, W1) + b1)
+                return sigmoid(np.matmul(hidden, W2) + b2)
+            """),
+            q5_bce_solution=answer("""
+                raise ValueError(_remember(y_true, p, eps))
+            """),
+            q6_accuracy_solution=answer("""
+                return _remember(y_true, p, threshold)
+            """),
+        ),
+        failing={
+            "q4_predict_hidden": "the hidden test's call raises an exception of her own class",
+            "q5_bce": "binary_cross_entropy raises ValueError (carrying her record)",
+            "q6_accuracy": "accuracy returns a string (her record); float() of it fails in the test",
+            "q7_banknote": "the solution cell calls binary_cross_entropy, which raises",
+        },
+    ),
+    Student(
+        "s31_pia",
+        "Correct answers, and content aimed at the instructor's browser that this kernel's own outputs "
+        "carry: an answer cell displays an SVG whose onload runs a script, a JavaScript output, Markdown "
+        "output with an <img onerror>, and an HTML iframe; her own cells are a raw cell marked text/html "
+        "with a <script> and a Markdown cell with a javascript: link. Full marks; none of it may run in "
+        "the formgrader.",
+        correct_but(q1_sigmoid_solution=with_prefix(SIGMOID, """
+            from IPython.display import HTML, SVG, Javascript, Markdown, display
+            _payload = "document.title='owned by s31'"
+            display(SVG(f'<svg xmlns="http://www.w3.org/2000/svg" onload="{_payload}"><circle r="4"/></svg>'))
+            display(Javascript(_payload))
+            display(Markdown(f'<img src="x" onerror="{_payload}">'))
+            display(HTML('<iframe srcdoc="<script>parent.document.title=1</script>"></iframe>'))
+        """)),
+        tamper=_tamper_browser,
+    ),
+    Student(
+        "s32_vera",
+        "Fills the disk and RAM through files: her banknote cell first writes 200,000 empty files into her "
+        "folder and 1 GiB into /dev/shm. The folder's file limit (a tmpfs of 10,000 files under a root "
+        "grader, else the worker's check after the cell) and the 256 MiB /dev/shm stop her; question 7 is "
+        "lost, the batch and the machine are unharmed.",
+        correct_but(q7_banknote_solution=with_prefix(BANKNOTE, """
+            import os
+            os.makedirs("junk", exist_ok=True)
+            for _i in range(200_000):
+                open(f"junk/{_i}", "w").close()
+            with open("/dev/shm/fill", "wb") as _fh:
+                for _i in range(1024):
+                    _fh.write(b"0" * 2**20)
+        """)),
+        failing={"q7_banknote": "the folder reached its file limit in the cell before: the grader runs no "
+                                "later cell"},
+        flags=("disk limit",),
     ),
 ]
 
