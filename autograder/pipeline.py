@@ -908,7 +908,7 @@ def gradebook_scores(course: Course, assignment: str) -> dict[str, dict[str, flo
 
 def feedback_rounds(course: Course, assignment: str, student: str) -> list[dict]:
     """The rounds of feedback ``student`` has had on ``assignment``, oldest first: one per different
-    submission (``key``, the content hash of the graded result), with when it was written, its score and
+    submission (``key``, the hash of the submitted notebook), with when it was written, its score and
     whether the feedback was withheld (over the assignment's ``feedback_rounds`` cap)."""
     path = _rounds_file(course, assignment, student)
     try:
@@ -919,6 +919,16 @@ def feedback_rounds(course: Course, assignment: str, student: str) -> list[dict]
         raise CourseError(f"the feedback record {path} is not valid JSON ({exc}); restore it from a backup or "
                           "delete it to count this student's rounds from zero") from None
     return rounds if isinstance(rounds, list) else []
+
+
+def _submission_key(course: Course, result: Result) -> str:
+    """What makes a round: the submitted notebook's bytes (grading the same notebook again, with a newer
+    grader say, is the same round), or the result's key where the submission is not on disk."""
+    path = course.submitted / result.student / result.assignment / course.settings(result.assignment).notebook
+    try:
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return result.key
 
 
 def _rounds_file(course: Course, assignment: str, student: str) -> pathlib.Path:
@@ -945,11 +955,12 @@ def write_feedback(course: Course, result: Result, final: bool = False) -> pathl
     if not final:
         rounds = feedback_rounds(course, result.assignment, result.student)
         keys = [r.get("key") for r in rounds if isinstance(r, dict)]
-        if result.key in keys:
-            number = keys.index(result.key) + 1
+        key = _submission_key(course, result)
+        if key in keys:
+            number = keys.index(key) + 1
         else:
             number = len(rounds) + 1
-            rounds.append({"key": result.key, "time": now.isoformat(timespec="seconds"), "score": result.score,
+            rounds.append({"key": key, "time": now.isoformat(timespec="seconds"), "score": result.score,
                            "withheld": cap is not None and number > cap})
             path = _rounds_file(course, result.assignment, result.student)
             path.parent.mkdir(parents=True, exist_ok=True)

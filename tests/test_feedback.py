@@ -203,6 +203,19 @@ def test_rounds_are_recorded_and_capped(course):
     assert len(pipeline.feedback_rounds(course, "hw1", "ana")) == 3  # final feedback is not a round
 
 
+def test_a_round_is_a_submission_not_a_grading(course):
+    """Grading the same notebook again (a newer grader gives its result a new key) is the same round; a new
+    notebook is a new one."""
+    notebook = course.submitted / "ana" / "hw1" / "hw1.ipynb"
+    notebook.parent.mkdir(parents=True)
+    notebook.write_text("first")
+    pipeline.write_feedback(course, _result("k1", 2.0))
+    assert "round 1 of 2" in pipeline.write_feedback(course, _result("k1-regraded", 2.0)).read_text()
+    notebook.write_text("second")
+    assert "round 2 of 2" in pipeline.write_feedback(course, _result("k2", 2.0)).read_text()
+    assert len(pipeline.feedback_rounds(course, "hw1", "ana")) == 2
+
+
 def test_a_damaged_round_record_is_reported_not_reset(course):
     pipeline.write_feedback(course, _result("k1", 2.0))
     path = course.build / "feedback_rounds" / "hw1" / "ana.json"
