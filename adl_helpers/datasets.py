@@ -1,10 +1,14 @@
-"""The course's datasets as NumPy arrays: MNIST, Fashion-MNIST, SVHN, CIFAR-10 and banknote authentication.
+"""The course's datasets as NumPy arrays: MNIST, Fashion-MNIST, SVHN, CIFAR-10, banknote authentication,
+Seattle's daily weather, and a real English text for character models.
 
 Every loader finds each official file in three places, in this order, and checks its sha256 every time:
 
 1. the writable cache, ``data_dir()/<folder>/<file>`` (``$ADL_DATA_DIR``, else the user cache folder);
 2. the read-only mirror, ``mirror_dir()/<folder>/<file>`` (``$ADL_DATA_MIRROR``), read in place;
 3. its download sources, tried in order, into the cache with a progress bar (full profile, not offline).
+
+Seattle's weather is also found, before any download, inside the installed ``vega_datasets`` package (same
+sha256 check). :func:`load_python_reference` reads Python's own help topics and never downloads.
 
 A cached file with the wrong sha256 is moved aside to ``<file>.corrupt`` and fetched again. A download is
 written to a temporary file and renamed to its final name only once its sha256 matches; a source that is
@@ -32,8 +36,11 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import functools
 import gzip
+import importlib.resources
+import io
 import pathlib
 import zlib
 
@@ -45,6 +52,7 @@ from adl_helpers._download import (
     DatasetUnavailableError,
     FileSpec,
     Source,
+    _verified,
     download,
     find_local,
     offline,
@@ -61,7 +69,11 @@ __all__ = [
     "load_cifar10",
     "load_fashion_mnist",
     "load_mnist",
+    "load_python_reference",
+    "load_seattle_weather",
     "load_svhn",
+    "SEATTLE_WEATHER_FEATURES",
+    "SEATTLE_WEATHER_KINDS",
 ]
 
 CIFAR10_CLASSES = (
@@ -80,6 +92,9 @@ _SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
 _BANKNOTE_ZIP = "https://archive.ics.uci.edu/static/public/267/banknote+authentication.zip"  # UCI today
 _BANKNOTE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/00267/"  # UCI's old folder
+# vega-datasets 1.29.0 (npm), whose data/seattle-weather.csv is the file the PyPI package vega_datasets ships.
+_VEGA_URLS = ("https://cdn.jsdelivr.net/npm/vega-datasets@1.29.0/data/",
+              "https://raw.githubusercontent.com/vega/vega-datasets/v1.29.0/data/")
 
 
 def _spec(folder: str, name: str, bases: str | tuple[str, ...], sha256: str, size: int,
@@ -105,6 +120,8 @@ def _spec(folder: str, name: str, bases: str | tuple[str, ...], sha256: str, siz
 #   shared/datasets/MANIFEST.txt (banknote/uci/), a hash other projects pin for that zip's member too.
 #   `text_sha256` also accepts the same text with other line endings or a final newline (the shared
 #   mirror's LF copy, sha256 564ac22b..., is one); errors name the real file's sha256.
+# - Seattle weather: the copy inside the PyPI package vega_datasets 0.9.0 (vega_datasets/_data/), which is
+#   byte-identical to data/seattle-weather.csv of the npm package vega-datasets 1.29.0 (also 1.10.0-1.31.1).
 _FILES: dict[str, FileSpec] = dict([
     _spec("mnist", "train-images-idx3-ubyte.gz", _MNIST_URL,
           "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9_912_422),
@@ -136,6 +153,8 @@ _FILES: dict[str, FileSpec] = dict([
          Source(_BANKNOTE_URL + "data_banknote_authentication.txt")),
         "d0539aaed2139ba7a587b3e34fb345ce503ff7d5d33dbf9912d8e195ce425cb9", 46_400,
         text_sha256="564ac22b61d87388b1662adee2867e5d382aae78afb0bf5d6745c1a843174b8e")),
+    _spec("seattle_weather", "seattle-weather.csv", _VEGA_URLS,
+          "62f0609f787158128aa2bd102967173a4953122dd4f872bf1d502cae1037df0b", 47_838),
 ])
 
 _STANDIN_MAX = 5_000  # stand-ins hold at most this many images per split, whatever the profile says
@@ -667,3 +686,127 @@ def load_banknote(*, profile=None):
     _say("banknote file not found; using a generated stand-in of two Gaussian blobs fitted to the real "
          f"data (1,372 rows, {why})")
     return _standins.banknote_standin(seed=7_001)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Seattle's daily weather, 2012-2015 (vega-datasets; the PyPI package vega_datasets ships it)
+
+SEATTLE_WEATHER_FEATURES = ("precipitation", "temp_max", "temp_min", "wind")
+"""The numeric columns of :func:`load_seattle_weather`: mm of rain, daily maximum and minimum in degrees C,
+mean wind speed in m/s."""
+
+SEATTLE_WEATHER_KINDS = ("drizzle", "fog", "rain", "snow", "sun")
+"""The day's weather, indexed by the label :func:`load_seattle_weather` returns."""
+
+_VEGA_PACKAGE = "vega_datasets==0.9.0"
+
+
+def _packaged_copy(key: str, package: str, *parts: str) -> pathlib.Path | None:
+    """The verified copy of file ``key`` that an installed package ships, or ``None`` (not installed, or wrong)."""
+    try:
+        resource = importlib.resources.files(package).joinpath(*parts)
+    except ModuleNotFoundError:
+        return None
+    path = pathlib.Path(str(resource))
+    if not path.is_file():
+        return None
+    ok, got = _verified(_FILES[key], path)
+    if not ok:
+        print(f"adl_helpers: {path} has sha256 {got}, expected {_FILES[key].sha256}; ignoring it "
+              f"(reinstall {package})")
+        return None
+    return path
+
+
+def _read_seattle_weather(path: pathlib.Path, *, caller: str, key: str):
+    try:
+        rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise _corrupt(caller, key, path, f"it is not a UTF-8 CSV table: {err}") from err
+    columns = ("date", *SEATTLE_WEATHER_FEATURES, "weather")
+    if not rows or any(c not in rows[0] for c in columns):
+        found = list(rows[0]) if rows else []
+        raise _corrupt(caller, key, path, f"columns {found}, expected {list(columns)}")
+    try:
+        dates = np.array([r["date"].replace("/", "-") for r in rows], dtype="datetime64[D]")
+        x = np.array([[float(r[c]) for c in SEATTLE_WEATHER_FEATURES] for r in rows], dtype=np.float32)
+        kinds = np.array([SEATTLE_WEATHER_KINDS.index(r["weather"]) for r in rows], dtype=np.uint8)
+    except ValueError as err:
+        raise _corrupt(caller, key, path, f"a row does not parse: {err}") from err
+    if not (np.diff(dates) == np.timedelta64(1, "D")).all():
+        raise _corrupt(caller, key, path, "the dates are not consecutive days")
+    return dates, x, kinds
+
+
+def load_seattle_weather(*, profile=None):
+    """Load Seattle's daily weather, 1 January 2012 to 31 December 2015: 1,461 days of real measurements.
+
+    Each day has four numbers (``SEATTLE_WEATHER_FEATURES``: precipitation in mm, the maximum and minimum
+    temperature in degrees C, mean wind speed in m/s) and the kind of weather (``SEATTLE_WEATHER_KINDS``:
+    drizzle, fog, rain, snow or sun). The file is ``seattle_weather/seattle-weather.csv`` from the
+    vega-datasets collection. It is found, sha256-checked, in the cache, then the mirror, then inside the
+    installed ``vega_datasets`` package (a course dependency, so no download is normally needed), and is
+    downloaded only when none of these has it (full profile, not offline). There is no stand-in.
+
+    Args:
+        profile: a :class:`~adl_helpers.settings.Profile`, a profile name, or ``None`` for the active profile.
+
+    Returns:
+        ``(dates, x, weather)``: ``datetime64[D]`` dates of shape ``(1461,)``, consecutive days; float32 ``x``
+        of shape ``(1461, 4)``; uint8 ``weather`` of shape ``(1461,)``, indices into ``SEATTLE_WEATHER_KINDS``.
+
+    Raises:
+        DatasetUnavailableError: the file is not installed, cached or mirrored and may not be downloaded, or
+            is corrupt.
+
+    Example:
+        >>> dates, x, weather = load_seattle_weather()
+        >>> x.shape, str(dates[0]), SEATTLE_WEATHER_KINDS[weather[0]]
+        ((1461, 4), '2012-01-01', 'drizzle')
+    """
+    caller = "load_seattle_weather"
+    profile = _resolve_profile(profile, caller)
+    key = "seattle_weather/seattle-weather.csv"
+    path = find_local(_FILES[key]) or _packaged_copy(key, "vega_datasets", "_data", "seattle-weather.csv")
+    if path is None:
+        why = _no_download(profile, caller)
+        if why is not None:
+            raise unavailable(_FILES[key], caller, f"the {_VEGA_PACKAGE.split('==')[0]} package is not "
+                              f"installed (pip install {_VEGA_PACKAGE}) and downloading is off ({why})")
+        path = download(_FILES[key], caller)
+    return _read_seattle_weather(path, caller=caller, key=key)
+
+
+# ----------------------------------------------------------------------------------------------------
+# A real English text that ships with Python: the reference manual's help topics
+
+
+def load_python_reference():
+    """Return the text of Python's own help topics (``help("if")`` and friends) as one string.
+
+    Every Python installation carries the language reference's main topics (the ``pydoc_data`` package that
+    ``help()`` reads): about 80 sections of real technical English with code, about 500,000 characters. It
+    is what the course's character-level language models train on: no download, no stand-in. The topics
+    are joined in alphabetical order of their names, separated by a blank line. The exact text differs a
+    little between Python versions (3.13's is the longest), so compare sizes with a tolerance.
+
+    Returns:
+        The text, a ``str`` with ``\n`` line ends.
+
+    Raises:
+        DatasetUnavailableError: this Python was installed without ``pydoc_data`` (some minimal builds
+            strip it); install the full standard library (e.g. ``apt install libpython3.X-stdlib``).
+
+    Example:
+        >>> text = load_python_reference()
+        >>> len(text) > 400_000, text.count("while") > 10
+        (True, True)
+    """
+    try:
+        from pydoc_data.topics import topics
+    except ImportError as err:
+        raise DatasetUnavailableError(
+            "load_python_reference: this Python has no pydoc_data package (a minimal build without the "
+            "help topics); install the full standard library, e.g. 'apt install libpython3-stdlib'"
+        ) from err
+    return "\n\n".join(topics[name].strip("\n").replace("\r\n", "\n") for name in sorted(topics)) + "\n"

@@ -39,7 +39,7 @@ PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)\s*(?:;\s*(.+?))?\s*
 # What the notebooks and the helpers import on Colab, taken at Colab's versions.
 COLAB_PACKAGES = ("tensorflow", "keras", "tensorboard", "numpy", "scipy", "matplotlib", "scikit-learn", "pandas",
                   "h5py", "tqdm", "mlxtend", "platformdirs", "pyyaml", "pytest", "ipykernel", "nbclient",
-                  "nbformat", "jupyter-client")
+                  "nbformat", "jupyter-client", "vega-datasets")
 # What `make test-colab` adds to run the notebooks (not on Colab), at the versions of requirements.lock.
 COLAB_TEST_TOOLS = ("nbval", "pytest-xdist")
 

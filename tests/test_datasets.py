@@ -1216,3 +1216,123 @@ def test_real_mirror_banknote(env, capsys):
     for label, (_, mean, std) in datasets._standins._BANKNOTE_STATS.items():
         np.testing.assert_allclose(x[y == label].mean(axis=0), mean, atol=1e-3)
         np.testing.assert_allclose(x[y == label].std(axis=0), std, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Seattle's weather (shipped by the vega_datasets package) and Python's help topics (shipped by Python)
+
+WEATHER_KEY = "seattle_weather/seattle-weather.csv"
+WEATHER_HEADER = "date,precipitation,temp_max,temp_min,wind,weather\n"
+
+
+def packaged_weather() -> bytes:
+    import importlib.resources
+
+    return importlib.resources.files("vega_datasets").joinpath("_data", "seattle-weather.csv").read_bytes()
+
+
+def without_vega(env) -> None:
+    """Make the vega_datasets package look uninstalled to the loader."""
+    real = datasets.importlib.resources.files
+
+    def files(package):
+        if package == "vega_datasets":
+            raise ModuleNotFoundError("No module named 'vega_datasets'")
+        return real(package)
+
+    env.monkeypatch.setattr(datasets.importlib.resources, "files", files)
+
+
+def test_load_seattle_weather_reads_the_installed_package_copy_without_downloading(env, capsys):
+    dates, x, weather = datasets.load_seattle_weather(profile="full")
+
+    assert env.opened == [] and files_under(env.cache) == [] and capsys.readouterr().out == ""
+    assert x.shape == (1461, 4) and x.dtype == np.float32 and weather.dtype == np.uint8
+    assert str(dates[0]) == "2012-01-01" and str(dates[-1]) == "2015-12-31"
+    np.testing.assert_allclose(x[0], [0.0, 12.8, 5.0, 4.7], rtol=1e-6)
+    assert [datasets.SEATTLE_WEATHER_KINDS[k] for k in weather[:2]] == ["drizzle", "rain"]
+    assert np.bincount(weather, minlength=5).sum() == 1461 and (x[:, 1] >= x[:, 2]).all()  # max >= min
+
+
+def test_seattle_weather_is_downloaded_and_cached_when_the_package_is_missing(env, http_origin):
+    base, routes = http_origin
+    data = packaged_weather()
+    routes["/seattle-weather.csv"] = (data, None)
+    spec = datasets._FILES[WEATHER_KEY]
+    env.monkeypatch.setitem(datasets._FILES, WEATHER_KEY, FileSpec(
+        spec.folder, spec.name, (Source(f"{base}/seattle-weather.csv"),), spec.sha256, spec.size))
+    without_vega(env)
+
+    dates, x, _ = datasets.load_seattle_weather(profile="full")
+
+    assert x.shape == (1461, 4) and str(dates[-1]) == "2015-12-31"
+    assert env.opened == [f"{base}/seattle-weather.csv"]
+    assert env.cached(WEATHER_KEY).read_bytes() == data
+    env.offline = True  # the second call reads the cache
+    assert datasets.load_seattle_weather(profile="full")[1].shape == (1461, 4)
+
+
+@pytest.mark.parametrize(("profile", "offline", "why"), [("smoke", False, "smoke profile"),
+                                                         ("full", True, "offline (ADL_DATA_OFFLINE=1)")])
+def test_seattle_weather_without_the_package_never_downloads_in_smoke_or_offline(env, profile, offline, why):
+    without_vega(env)
+    if offline:
+        env.monkeypatch.setenv("ADL_DATA_OFFLINE", "1")
+
+    with pytest.raises(DatasetUnavailableError) as info:
+        datasets.load_seattle_weather(profile=profile)
+
+    message = str(info.value)
+    assert "pip install vega_datasets==0.9.0" in message and f"downloading is off ({why})" in message
+    assert env.opened == [] and files_under(env.cache) == []
+
+
+def test_a_changed_package_copy_is_reported_and_ignored(env, tmp_path, capsys):
+    fake = tmp_path / "fake_vega" / "_data"
+    fake.mkdir(parents=True)
+    (fake / "seattle-weather.csv").write_bytes(packaged_weather().replace(b"12.8", b"99.9", 1))
+    real = datasets.importlib.resources.files
+    env.monkeypatch.setattr(datasets.importlib.resources, "files",
+                            lambda package: fake.parent if package == "vega_datasets" else real(package))
+
+    with pytest.raises(DatasetUnavailableError, match="smoke profile"):
+        datasets.load_seattle_weather(profile="smoke")
+
+    out = capsys.readouterr().out
+    assert "seattle-weather.csv has sha256" in out and "reinstall vega_datasets" in out
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("date,temp\n2012-01-01,3\n", "columns ['date', 'temp']"),
+    (WEATHER_HEADER + "2012/01/01,0.0,12.8,5.0,4.7,hail\n", "a row does not parse"),
+    (WEATHER_HEADER + "2012/01/01,0.0,twelve,5.0,4.7,sun\n", "a row does not parse"),
+    (WEATHER_HEADER + "2012/01/01,0,1,0,1,sun\n2012/01/03,0,1,0,1,sun\n", "not consecutive days"),
+    ("", "columns []"),
+])
+def test_bad_seattle_weather_file_raises_naming_the_file(env, content, message):
+    without_vega(env)
+    env.publish(WEATHER_KEY, content.encode())
+
+    with pytest.raises(DatasetUnavailableError, match=re.escape(message)) as info:
+        datasets.load_seattle_weather(profile="full")
+
+    assert "seattle-weather.csv" in str(info.value) and "Delete it" in str(info.value)
+
+
+def test_load_python_reference_is_the_help_topics_in_name_order():
+    from pydoc_data.topics import topics
+
+    text = datasets.load_python_reference()
+
+    assert len(text) > 400_000 and "\r" not in text and text.endswith("\n")
+    first, second = sorted(topics)[:2]
+    assert text.startswith(topics[first].strip("\n"))
+    assert text.index(topics[second].strip("\n")[:200]) > 0
+    assert 'The "if" statement' in text and text == datasets.load_python_reference()
+
+
+def test_load_python_reference_without_pydoc_data_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pydoc_data.topics", None)  # import fails like a stripped build
+
+    with pytest.raises(DatasetUnavailableError, match="no pydoc_data package.*install the full standard library"):
+        datasets.load_python_reference()

@@ -44,7 +44,7 @@ def dists(edition, tmp_path_factory):
 
 
 def test_private_material_is_known(private):
-    # Solutions, hidden tests, sample submissions and wrong-answer cases of all six assignments.
+    # Solutions, hidden tests, sample submissions and wrong-answer cases of every assignment.
     assert len(private) > 500
     solution = json.loads((ROOT / "source" / "hw1" / "hw1.ipynb").read_text())
     blocks = [ln for c in solution["cells"]
