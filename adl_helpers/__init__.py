@@ -9,13 +9,16 @@ once, when it loads (see :mod:`adl_helpers.settings`).
 """
 
 from adl_helpers import datasets, grading, pretrained
+from adl_helpers.checks import CheckFailed, check
 from adl_helpers.settings import PROFILES, Profile, data_dir, get_profile, mirror_dir, set_seed, setup
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckFailed",
     "PROFILES",
     "Profile",
+    "check",
     "data_dir",
     "datasets",
     "get_profile",

@@ -1,6 +1,6 @@
 """Pretrained backbones: MobileNetV2 (alpha=0.35) with ImageNet weights, offline first.
 
-The course uses one small ImageNet backbone for transfer learning (week 8, hw5): MobileNetV2 with width
+The course uses one small ImageNet backbone for transfer learning (week 8, hw4): MobileNetV2 with width
 multiplier 0.35 and no classification head (410,208 parameters, 1,280 features per image). Its weights
 come from the first of:
 
