@@ -962,7 +962,7 @@ def render_cases(assignment: str) -> dict[str, bytes]:
              "each student is the release filled in with the solution's code, with one plausible mistake (w01, "
              "w02, ...) or, for CI and the demo, the first mistake of each test cell dealt between two students "
              "(wx_several_mistakes_a and _b); a student must lose exactly the points of the test cells their "
-             "mistakes name.", *RULES[:3]]
+             "mistakes name.", RULES[0].replace("hw1/hw1", f"{assignment}/{assignment}"), *RULES[1:3]]
     files["expected.json"] = (json.dumps({"rules": rules, "students": students}, indent=1) + "\n").encode()
     return files
 
