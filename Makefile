@@ -26,7 +26,7 @@ DEST ?= build/student
 COLAB_PYTHON ?= python3.13
 COLAB_VENV   := build/colab-venv
 
-.PHONY: help setup demo test test-colab test-colab-latest lint lab release student images lock lock-colab clean FORCE
+.PHONY: help setup demo test test-colab test-colab-latest lint lab release student slides images lock lock-colab clean FORCE
 
 help:
 	@echo "make demo      set up .venv, build the release, autograde the sample classes, print grades and reports"
@@ -34,6 +34,7 @@ help:
 	@echo "make test-colab         run every notebook and homework solution in an imitation of Colab"
 	@echo "make test-colab-latest  the same against the newest TensorFlow, Keras and NumPy pip offers"
 	@echo "make student   write the student edition (no solutions, no hidden tests) to DEST=$(DEST)"
+	@echo "make slides    reveal.js slides of every week in build/slides (EXECUTE=1: run the notebooks first)"
 	@echo "make lab       start JupyterLab on the repository (notebooks/ first)"
 	@echo "make release   regenerate release/ from source/ with nbgrader"
 	@echo "make images    build the student and instructor images with podman or docker"
@@ -84,6 +85,13 @@ test-colab-latest: $(STAMP)
 
 student: $(STAMP)
 	$(BIN)/python course/student_edition.py build $(DEST)
+
+# Lecture slides: reveal.js, MathJax and their loaders come from the npm registry once (course/slides/package-lock.json)
+# and are copied beside the decks, so build/slides opens from disk without a network. EXECUTE=1 runs each notebook
+# first (the full run: over an hour for every week) so that the slides show plots and checks.
+SLIDES_OUT ?= build/slides
+slides: $(STAMP)
+	$(BIN)/python course/slides.py build --out $(SLIDES_OUT) $(if $(filter 1,$(EXECUTE)),--execute) $(NOTEBOOKS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
