@@ -1,0 +1,15 @@
+HEADLINES = {
+    "copy16_attention_accuracy": round(float(attended), 4),
+    "copy16_final_state_accuracy": round(float(final[16]), 4),
+    "copy4_final_state_accuracy": round(float(final[4]), 4),
+    "mnist_transformer_test_accuracy": round(transformer["accuracy"], 4),
+    "mnist_lstm_test_accuracy": round(lstm["accuracy"], 4),
+    "mnist_transformer_params": transformer["params"],
+    "mnist_lstm_params": lstm["params"],
+    "mnist_train_images": len(x_train),
+    "mnist_test_images": len(x_test),
+    "char_heldout_bits_per_char": round(model_bits, 4),
+    "char_unigram_heldout_bits_per_char": round(unigram_bits, 4),
+    "char_train_windows": len(x_chars),
+    "char_heldout_characters": int(y_held.size),
+}

@@ -1,0 +1,16 @@
+HEADLINES = {
+    "data": "MNIST digits from adl_helpers.load_mnist; 2D toy data generated in the notebook (seeded)",
+    "mnist_train_images": int(len(x_real)),
+    "dcgan_steps": int(gan_steps),
+    "judge_test_accuracy": round(float(judge_accuracy), 4),
+    "frechet_untrained_generator": round(fd_start, 3),
+    "frechet_trained_generator": round(fd_end, 3),
+    "frechet_real_vs_real": round(fd_real, 3),
+    "judge_confidence_untrained_vs_trained": f"{conf_start:.3f} -> {conf_end:.3f}",
+    "ring_modes_fast_generator": modes_fast_g,
+    "ring_modes_balanced": modes_balanced,
+    "ring_quality_fast_generator": round(quality_fast_g, 4),
+    "ring_quality_balanced": round(quality_balanced, 4),
+    "cycle_error_adversarial_only": round(float(errors_adv[-1]), 4),
+    "cycle_error_with_cycle_loss": round(float(errors_cyc[-1]), 4),
+}
