@@ -71,11 +71,11 @@ test: $(STAMP)
 	mkdir -p $(TEST_DATA_DIR)
 	ADL_PROFILE=smoke ADL_DATA_DIR=$(TEST_DATA_DIR) MPLBACKEND=Agg \
 		$(BIN)/python -m pytest -n 2 --dist loadfile --nbval-lax --durations=15 \
-		tests notebooks
+		tests notebooks course/project/starters
 
 # Colab, imitated: Python 3.13 with requirements-colab.lock (Colab's own versions), the helpers installed
-# from the student edition exactly as a notebook's setup cell installs them, then every week notebook and
-# every homework solution (with its public checks) executed in the smoke profile.
+# from the student edition exactly as a notebook's setup cell installs them, then every week notebook,
+# every project starter and every homework solution (with its public checks) executed in the smoke profile.
 test-colab: $(STAMP)
 	$(BIN)/python course/colab.py run --python $(COLAB_PYTHON) --venv $(COLAB_VENV) --lock requirements-colab.lock
 

@@ -1,4 +1,4 @@
-"""Run every week notebook and every homework solution in an environment that imitates Colab.
+"""Run every week notebook, project starter and homework solution in an environment that imitates Colab.
 
     python course/colab.py run [--python python3.13] [--venv build/colab-venv] [--lock requirements-colab.lock]
     python course/colab.py run --latest --venv build/colab-latest-venv   # the newest versions pip offers
@@ -13,8 +13,8 @@ What it does, in order (``make test-colab`` and ``make test-colab-latest`` call 
    line, read from the first week notebook, with the GitHub address replaced by the local edition. That
    line must leave the preinstalled TensorFlow, Keras and NumPy alone: a version change fails the run.
 4. Writes each homework solution as a student would run it (``source/`` with the hidden tests removed)
-   into ``build/colab/homework/`` and executes it, with every week notebook, with nbval in the smoke
-   profile, two at a time.
+   into ``build/colab/homework/`` and executes it, with every week notebook and every project starter
+   (``course/project/starters/``), with nbval in the smoke profile, two at a time.
 """
 
 from __future__ import annotations
@@ -125,6 +125,11 @@ def homework_solutions(dest: pathlib.Path) -> list[pathlib.Path]:
     return out
 
 
+def project_starters() -> list[pathlib.Path]:
+    """The course project's starter notebooks, run like the week notebooks."""
+    return sorted((ROOT / "course" / "project" / "starters").glob("*.ipynb"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"colab.py: the setup cell's install changed Colab's packages: {before} -> {after}")
     print("colab.py: " + ", ".join(f"{k} {v}" for k, v in after.items()) + " (left as installed)")
 
-    targets = args.notebooks or [*weeks, *homework_solutions(WORK / "homework")]
+    targets = args.notebooks or [*weeks, *project_starters(), *homework_solutions(WORK / "homework")]
     env = dict(os.environ, ADL_PROFILE="smoke", MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1",
                PYDEVD_DISABLE_FILE_VALIDATION="1",  # Colab's ipykernel 6.17 and debugpy on Python 3.13
                ADL_DATA_DIR=str(ROOT / "build" / "data-cache"))

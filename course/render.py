@@ -6,7 +6,8 @@
 schedule.yml names the student edition once (``repository``, ``ref``). From it come:
 
 * README.md: the table between the markers ``notebooks:begin`` and ``notebooks:end``.
-* Every week notebook (``notebooks/``) and every homework source (``source/hwN/``):
+* Every week notebook (``notebooks/``), every homework source (``source/hwN/``) and every project starter
+  (``course/project/starters/``):
   - the **badge cell**, the markdown cell tagged ``colab-badge``: one Colab badge that opens the notebook's
     path in the edition (``notebooks/weekNN_*.ipynb``, or ``release/hwN/hwN.ipynb`` for homework). A
     notebook without one gets it inserted after its first cell (the title); in an nbgrader source it is a
@@ -192,6 +193,11 @@ def rendered_notebooks(schedule: dict, root: pathlib.Path = ROOT) -> list[pathli
     return weeks + sorted((root / "source").glob("*/*.ipynb"))
 
 
+def project_notebooks(root: pathlib.Path = ROOT) -> list[pathlib.Path]:
+    """The course project's starter notebooks, rendered like the weeks (same path in the edition)."""
+    return sorted((root / "course" / "project" / "starters").glob("*.ipynb"))
+
+
 def released_notebooks(root: pathlib.Path = ROOT) -> list[pathlib.Path]:
     """nbgrader's copies of the homework sources: checked, never written."""
     return sorted((root / "release").glob("*/*.ipynb"))
@@ -215,7 +221,7 @@ def main(argv: list[str], root: pathlib.Path = ROOT) -> int:
         stale.append("README.md: the notebook table")
         if not check:
             readme.write_text(new)
-    for path in rendered_notebooks(schedule, root):
+    for path in rendered_notebooks(schedule, root) + project_notebooks(root):
         name = path.relative_to(root)
         try:
             text, new = render_file(path, schedule, root)

@@ -5,7 +5,8 @@
 
 The edition is an allow-list, copied from here:
 
-- ``notebooks/`` (the week notebooks), ``release/`` (the homework as students get it), ``adl_helpers/``;
+- ``notebooks/`` (the week notebooks), ``release/`` (the homework as students get it), ``adl_helpers/``,
+  ``course/project/`` (the project handout, rubric, report template and starter notebooks);
 - ``course/syllabus.md`` and ``course/schedule.yml``, ``LICENSE``;
 - written from ``course/student/``: ``pyproject.toml`` (the ``adl-helpers`` package, Python >= 3.10),
   ``README.md`` (with the week table), ``Dockerfile``, ``.dockerignore``, ``environment.yml``, and
@@ -34,7 +35,7 @@ import yaml
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "course" / "student"
 MARKER = ".adl-student-edition"  # written into every edition: only such a folder may be overwritten
-COPIED = ("notebooks", "release", "adl_helpers")
+COPIED = ("notebooks", "release", "adl_helpers", "course/project")
 COPIED_FILES = ("course/syllabus.md", "course/schedule.yml", "LICENSE")
 SKIP = ("__pycache__", ".ipynb_checkpoints", "*.pyc", "*.egg-info")
 # Strings that never appear in anything a student receives.

@@ -61,7 +61,9 @@ def test_edition_holds_what_students_need(edition):
     assert sorted(p.name for p in (edition / "notebooks").glob("*.ipynb")) == sorted(
         p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     assert sorted(p.name for p in (edition / "release").iterdir()) == sorted(p.name for p in (ROOT / "release").iterdir())
-    assert sorted(p.name for p in (edition / "course").iterdir()) == ["schedule.yml", "syllabus.md"]
+    assert sorted(p.name for p in (edition / "course").iterdir()) == ["project", "schedule.yml", "syllabus.md"]
+    assert sorted(p.name for p in (edition / "course" / "project" / "starters").glob("*.ipynb")) == sorted(
+        p.name for p in (ROOT / "course" / "project" / "starters").glob("*.ipynb"))
     readme = (edition / "README.md").read_text()
     assert "{table}" not in readme and "colab.research.google.com/github/" in readme
     assert "week01_tensorflow_keras.ipynb" in readme and "release/hw1" in readme
