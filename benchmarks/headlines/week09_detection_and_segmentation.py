@@ -1,0 +1,16 @@
+HEADLINES = {
+    "localiser_test_accuracy": round(loc_accuracy, 4),
+    "localiser_majority_class_accuracy": round(majority_accuracy, 4),
+    "localiser_test_mean_iou": round(loc_mean_iou, 4),
+    "localiser_mean_box_mean_iou": round(mean_box_iou, 4),
+    "detector_test_map50": round(det_map, 4),
+    "detector_one_box_baseline_map50": round(one_box_map, 4),
+    "unet_test_dice": round(seg_scores["U-Net"][0], 4),
+    "no_skips_test_dice": round(seg_scores["no skips"][0], 4),
+    "unet_test_iou": round(seg_scores["U-Net"][1], 4),
+    "no_skips_test_iou": round(seg_scores["no skips"][1], 4),
+    "localiser_train_canvases": n_loc_train,
+    "detector_train_scenes": n_det_train,
+    "segmenter_train_scenes": n_seg_train,
+    "test_canvases_each": n_test,
+}
