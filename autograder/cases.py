@@ -15,6 +15,10 @@ fills it in: every ``# YOUR CODE HERE`` stub replaced by the solution's code, th
 ``autograder/samples/make_sample_class.py`` writes them under
 ``autograder/samples/<assignment>/`` with ``expected.json``; the demo and the tests grade them with the real
 autograder, and ``autograder/samples/check_cases.py`` does it for one assignment in a scratch course.
+
+A question graded by hand (an answer cell that is also graded, see ``autograder/rubric.py``) is no test cell: no
+case edits or loses it, and every sample student answers it with the sample answer, so it awaits a hand grade
+(``"manual"`` in expected.json). :func:`load_cases` checks its rubric.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import re
 
 import nbformat
 import yaml
+
+from autograder import rubric
 
 CASES_FILE = "wrong_answers.yml"
 SOLUTION_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
@@ -68,7 +74,11 @@ def load_cases(source_dir: pathlib.Path, source_nb) -> list[Case]:
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         raise CaseError(f"{path}: expected a mapping with a list under 'cases'")
     cells = _cells(source_nb)
-    graded = {gid for gid, c in cells.items() if c.metadata["nbgrader"].get("grade")}
+    try:
+        rubric.check(source_nb, where=f"source/{path.parent.name}")
+    except rubric.RubricError as exc:
+        raise CaseError(str(exc)) from None
+    graded = set(expected_points(source_nb, ()))  # the autograded test cells: a question graded by hand has no test
     cases, seen = [], set()
     for i, raw in enumerate(data["cases"]):
         where = f"{path.name}, case {i + 1}"
@@ -89,11 +99,15 @@ def load_cases(source_dir: pathlib.Path, source_nb) -> list[Case]:
         cell = cells.get(case.cell)
         if cell is None or not cell.metadata["nbgrader"].get("solution"):
             raise CaseError(f"{where}: {case.cell!r} is not a solution cell of the notebook")
+        if rubric.is_manual(cell) or cell.cell_type != "code":
+            raise CaseError(f"{where}: {case.cell!r} is graded by hand, not by a test: a case edits the code of an "
+                            "answer whose test cells it then names in 'loses'")
         n = solution_code(cell.source).count(case.replace)
         if n != 1:
             raise CaseError(f"{where}: 'replace' must occur exactly once in {case.cell}, found {n} times")
         if not case.loses or set(case.loses) - graded:
-            raise CaseError(f"{where}: 'loses' must name graded test cells, got {list(case.loses)}")
+            raise CaseError(f"{where}: 'loses' must name graded test cells (not a question graded by hand), got "
+                            f"{list(case.loses)}")
         cases.append(case)
     covered = {g for c in cases for g in c.loses}
     if cases and graded - covered:
@@ -103,11 +117,15 @@ def load_cases(source_dir: pathlib.Path, source_nb) -> list[Case]:
 
 def fill_release(release_nb, source_nb, *cases: Case):
     """The release notebook with every solution cell filled in with the solution's code, then each case's
-    edit (several cases may edit one cell: each ``replace`` must still occur exactly once when its turn comes)."""
+    edit (several cases may edit one cell: each ``replace`` must still occur exactly once when its turn comes).
+    A Markdown answer graded by hand gets the source's sample answer (its rubric stays out)."""
     nb = copy.deepcopy(release_nb)
     solutions = _cells(source_nb)
     for cell in nb.cells:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid and rubric.is_manual(cell) and cell.cell_type == "markdown":
+            cell.source = rubric.split_answer(solutions[gid].source)[0]
+            continue
         if not (gid and cell.metadata["nbgrader"].get("solution") and cell.cell_type == "code"):
             continue
         code = solution_code(solutions[gid].source)
@@ -122,7 +140,8 @@ def fill_release(release_nb, source_nb, *cases: Case):
 
 
 def build_class(assignment: str, source_nb, release_nb, source_dir: pathlib.Path) -> list[dict]:
-    """The sample students of ``assignment``: [{"id", "notebook", "note", "loses", "ci"}]. (The correct student
+    """The sample students of ``assignment``: [{"id", "notebook", "note", "loses", "manual", "ci"}] (``manual``:
+    the questions graded by hand, which each student answers with the sample answer). (The correct student
     is the solution itself, which the demo and the tests grade anyway.)
 
     One student per case (``ci`` false: ``adl-grade demo --all-cases`` and ``check_cases.py`` grade them), and
@@ -131,6 +150,7 @@ def build_class(assignment: str, source_nb, release_nb, source_dir: pathlib.Path
     student's other test cells must keep their points, so a mistake that leaks into a question of the other
     student is caught; a leak between two mistakes of one student is caught only by the one-case students."""
     found = load_cases(source_dir, source_nb)
+    manual = manual_ids(source_nb)
     students, covered, first = [], set(), []
     for i, case in enumerate(found, start=1):
         if not set(case.loses) <= covered:
@@ -140,6 +160,7 @@ def build_class(assignment: str, source_nb, release_nb, source_dir: pathlib.Path
             "id": f"w{i:02d}_{case.id.replace('-', '_')}",
             "notebook": fill_release(release_nb, source_nb, case),
             "loses": list(case.loses),
+            "manual": manual,
             "note": f"{case.why} (in {case.cell}): loses {', '.join(case.loses)} and nothing else.",
             "ci": False,
         })
@@ -152,6 +173,7 @@ def build_class(assignment: str, source_nb, release_nb, source_dir: pathlib.Path
             "id": f"wx_several_mistakes_{name}",
             "notebook": fill_release(release_nb, source_nb, *group),
             "loses": loses,
+            "manual": manual,
             "note": f"{len(group)} mistakes at once ({', '.join(c.id for c in group)}): loses "
                     f"{', '.join(loses)} and nothing else.",
             "ci": True,
@@ -160,10 +182,17 @@ def build_class(assignment: str, source_nb, release_nb, source_dir: pathlib.Path
 
 
 def expected_points(source_nb, loses) -> dict[str, float]:
-    """Points per graded test cell for a student who loses exactly ``loses``."""
+    """Points per graded test cell for a student who loses exactly ``loses`` (questions graded by hand are not
+    test cells: see :func:`manual_ids`)."""
     points = {}
     for gid, cell in _cells(source_nb).items():
         md = cell.metadata["nbgrader"]
-        if md.get("grade") and cell.cell_type == "code":
+        if md.get("grade") and not md.get("solution") and cell.cell_type == "code":
             points[gid] = 0.0 if gid in loses else float(md.get("points", 0))
     return points
+
+
+def manual_ids(source_nb) -> list[str]:
+    """The grade ids of the questions graded by hand, in order: every sample student answers them (with the
+    sample answer), so each awaits a hand grade after autograding."""
+    return [q.grade_id for q in rubric.manual_questions(source_nb)]

@@ -126,9 +126,44 @@ def cmd_export(args, course):
         print(f"wrote {path} (Canvas: Grades > Import)")
         if unknown:
             print(f"  not in the roster, left out: {', '.join(printable(s) for s in unknown)}")
+    else:
+        path = pipeline.export_csv(course, args.assignment, output)
+        print(f"wrote {path}")
+    _print_awaiting(course, args.assignment)
+
+
+def _print_awaiting(course, assignment: str) -> None:
+    """Name the students whose total is provisional: questions graded by hand without a grade yet."""
+    from autograder import rubric
+
+    if not rubric.manual_questions(course.source_notebook(assignment)):
         return
-    path = pipeline.export_csv(course, args.assignment, output)
-    print(f"wrote {path}")
+    awaiting = pipeline.gradebook_awaiting(course, assignment)
+    if not awaiting:
+        return
+    shown = "; ".join(f"{printable(s)} ({', '.join(q)})" for s, q in sorted(awaiting.items())[:20])
+    more = f" and {len(awaiting) - 20} more" if len(awaiting) > 20 else ""
+    print(f"  provisional: {len(awaiting)} student{'s' if len(awaiting) != 1 else ''} with questions awaiting a grade "
+          f"by hand, counted as 0: {shown}{more}. Grade them in the formgrader (adl-grade rubric {assignment}) "
+          "and export again.")
+
+
+def cmd_rubric(args, course):
+    from autograder import rubric
+
+    if args.assignment not in course.assignments():
+        raise CourseError(f"unknown assignment {args.assignment!r}; the course has {course.assignments()}")
+    try:
+        questions = rubric.check(course.source_notebook(args.assignment))
+    except rubric.RubricError as exc:
+        raise CourseError(str(exc)) from None
+    text = rubric.render(args.assignment, questions)
+    if args.output:
+        pathlib.Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}: {len(questions)} questions graded by hand (for graders only: do not share)")
+    else:
+        print(text)
 
 
 def cmd_report(args, course):
@@ -191,13 +226,20 @@ def _compare_with_expected(sample: pathlib.Path, results) -> None:
         exp = students.get(r.student)
         if exp is None:
             continue
-        points = {q.grade_id: q.points for q in r.questions}
-        if points != {k: float(v) for k, v in exp["points"].items()} or r.flags != exp["flags"]:
-            wrong.append(f"{printable(r.student)}: got {r.score:g} {r.flags}, expected {exp['total']} {exp['flags']}")
+        points = {q.grade_id: q.points for q in r.questions if not q.manual}  # graded by hand: not autograded
+        if points != {k: float(v) for k, v in exp["points"].items()} or r.flags != exp["flags"] \
+                or _by_hand(r) != exp.get("manual", []):
+            wrong.append(f"{printable(r.student)}: got {r.score:g} {r.flags} by hand {_by_hand(r)}, expected "
+                         f"{exp['total']} {exp['flags']} by hand {exp.get('manual', [])}")
     checked = sum(1 for r in results if r.student in students)
     print(f"  expected grades ({expected.name}): {checked - len(wrong)}/{checked} as expected")
     for line in wrong:
         print(f"  UNEXPECTED {line}")
+
+
+def _by_hand(result) -> list[str]:
+    """The questions of ``result`` answered and left to hand grading (awaiting a grade, or graded)."""
+    return [q.grade_id for q in result.questions if q.manual and q.status in (pipeline.PENDING, pipeline.GRADED_BY_HAND)]
 
 
 def _extra_cases(sample: pathlib.Path) -> tuple[str, ...]:
@@ -264,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roster", help="a Canvas gradebook export: identity columns are copied from it")
     p.add_argument("--column", help="the assignment's column name in Canvas, e.g. 'hw1 (12345)'")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("rubric", help="print the prompt, points, rubric and sample answer of each question graded "
+                                      "by hand (from source/: for graders only)")
+    p.add_argument("assignment")
+    p.add_argument("--output", help="write it to this Markdown file instead (keep it out of anything students get)")
+    p.set_defaults(func=cmd_rubric)
 
     p = sub.add_parser("demo", help="release, then grade the bundled sample class end to end")
     p.add_argument("--workers", type=int, default=2)

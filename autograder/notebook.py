@@ -47,6 +47,11 @@ class GradeCell:
         return self.grade and not self.solution and self.cell_type == "code"
 
     @property
+    def manually_graded(self) -> bool:
+        """An answer cell that is also graded (nbgrader's manually graded answer): the formgrader scores it."""
+        return self.grade and self.solution
+
+    @property
     def public_source(self) -> str:
         """The test cell as the student sees it: the hidden tests removed."""
         return HIDDEN_TESTS.sub("", self.source)
@@ -348,6 +353,30 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
     _repair_cell_ids(out.cells)  # random ids: 40,000 cells would share one now and then
     nbformat.validate(out)  # one pass over the whole notebook instead of one per cell
     return Restored(out, notes, sorted(set(flags)))
+
+
+def released_source(cell: GradeCell) -> str:
+    """An answer cell's text as the release hands it out: nbgrader's own ClearSolutions (with nbgrader's default
+    stubs, which ``nbgrader_config.py`` keeps) applied to the source cell."""
+    from nbgrader.preprocessors import ClearSolutions
+
+    node = _new_cell(cell.cell_type, cell.source)
+    node.metadata["nbgrader"] = {"grade_id": cell.grade_id, "solution": cell.solution, "grade": cell.grade}
+    ClearSolutions().preprocess_cell(node, {"language": "python"}, 0)
+    return node.source
+
+
+def unanswered(notebook: nbformat.NotebookNode, source_cells: list[GradeCell]) -> set[str]:
+    """The grade ids of the manually graded answers of a restored notebook that the student left as released
+    (or empty). nbgrader scores such an answer 0 without a hand grade (its ``determine_grade``: a solution cell
+    whose checksum did not change); the others wait for the formgrader."""
+    manual = {c.grade_id: c for c in source_cells if c.manually_graded}
+    out = set()
+    for cell in notebook.cells:
+        gid = nbgrader_meta(cell).get("grade_id")
+        if gid in manual and _norm(_source(cell)) in ("", _norm(released_source(manual[gid]))):
+            out.add(gid)
+    return out
 
 
 def _differs(got, want) -> bool:

@@ -31,7 +31,15 @@ import nbformat
 from autograder import __version__
 from autograder.course import Course, CourseError
 from autograder.ingest import Ingested, ingest, printable
-from autograder.notebook import SURROGATE, GradeCell, InvalidNotebook, parse_submission, read_source, restore
+from autograder.notebook import (
+    SURROGATE,
+    GradeCell,
+    InvalidNotebook,
+    parse_submission,
+    read_source,
+    restore,
+    unanswered,
+)
 from autograder.sandbox import SLOT_UID_BASE, Limits, parse_size
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
@@ -42,6 +50,9 @@ KERNEL_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ", "ADL_DATA_MIRROR", "TF_CPP_MI
 WORKER_GRACE = 120  # seconds on top of the notebook limit before a worker is killed outright
 DASK_CONNECT_TIMEOUT = 30  # seconds to reach a Dask scheduler
 GRADER_FAILED = "grader failed"  # the flag of a submission the grader itself failed on: not graded, not the student's doing
+PENDING = "pending"  # a question graded by hand without a manual score yet (nbgrader: needs_manual_grade)
+GRADED_BY_HAND = "graded by hand"  # a question graded by hand, with the formgrader's score
+AWAITS = "graded by hand: awaits a grade"  # the reason of a PENDING question (feedback, report)
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +108,9 @@ class QuestionResult:
     grade_id: str
     points: float
     max_points: float
-    status: str  # passed | failed | not graded
+    status: str  # passed | failed | not graded | pending | graded by hand
     reason: str = ""
+    manual: bool = False  # graded by hand (nbgrader's manually graded answer): "pending" until the formgrader scores it
 
 
 @dataclasses.dataclass
@@ -118,6 +130,11 @@ class Result:
     @property
     def max_score(self) -> float:
         return sum(q.max_points for q in self.questions)
+
+    @property
+    def pending(self) -> list[str]:
+        """The questions graded by hand that have no grade yet: while there are any, ``score`` is provisional."""
+        return [q.grade_id for q in self.questions if q.status == PENDING]
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -203,17 +220,26 @@ def _public_line(trusted: GradeCell, line: object) -> str | None:
     return text if len(text) <= 120 else text[:119] + "\u2026"
 
 
-def _score(student: str, assignment: str, trusted: list[GradeCell], run: dict, key: str) -> Result:
+def _score(student: str, assignment: str, trusted: list[GradeCell], run: dict, key: str,
+           unanswered: set[str] | frozenset[str] = frozenset()) -> Result:
     """The result of one worker run. ``run`` is read defensively (see :func:`_run_cells`): whatever the worker
-    wrote, every graded question gets a status and a reason, and no text that UTF-8 cannot write gets in."""
+    wrote, every graded question gets a status and a reason, and no text that UTF-8 cannot write gets in.
+
+    A graded cell that is not a test (nbgrader's manually graded answer, ``GradeCell.manually_graded``) is never
+    scored here: it is PENDING until the formgrader gives it a score (:func:`record` reads it back), except an
+    answer in ``unanswered`` (left as released), which gets 0 as nbgrader gives it."""
     cells = _run_cells(run)
     by_id = {c["grade_id"]: c for c in cells if c["grade_id"]}
     questions = []
     for tc in trusted:
         if not tc.grade:
             continue
-        if not tc.autograded_test:
-            questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "not graded", "graded by hand"))
+        if not tc.autograded_test and tc.grade_id in unanswered:
+            questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "failed",
+                                            "no answer: the cell was handed in as released", manual=True))
+            continue
+        if not tc.autograded_test:  # graded by hand, in the formgrader
+            questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, PENDING, AWAITS, manual=True))
             continue
         cell = by_id.get(tc.grade_id, {"status": "skipped", "evalue": "the test cell did not run"})
         if cell["status"] == "ok":
@@ -263,7 +289,8 @@ def _invalid(student: str, assignment: str, trusted: list[GradeCell], reason: st
     """The result of a notebook refused at validation: 0 on every graded question, ``reason`` for the student."""
     reason = _valid_text(str(reason))
     qs = [
-        QuestionResult(tc.grade_id, 0.0, tc.points, "failed", f"not graded: {reason}")
+        QuestionResult(tc.grade_id, 0.0, tc.points, "failed", f"not graded: {reason}",
+                       manual=not tc.autograded_test)
         for tc in trusted
         if tc.grade
     ]
@@ -448,6 +475,7 @@ def grade_one(course: Course, assignment: str, student: str, force: bool = False
         _write_json(result_file, result.to_json())
         return result
     restored = restore(submission, trusted)
+    blank = unanswered(restored.notebook, trusted)
     # base/home: the kernel's working directory (the only place it writes); base/control: files the grader
     # writes for the kernel (read-only to it); base/private: the restored notebook with its tests and the
     # job, never visible to the kernel. base lives in this process's folder under build/grading/ (see
@@ -496,7 +524,7 @@ def grade_one(course: Course, assignment: str, student: str, force: bool = False
     if run is None:
         cells = [{"grade_id": c.grade_id, "status": "skipped", "evalue": "grading did not finish"} for c in trusted]
         run = {"cells": cells, "elapsed": settings.notebook_timeout + WORKER_GRACE}
-    result = _score(student, assignment, trusted, run, key)
+    result = _score(student, assignment, trusted, run, key, blank)
     result.flags.extend(restored.flags)
     result.notes.extend(restored.notes)
     _write_json(result_file, result.to_json())
@@ -852,12 +880,17 @@ def record(course: Course, result: Result) -> None:
     "needs autograding" while the two differ). The formgrader's own edits stay: a manual score, extra credit
     and comments are never written here. As in nbgrader's autograde, a manually scored question is flagged
     for review (``needs_manual_grade``) when its automatic score changes; a question graded by hand needs a
-    grade until it has a manual score.
+    grade until it has a manual score, and again (for review) when the student hands in a new submission after
+    it was graded.
+
+    A question graded by hand comes back from here as the gradebook has it: GRADED_BY_HAND with the manual score
+    (plus extra credit) once the formgrader has one, else PENDING; so the printed grades, the feedback and the
+    report count a hand grade as soon as it exists.
     """
     import logging
 
     import sqlalchemy.exc
-    from nbgrader.api import Gradebook
+    from nbgrader.api import Gradebook, MissingEntry
     from nbgrader.utils import parse_utc
 
     _tools_on_path()
@@ -874,10 +907,23 @@ def record(course: Course, result: Result) -> None:
         # nbgrader's own session use makes SQLAlchemy warn about autoflush; the rows are written correctly.
         warnings.simplefilter("ignore", category=sqlalchemy.exc.SAWarning)
         gb.update_or_create_student(result.student)
+        try:
+            before = gb.find_submission(result.assignment, result.student).timestamp
+        except MissingEntry:
+            before = None
+        resubmitted = None not in (before, stamp) and before != stamp
         gb.update_or_create_submission(result.assignment, result.student, timestamp=stamp)
         for q in result.questions:
             grade = gb.find_grade(q.grade_id, notebook, result.assignment, result.student)
-            if q.status == "not graded":
+            if q.manual and q.status in (PENDING, GRADED_BY_HAND):
+                grade.auto_score = None
+                grade.needs_manual_grade = grade.manual_score is None or grade.needs_manual_grade or resubmitted
+                if grade.manual_score is None:
+                    q.points, q.status, q.reason = 0.0, PENDING, AWAITS
+                else:
+                    q.points = float(grade.manual_score) + float(grade.extra_credit or 0.0)
+                    q.status, q.reason = GRADED_BY_HAND, ""
+            elif q.status == "not graded":
                 grade.auto_score = None
                 grade.needs_manual_grade = grade.manual_score is None
             else:
@@ -900,6 +946,27 @@ def gradebook_scores(course: Course, assignment: str) -> dict[str, dict[str, flo
                 for grade in nb.grades:
                     scores[grade.name] = float(grade.score)
             out[sub.student.id] = scores
+    return out
+
+
+def gradebook_awaiting(course: Course, assignment: str) -> dict[str, list[str]]:
+    """{student: [grade_id, ...]}: the questions of each submission that have no score at all in the gradebook
+    (neither automatic nor manual: a question graded by hand that the formgrader has not scored yet), so the
+    student's total is provisional. Students with none are left out; ``{}`` for an assignment not recorded."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    _tools_on_path()  # a new gradebook runs nbgrader's alembic by name
+    out: dict[str, list[str]] = {}
+    with Gradebook(course.db_url, course_id=course.course_id) as gb:
+        try:
+            submissions = gb.assignment_submissions(assignment)
+        except MissingEntry:
+            return {}
+        for sub in submissions:
+            waiting = [grade.name for nb in sub.notebooks for grade in nb.grades
+                       if grade.auto_score is None and grade.manual_score is None]
+            if waiting:
+                out[sub.student.id] = waiting
     return out
 
 
@@ -938,7 +1005,8 @@ def _rounds_file(course: Course, assignment: str, student: str) -> pathlib.Path:
 def write_feedback(course: Course, result: Result, final: bool = False) -> pathlib.Path:
     """Per-student HTML: each question's points, the public checks, the reason for each lost point.
     Hidden tests are never included: the public part of each test cell is cut from the source, and the
-    reasons hold nothing a hidden test computed (see :func:`_reason`).
+    reasons hold nothing a hidden test computed (see :func:`_reason`). A question graded by hand shows as such,
+    with its grade or as awaiting one; its source cell (the rubric and the sample answer) is never shown.
 
     Each different submission a student gets feedback on is a *round*, recorded in
     ``build/feedback_rounds/<assignment>/<student>.json`` (writing the same submission's feedback again is
@@ -972,7 +1040,8 @@ def write_feedback(course: Course, result: Result, final: bool = False) -> pathl
     )
     html = env.get_template("feedback.html.j2").render(
         result=result,
-        public={q.grade_id: by_id[q.grade_id].public_source.strip() for q in result.questions},
+        public={q.grade_id: by_id[q.grade_id].public_source.strip() if by_id[q.grade_id].autograded_test else ""
+                for q in result.questions},
         generated=now.strftime("%Y-%m-%d %H:%M UTC"),
         round=number,
         cap=cap,
@@ -986,21 +1055,30 @@ def write_feedback(course: Course, result: Result, final: bool = False) -> pathl
 
 
 def export_csv(course: Course, assignment: str, path: pathlib.Path | None = None) -> pathlib.Path:
-    """One row per student: each question's score from the gradebook, the total and the maximum."""
+    """One row per student: each question's score from the gradebook, the total and the maximum. In an
+    assignment with questions graded by hand, a question without any score yet (not graded in the formgrader)
+    is left empty and named in the last column, ``awaiting_grade``: while it is not empty, the student's score
+    is provisional."""
     import csv
 
     _, trusted = read_source(course.source_notebook(assignment))
     graded = [c for c in trusted if c.grade]
     scores = gradebook_scores(course, assignment)
+    # only an assignment with questions graded by hand has questions left without any score (opening the
+    # gradebook again costs nbgrader's alembic check, about a second)
+    awaiting = gradebook_awaiting(course, assignment) if any(not c.autograded_test for c in graded) else {}
     path = path or course.build / "grades" / f"{assignment}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     # errors=: a student id that UTF-8 cannot write (a folder made by hand) is written escaped, not a crash
     with path.open("w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["student_id", "assignment", *[c.grade_id for c in graded], "score", "max_score"])
+        writer.writerow(["student_id", "assignment", *[c.grade_id for c in graded], "score", "max_score",
+                         "awaiting_grade"])
         for student in sorted(scores):
+            waiting = awaiting.get(student, [])
             row = [scores[student].get(c.grade_id, 0.0) for c in graded]
-            writer.writerow([student, assignment, *row, sum(row), sum(c.points for c in graded)])
+            shown = ["" if c.grade_id in waiting else value for c, value in zip(graded, row, strict=True)]
+            writer.writerow([student, assignment, *shown, sum(row), sum(c.points for c in graded), " ".join(waiting)])
     return path
 
 
@@ -1067,7 +1145,8 @@ def export_canvas(course: Course, assignment: str, path: pathlib.Path | None = N
 
 
 def format_table(results: list[Result]) -> str:
-    """A fixed-width grade table for the terminal."""
+    """A fixed-width grade table for the terminal. A question graded by hand without a grade yet shows as
+    ``pend`` and makes the total provisional (``12+?/20``); one with a grade shows that grade."""
     if not results:
         return "(no results)"
     ids = list(dict.fromkeys(q.grade_id for r in results for q in r.questions))  # results may differ in questions
@@ -1077,11 +1156,17 @@ def format_table(results: list[Result]) -> str:
     lines = [f"{'student':<{width}}  " + " ".join(f"{h:>5}" for h in heads) + "  total    flags"]
     for r in results:
         pts = {q.grade_id: q.points for q in r.questions}
-        cells = " ".join(f"{pts.get(g, 0):>5g}" for g in ids)
+        waiting = set(r.pending)
+        cells = " ".join(f"{'pend':>5}" if g in waiting else f"{pts.get(g, 0):>5g}" for g in ids)
         flags = printable(", ".join(r.flags), limit=200)
-        lines.append(f"{names[id(r)]:<{width}}  {cells}  {r.score:>4g}/{r.max_score:<4g} {flags}")
+        total = f"{r.score:g}+?" if waiting else f"{r.score:g}"
+        lines.append(f"{names[id(r)]:<{width}}  {cells}  {total:>4}/{r.max_score:<4g} {flags}")
     legend = ", ".join(f"{h}={printable(g, limit=60)}" for h, g in zip(heads, ids, strict=True))
-    return "\n".join(lines + [f"({legend})"])
+    pending = sum(1 for r in results if r.pending)
+    assignment = printable(results[0].assignment, limit=60)
+    note = [f"(pend: graded by hand, no grade yet; {pending} of {len(results)} totals are provisional. Grade them "
+            f"in the formgrader; adl-grade rubric {assignment} prints the rubric)"] if pending else []
+    return "\n".join(lines + [f"({legend})"] + note)
 
 
 _MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]()!|~:"})
@@ -1131,7 +1216,20 @@ def write_report(course: Course, assignment: str, results: list[Result]) -> path
              "## Pass rate per question", "", "| question | points | passed | pass rate |", "|---|---|---|---|"]
     questions = {q.grade_id: q for r in results for q in r.questions}  # by id: results may differ in questions
     statuses = [{q.grade_id: q.status for q in r.questions} for r in results]
+    provisional = sum(1 for r in results if r.pending)
+    if provisional:
+        lines[4:4] = [f"Provisional: {provisional} of {len(results)} submissions have questions graded by hand "
+                      "without a grade yet (counted as 0 here and in the histogram); grade them in the formgrader "
+                      f"(`adl-grade rubric {assignment}` prints the rubric) and run the report again.", ""]
     for gid, q in questions.items():  # grade ids come from the source notebook, never from a submission
+        if q.manual:
+            given = [p.points for r in results for p in r.questions if p.grade_id == gid and p.status == GRADED_BY_HAND]
+            waiting = sum(1 for status in statuses if status.get(gid) == PENDING)
+            mean = f" (mean {sum(given) / len(given):.2f})" if given else ""
+            blank = sum(1 for status in statuses if status.get(gid) == "failed")
+            lines.append(f"| {gid} | {q.max_points:g} | graded by hand: {len(given)} graded{mean}, {waiting} "
+                         f"awaiting a grade, {blank} not answered or not graded (0) | |")
+            continue
         passed = sum(1 for status in statuses if status.get(gid) == "passed")
         lines.append(f"| {gid} | {q.max_points:g} | {passed}/{len(results)} | {passed / len(results):.0%} |")
     lines += ["", "## Score distribution", "", "![score distribution](score_distribution.png)", "",

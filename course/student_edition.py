@@ -124,7 +124,8 @@ def private_lines(root: pathlib.Path = ROOT) -> set[str]:
     for path in sorted(root.glob("autograder/samples/**/*.ipynb")):
         private += _notebook_lines(path.read_bytes())
     for path in sorted(root.glob("source/*/wrong_answers.yml")):
-        for case in yaml.safe_load(path.read_text()) or []:
+        data = yaml.safe_load(path.read_text()) or {}
+        for case in data.get("cases", []) if isinstance(data, dict) else data:  # {"cases": [...]}: cases.py's form
             for value in _strings(case):
                 private += value.splitlines()
     public = public_lines(root)

@@ -205,7 +205,7 @@ STUDENTS = [
     Student(
         "s02_bob",
         "Textbook formulas without the numerics: a sigmoid that overflows for large negative z and a loss "
-        "without clipping. Only the hidden tests catch both; everything else is right.",
+        "without clipping. The visible checks catch both (large |z| and p = 1); everything else is right.",
         correct_but(
             q1_sigmoid_solution=answer("return 1 / (1 + np.exp(-z))"),
             q5_bce_solution=answer("""
@@ -215,8 +215,8 @@ STUDENTS = [
             """),
         ),
         failing={
-            "q1_sigmoid": "hidden test: np.exp(1000) overflows (FloatingPointError under np.errstate(over='raise'))",
-            "q5_bce": "hidden test: p = 0 for y = 1 gives log(0) and an infinite loss",
+            "q1_sigmoid": "visible check: np.exp(1000) overflows (a RuntimeWarning, an error in the check)",
+            "q5_bce": "visible check: p = 1 for y = 0 gives log(0) and an infinite loss",
         },
     ),
     Student(
@@ -364,8 +364,8 @@ STUDENTS = [
     Student(
         "s11_ken",
         "Shape bug: his loss and accuracy do not flatten, so a (n, 1) column of probabilities against (n,) "
-        "labels broadcasts to an (n, n) matrix. Passes every visible check (they use flat arrays) and fails "
-        "the hidden ones and the banknote question, where p_bank is (n, 1).",
+        "labels broadcasts to an (n, n) matrix. Fails the visible checks that pass p as a column, the hidden "
+        "ones and the banknote question, where p_bank is (n, 1).",
         correct_but(
             q5_bce_solution=answer("""
                 y_true = np.asarray(y_true, dtype=float)
@@ -377,22 +377,22 @@ STUDENTS = [
             """),
         ),
         failing={
-            "q5_bce": "hidden test: p of shape (n, 1) broadcasts against y of shape (n,)",
-            "q6_accuracy": "hidden test: p of shape (n, 1) broadcasts against y of shape (n,)",
+            "q5_bce": "visible check: p of shape (n, 1) broadcasts against y of shape (n,)",
+            "q6_accuracy": "visible check: p of shape (n, 1) broadcasts against y of shape (n,)",
             "q7_banknote": "loss_bank and acc_bank are means over an (n, n) matrix",
         },
     ),
     Student(
         "s12_lena",
         "Unsigned labels: her loss negates y_true without converting it to float, and -1 in uint8 is 255. "
-        "Right for the float and int labels of the visible checks, wrong for the uint8 banknote labels.",
+        "Right for float and int labels, wrong for uint8 ones (a visible check and the banknote labels).",
         correct_but(q5_bce_solution=answer("""
             y_true = np.ravel(y_true)
             p = np.clip(np.ravel(p), eps, 1 - eps)
             return float(np.mean(-y_true * np.log(p) - (1 - y_true) * np.log(1 - p)))
         """)),
         failing={
-            "q5_bce": "hidden test: with uint8 labels -y_true wraps to 255",
+            "q5_bce": "visible check: with uint8 labels -y_true wraps to 255",
             "q7_banknote": "y is uint8, so loss_bank is wrong",
         },
     ),
@@ -958,6 +958,8 @@ def render_cases(assignment: str) -> dict[str, bytes]:
         points = cases.expected_points(source_nb, st["loses"])
         students[st["id"]] = {"file": name, "points": points, "total": sum(points.values()), "flags": [],
                               "note": st["note"], "ci": st["ci"]}
+        if st["manual"]:  # graded by hand: answered with the sample answer, awaiting a grade (autograder/rubric.py)
+            students[st["id"]]["manual"] = st["manual"]
     rules = [f"Built from source/{assignment}/wrong_answers.yml by autograder/samples/make_sample_class.py: "
              "each student is the release filled in with the solution's code, with one plausible mistake (w01, "
              "w02, ...) or, for CI and the demo, the first mistake of each test cell dealt between two students "
