@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import filecmp
 import pathlib
@@ -65,3 +66,91 @@ def scratch_course(tmp: pathlib.Path, assignments, mp, cell_timeout: int | None 
         return dataclasses.replace(found, cell_timeout=cell_timeout) if self.root == tmp else found
 
     mp.setattr(Course, "settings", shorter_timeout)
+
+
+# ----------------------------------------------------------------------- a real formgrader, a real browser
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclasses.dataclass
+class Server:
+    url: str
+    token: str
+
+    def api(self, path: str, method: str = "GET", body: dict | None = None):
+        """A formgrader API call as its pages make them (token-authenticated, so no XSRF cookie)."""
+        import json
+        import urllib.request
+
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def page(self, path: str) -> str:
+        return f"{self.url}{path}?token={self.token}"
+
+
+@contextlib.contextmanager
+def jupyter_server(root: pathlib.Path, runtime: pathlib.Path):
+    """A real Jupyter server in the course folder ``root``, with nbgrader's formgrader extension; yields a
+    :class:`Server` once the formgrader answers, stops the server afterwards."""
+    import os
+    import secrets
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+
+    import pytest
+
+    port, token = free_port(), secrets.token_hex(16)
+    with (runtime / "server.log").open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
+             "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
+            cwd=root, env=dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime)), stdout=log, stderr=subprocess.STDOUT)
+        server = Server(f"http://127.0.0.1:{port}", token)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    server.api("/formgrader/api/assignments")
+                    break
+                except (urllib.error.URLError, ConnectionError) as exc:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log.flush()
+                        pytest.fail(f"the Jupyter server did not start ({exc}):\n"
+                                    f"{(runtime / 'server.log').read_text()[-3000:]}")
+                    time.sleep(0.5)
+            yield server
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def chromium(what: str) -> str:
+    """The path of a Chromium; without one, fail under .ci/run (ADL_REQUIRE_BROWSER=1, which installs it), else
+    skip, saying what goes unchecked (``what``)."""
+    import os
+
+    import pytest
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.environ.get("ADL_REQUIRE_BROWSER") == "1":
+        pytest.fail("chromium is not installed, and ADL_REQUIRE_BROWSER=1 (.ci/run installs it)")
+    pytest.skip(f"chromium is not installed: {what} (apt-get install chromium; .ci/run installs it)")

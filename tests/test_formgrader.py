@@ -17,19 +17,15 @@ import json
 import logging
 import os
 import pathlib
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import nbformat
 import pytest
-from helpers import scratch_course
+from helpers import chromium, jupyter_server, scratch_course
 
 from autograder import formgrader, pipeline
 from autograder.course import load_course
@@ -291,62 +287,12 @@ def course(tmp_path_factory, beacon):
     mp.undo()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclasses.dataclass
-class Server:
-    url: str
-    token: str
-
-    def api(self, path: str, method: str = "GET", body: dict | None = None):
-        """A formgrader API call as its pages make them (token-authenticated, so no XSRF cookie)."""
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Authorization": f"token {self.token}"})
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return json.loads(resp.read() or b"null")
-
-    def page(self, path: str) -> str:
-        return f"{self.url}{path}?token={self.token}"
-
-
 @pytest.fixture(scope="module")
 def server(course, tmp_path_factory):
     """A real Jupyter server, in the course folder, with nbgrader's formgrader extension."""
     c, _ = course
-    runtime = tmp_path_factory.mktemp("jupyter-runtime")
-    port, token = _free_port(), secrets.token_hex(16)
-    log = (runtime / "server.log").open("w")
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={c.root}"],
-        cwd=c.root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    srv = Server(f"http://127.0.0.1:{port}", token)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                srv.api("/formgrader/api/assignments")
-                break
-            except (urllib.error.URLError, ConnectionError) as exc:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    pytest.fail(f"the Jupyter server did not start ({exc}):\n{(runtime / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.5)
+    with jupyter_server(c.root, tmp_path_factory.mktemp("jupyter-runtime")) as srv:
         yield srv
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _nbgrader_api(c):
@@ -491,13 +437,7 @@ def test_record_without_a_readable_time_stamp(course, caplog):
 
 
 def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    if IN_CI:
-        pytest.fail("chromium is not installed, and ADL_REQUIRE_BROWSER=1 (.ci/run installs it)")
-    pytest.skip("chromium is not installed: the formgrader's pages are not checked in a browser "
-                "(apt-get install chromium; .ci/run installs it)")
+    return chromium("the formgrader's pages are not checked in a browser")
 
 
 def _browse(url: str, profile: pathlib.Path, *action: str, height: int = 1800) -> str:

@@ -13,18 +13,12 @@ import csv
 import datetime
 import html
 import json
-import os
-import secrets
 import shutil
-import subprocess
 import sys
-import time
-import urllib.error
 
 import nbformat
 import pytest
-from helpers import ROOT, scratch_course
-from test_formgrader import Server, _free_port
+from helpers import ROOT, jupyter_server, scratch_course
 
 from autograder import cases, cli, pipeline, rubric
 from autograder.course import load_course
@@ -195,33 +189,8 @@ def graded(tmp_path_factory):
 def formgrader(graded, tmp_path_factory):
     """nbgrader's formgrader in a real Jupyter server on the graded course: its HTTP API, as its pages use it."""
     course, _ = graded
-    runtime = tmp_path_factory.mktemp("jupyter-runtime")
-    port, token = _free_port(), secrets.token_hex(16)
-    with (runtime / "server.log").open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
-             "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={course.root}"],
-            cwd=course.root, env=dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime)), stdout=log,
-            stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", token)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                server.api("/formgrader/api/assignments")
-                break
-            except (urllib.error.URLError, ConnectionError) as exc:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the Jupyter server did not start ({exc}):\n{(runtime / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.5)
+    with jupyter_server(course.root, tmp_path_factory.mktemp("jupyter-runtime")) as server:
         yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _grades(course, student):

@@ -8,12 +8,12 @@ import importlib.util
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 
 import nbformat
 import pytest
+from helpers import chromium
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("course_slides", ROOT / "course" / "slides.py")
@@ -88,12 +88,7 @@ def test_the_lock_pins_what_the_slides_load():
 
 
 def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    if IN_CI:
-        pytest.fail("chromium is not installed, and ADL_REQUIRE_BROWSER=1 (.ci/run installs it)")
-    pytest.skip("chromium is not installed (apt-get install chromium)")
+    return chromium("the slides are not opened in a browser")
 
 
 @pytest.fixture(scope="module")
