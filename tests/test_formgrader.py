@@ -69,6 +69,15 @@ def _hostile_notebook(port: int) -> nbformat.NotebookNode:
     index = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("solution"))
     nb.cells[index].source += "\n\n" + _hostile_answer(port)
     nb.cells.insert(index + 1, nbformat.v4.new_markdown_cell(_hostile_markdown(port)))
+    # The question answered in words is left as released: unanswered, it scores 0 with no hand grade due, so the
+    # submission is fully graded once adl-grade has run (the midterm's tests cover one awaiting a hand grade).
+    released = {c.metadata["nbgrader"]["grade_id"]: c.source
+                for c in nbformat.read(str(ROOT / "release" / "hw1" / "hw1.ipynb"), as_version=4).cells
+                if "nbgrader" in c.metadata}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "markdown" and meta.get("solution") and meta.get("grade"):
+            cell.source = released[meta["grade_id"]]
     return nb
 
 
@@ -325,7 +334,7 @@ def _snapshot(c) -> dict:
 
 def test_the_stored_notebook_is_sanitised(course):
     c, result = course
-    assert result.score == result.max_score > 0, result.questions
+    assert result.score == sum(q.max_points for q in result.questions if not q.manual) > 0, result.questions
     nb = nbformat.read(str(c.autograded / STUDENT / "hw1" / "hw1.ipynb"), as_version=4)
     text = json.dumps(nb)
     assert "text/html" not in text and "application/javascript" not in text and "image/svg+xml" not in text

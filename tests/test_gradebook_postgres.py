@@ -90,6 +90,7 @@ def test_gradebook_on_postgresql(postgres_url, tmp_path, monkeypatch):
 
     _, cells = pipeline.read_source(course.source_notebook("hw1"))
     maxima = {c.grade_id: c.points for c in cells if c.autograded_test}
+    by_hand = {c.grade_id: 0.0 for c in cells if c.grade and not c.autograded_test}  # no grade yet: counts 0
     full = _result("s01", dict(maxima), maxima)
     partial = _result("s02", {g: (p if i % 2 else 0.0) for i, (g, p) in enumerate(maxima.items())}, maxima)
     stamp = course.submitted / "s01" / "hw1" / "timestamp.txt"  # as collect writes it
@@ -104,8 +105,10 @@ def test_gradebook_on_postgresql(postgres_url, tmp_path, monkeypatch):
         assert gb.find_submission("hw1", "s01").timestamp == parse_utc(stamp.read_text())
 
     scores = pipeline.gradebook_scores(course, "hw1")
-    assert scores == {"s01": maxima, "s02": {q.grade_id: q.points for q in partial.questions}}
+    assert scores == {"s01": {**maxima, **by_hand},
+                      "s02": {**{q.grade_id: q.points for q in partial.questions}, **by_hand}}
     with pipeline.export_csv(course, "hw1").open() as fh:
         rows = {row["student_id"]: row for row in csv.DictReader(fh)}
-    assert float(rows["s01"]["score"]) == sum(maxima.values()) == float(rows["s01"]["max_score"])
+    assert float(rows["s01"]["score"]) == sum(maxima.values())
+    assert float(rows["s01"]["max_score"]) == sum(c.points for c in cells if c.grade)
     assert float(rows["s02"]["score"]) == partial.score < full.score

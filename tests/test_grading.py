@@ -310,3 +310,40 @@ def test_novelty_a_two_pixel_shift_is_out_of_reach_of_max_shift_1_but_not_of_2(m
     moved = np.roll(refs[:100], 2, axis=2)
     assert np.mean(grading.nearest_distance(moved, refs) < grading.COPY_DISTANCE) < 0.5  # what is not enforced
     np.testing.assert_allclose(grading.nearest_distance(moved, refs, max_shift=2), 0.0, atol=1e-3)
+
+
+# ------------------------------------------------------------------------------------ the digit reader (hw7's judge)
+
+
+def test_read_digits_reads_unseen_digits_and_not_noise():
+    from adl_helpers import _standins
+
+    x, y = _standins.mnist_split("test")  # digits the reader was not fit on
+    read = grading.read_digits(x)
+    assert read.shape == (1000,) and read.dtype.kind == "i"
+    assert np.mean(read == y) > 0.9
+    rng = np.random.default_rng(7)
+    assert np.all(grading.read_digits(rng.uniform(size=(300, 28, 28))) == grading.NOT_A_DIGIT)
+    assert np.all(grading.read_digits(np.zeros((5, 28, 28, 1), dtype=np.uint8)) == grading.NOT_A_DIGIT)
+    shuffled = rng.permuted(x[:300].reshape(300, -1), axis=1).reshape(300, 28, 28)
+    assert np.mean(grading.read_digits(shuffled) >= 0) < 0.05
+
+
+def test_read_digits_is_the_same_for_uint8_floats_and_tanh_samples_mapped_to_0_1():
+    from adl_helpers import _standins
+
+    x, _ = _standins.mnist_split("test")
+    as_uint8 = grading.read_digits(x[:200])
+    np.testing.assert_array_equal(grading.read_digits(x[:200, ..., None] / 255.0), as_uint8)
+    tanh_samples = x[:200] / 127.5 - 1.0  # what a tanh generator returns, in [-1, 1]
+    np.testing.assert_array_equal(grading.read_digits((tanh_samples + 1.0) / 2.0), as_uint8)
+    assert grading._digit_classifier() is grading._digit_classifier()  # fit once per process
+
+
+def test_read_digits_refuses_what_it_cannot_read():
+    with pytest.raises(ValueError, match=r"reads 28x28 images, got 32x32"):
+        grading.read_digits(np.zeros((2, 32, 32)))
+    with pytest.raises(ValueError, match=r"\(x \+ 1\) / 2"):
+        grading.read_digits(-np.ones((2, 28, 28)))  # a tanh output not mapped to 0..1
+    with pytest.raises(ValueError, match="batch of grayscale images"):
+        grading.read_digits(np.zeros((28, 28)))

@@ -363,7 +363,8 @@ def test_feedback_report_and_table_take_any_result(small_course, results, studen
     report = pipeline.write_report(small_course, "hw1", results).read_text(encoding="utf-8")
     assert "<script>" not in report and f"{len(results)} submissions" in report
     table = pipeline.format_table(results)
-    assert len(table.splitlines()) == len(results) + 2
+    pending = any(q.status == "pending" for r in results for q in r.questions)  # one line says totals are provisional
+    assert len(table.splitlines()) == len(results) + 2 + pending
 
 
 @settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -760,7 +761,7 @@ def test_one_batch_with_a_deep_tree_and_broken_metadata(tmp_path_factory, monkey
     (download / "broken_hw1.ipynb").write_text(json.dumps(broken))
     assert pipeline.collect(course, "hw1", download).rejected == []
 
-    full = sum(c.points for c in TRUSTED if c.grade)
+    full = sum(c.points for c in TRUSTED if c.autograded_test)  # question 8 awaits a hand grade
     code = cli.main(["--course", str(tmp_path), "autograde", "hw1"])
     out, err = capsys.readouterr()
     results = {r.student: r for r in pipeline.autograde(course, "hw1", progress=False)}  # cached: no regrade

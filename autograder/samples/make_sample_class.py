@@ -34,6 +34,7 @@ import nbformat
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RELEASE = ROOT / "release" / "hw1" / "hw1.ipynb"
+SOURCE = ROOT / "source" / "hw1" / "hw1.ipynb"  # the sample answers of the questions graded by hand
 OUT_DIR = HERE / "hw1"
 ASSIGNMENT = "hw1"
 
@@ -48,6 +49,8 @@ RULES = [
     "A test cell earns its points if and only if it raises no error. Output on stderr (warnings, TensorFlow "
     "log lines) costs nothing.",
     "A file that is not valid notebook JSON scores 0 in every test cell.",
+    "A question graded by hand (question 8) is no test cell: it is not in \"points\" or \"total\". An answer "
+    "handed in as released scores 0; any other awaits a grade in the formgrader (listed under \"manual\").",
 ]
 
 
@@ -91,6 +94,8 @@ class Student:
         needs_sandbox: the submission attacks the course's files. Without bubblewrap it would succeed (and
             damage the checkout), so the demo and the tests grade it only inside the sandbox.
         flags: the short labels the grader is expected to put on the submission ("timeout", ...).
+        by_hand: the student answers the questions graded by hand, with the sample answer of
+            ``source/hw1`` (each then awaits a grade); False leaves them as released (0, nothing to grade).
     """
 
     id: str
@@ -102,6 +107,7 @@ class Student:
     flags: tuple[str, ...] = ()
     tamper: Callable[[nbformat.NotebookNode], None] | None = None  # edits beyond answers (metadata, outputs)
     needs_sandbox: bool = False  # writes to the course when not isolated: graded only inside bubblewrap
+    by_hand: bool = True  # answers the questions graded by hand (with the source's sample answer)
 
 
 # Correct answers, written the way a student would (not the instructor's solution).
@@ -248,7 +254,8 @@ STUDENTS = [
     ),
     Student(
         "s04_dave",
-        "Blank: the release handed in untouched. Every function raises NotImplementedError; zero points.",
+        "Blank: the release handed in untouched. Every function raises NotImplementedError, and question 8 "
+        "still says YOUR ANSWER HERE; zero points, nothing to grade by hand.",
         {},
         failing={
             "q1_sigmoid": "sigmoid raises NotImplementedError",
@@ -259,6 +266,7 @@ STUDENTS = [
             "q6_accuracy": "accuracy raises NotImplementedError",
             "q7_banknote": "p_bank is never defined (the solution cell raises NotImplementedError)",
         },
+        by_hand=False,
     ),
     Student(
         "s05_erin",
@@ -859,11 +867,32 @@ def _fill(source: str, ans: Answer, where: str) -> str:
     return f"{ans.prefix}\n\n{text}" if ans.prefix else text
 
 
-def build(release, student: Student):
-    """The submission of ``student``: a modified deep copy of the release notebook."""
+def _manual(cell) -> bool:
+    """A question graded by hand: an answer cell that is also graded (see autograder/rubric.py)."""
+    return bool(_nbgrader(cell).get("solution")) and bool(_nbgrader(cell).get("grade"))
+
+
+def sample_answers(source) -> dict[str, str]:
+    """Grade id -> sample answer (the text above ``#### Rubric``) of each question graded by hand of the
+    source notebook, in order."""
+    sys.path.insert(0, str(ROOT))
+    from autograder import rubric
+
+    return {q.grade_id: q.sample_answer for q in rubric.check(source, where="source/hw1")}
+
+
+def build(release, student: Student, by_hand: dict[str, str] | None = None):
+    """The submission of ``student``: a modified deep copy of the release notebook. ``by_hand``: grade id ->
+    sample answer of each question graded by hand, written into its cell if ``student.by_hand``."""
     nb = nbformat.from_dict(json.loads(json.dumps(release)))
     solutions = {_nbgrader(c).get("grade_id"): c for c in nb.cells if _nbgrader(c).get("solution")}
-    tests = {_nbgrader(c).get("grade_id"): c for c in nb.cells if _nbgrader(c).get("grade")}
+    tests = {_nbgrader(c).get("grade_id"): c for c in nb.cells if _nbgrader(c).get("grade") and not _manual(c)}
+    for gid, text in (by_hand or {}).items():
+        if gid not in solutions or not _manual(solutions[gid]):
+            raise ValueError(f"{student.id}: the release has no question graded by hand {gid!r}: run "
+                             f"`adl-grade release {ASSIGNMENT}` after changing source/{ASSIGNMENT}")
+        if student.by_hand:
+            solutions[gid].source = text
     for gid, ans in student.answers.items():
         if gid not in solutions:
             raise ValueError(f"{student.id}: the release has no solution cell {gid!r}; it has {sorted(solutions)}")
@@ -885,13 +914,19 @@ def points_of(release) -> dict[str, int]:
     out = {}
     for cell in release.cells:
         meta = _nbgrader(cell)
-        if meta.get("grade") and cell.cell_type == "code":
+        if meta.get("grade") and not _manual(cell) and cell.cell_type == "code":
             out[meta["grade_id"]] = int(meta.get("points", 0))
     return out
 
 
-def expected(release) -> dict:
+def expected(release, by_hand: dict[str, str] | None = None) -> dict:
+    """expected.json: ``points`` and ``total`` are the test cells' (autograded); ``manual`` names the questions
+    graded by hand that await a grade (answered in a valid notebook)."""
     points = points_of(release)
+    manual = {_nbgrader(c)["grade_id"]: int(_nbgrader(c).get("points", 0)) for c in release.cells if _manual(c)}
+    if set(by_hand or {}) != set(manual):
+        raise ValueError(f"the source's questions graded by hand {sorted(by_hand or {})} are not the release's "
+                         f"{sorted(manual)}: run `adl-grade release {ASSIGNMENT}`")
     students = {}
     for s in STUDENTS:
         unknown = sorted(set(s.failing) - set(points))
@@ -912,12 +947,15 @@ def expected(release) -> dict:
             "flags": list(s.flags),
             "needs_sandbox": s.needs_sandbox,
         }
+        if manual:  # graded by hand: answered with the sample answer, awaiting a grade (autograder/rubric.py)
+            students[s.id]["manual"] = list(manual) if s.by_hand and s.truncate_at is None else []
     return {
         "assignment": ASSIGNMENT,
         "generated_by": "autograder/samples/make_sample_class.py",
         "rules": RULES,
         "max_points": points,
         "max_total": sum(points.values()),
+        **({"manual_points": manual} if manual else {}),
         "students": students,
     }
 
@@ -929,13 +967,14 @@ def render(release_path: pathlib.Path = RELEASE) -> dict[str, bytes]:
             f"{release_path} not found: run `nbgrader generate_assignment {ASSIGNMENT} --force` first"
         )
     release = nbformat.read(release_path, as_version=4)
+    by_hand = sample_answers(nbformat.read(SOURCE, as_version=4))
     files: dict[str, bytes] = {}
     for s in STUDENTS:
-        data = (nbformat.writes(build(release, s)) + "\n").encode("utf-8")
+        data = (nbformat.writes(build(release, s, by_hand)) + "\n").encode("utf-8")
         if s.truncate_at is not None:
             data = data[: int(len(data) * s.truncate_at)]
         files[f"{s.id}_{ASSIGNMENT}.ipynb"] = data
-    files["expected.json"] = (json.dumps(expected(release), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    files["expected.json"] = (json.dumps(expected(release, by_hand), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     return files
 
 
