@@ -148,6 +148,8 @@ def install_vendor(out: pathlib.Path, cache: pathlib.Path | None = None) -> path
                               f"{proc.stderr.strip()[-2000:]}")
         stamp.write_text(_lock_digest())
     vendor = out / "vendor"
+    if (vendor / ".lock-sha256").is_file() and (vendor / ".lock-sha256").read_text() != _lock_digest():
+        shutil.rmtree(vendor)  # copied from another lock: copy afresh rather than mix versions
     for package, parts in VENDOR.items():
         for part in parts:
             src, dst = cache / "node_modules" / package / part, vendor / package / part
@@ -158,6 +160,7 @@ def install_vendor(out: pathlib.Path, cache: pathlib.Path | None = None) -> path
                 continue
             dst.parent.mkdir(parents=True, exist_ok=True)
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    (vendor / ".lock-sha256").write_text(_lock_digest())
     return vendor
 
 
