@@ -12,9 +12,10 @@ Each assignment from hw2 on keeps ``source/<assignment>/wrong_answers.yml`` besi
 
 :func:`build_class` turns the file into sample submissions, built from the student release the way a student
 fills it in: every ``# YOUR CODE HERE`` stub replaced by the solution's code, then the case's one edit.
-``autograder/samples/make_sample_class.py`` writes them under
-``autograder/samples/<assignment>/`` with ``expected.json``; the demo and the tests grade them with the real
-autograder, and ``autograder/samples/check_cases.py`` does it for one assignment in a scratch course.
+``tools/make_sample_class.py`` writes them under ``autograder/samples/<assignment>/`` with ``expected.json``
+(read back by ``autograder/sample_class.py``'s ``read_expected``); the demo and the tests grade them with the real
+autograder, and ``tools/check_cases.py`` does it for one assignment in a scratch course. (hw1's class is written
+by hand instead: ``source/hw1/sample_class.yml``, see ``autograder/sample_class.py``.)
 
 A question graded by hand (an answer cell that is also graded, see ``autograder/rubric.py``) is no test cell: no
 case edits or loses it, and every sample student answers it with the sample answer, so it awaits a hand grade
@@ -144,9 +145,9 @@ def build_class(assignment: str, source_nb, release_nb, source_dir: pathlib.Path
     the questions graded by hand, which each student answers with the sample answer). (The correct student
     is the solution itself, which the demo and the tests grade anyway.)
 
-    One student per case (``ci`` false: ``adl-grade demo --all-cases`` and ``check_cases.py`` grade them), and
-    two that CI and the plain demo grade (``ci`` true): the first case of each test cell, dealt alternately
-    into two notebooks with several mistakes each. Each test cell is then lost by a plausible mistake, and each
+    One student per case (``ci`` false: ``adl-grade demo --all-cases`` and ``tools/check_cases.py`` grade
+    them), and two that CI and the plain demo grade (``ci`` true): the first case of each test cell, dealt
+    alternately into two notebooks with several mistakes each. Each test cell is then lost by a plausible mistake, and each
     student's other test cells must keep their points, so a mistake that leaks into a question of the other
     student is caught; a leak between two mistakes of one student is caught only by the one-case students."""
     found = load_cases(source_dir, source_nb)

@@ -65,7 +65,8 @@ def test_the_adl_grade_commands_it_gives_parse(guide):
 
 
 def test_the_files_it_names_exist(guide):
-    named = set(re.findall(r"`((?:course|source|autograder|benchmarks|notebooks|tests)/[\w./-]*)`", guide))
+    named = set(re.findall(r"`((?:course|source|autograder|benchmarks|notebooks|tests|tools)/[\w./-]*)`", guide))
+    named |= set(re.findall(r"^\.venv/bin/python ([\w./-]+\.py)", guide, re.M))  # the scripts it runs
     assert len(named) >= 8
     missing = [n for n in named if "<" not in n and not (ROOT / n).exists()]
     assert missing == []

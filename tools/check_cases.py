@@ -5,7 +5,7 @@ assignment with nbgrader, builds the sample class from ``wrong_answers.yml`` (se
 and grades everything with the sandboxed autograder. It prints, per submission, the points of each test cell
 and whether they are what the case promises. Exit status 0 when all are as expected::
 
-    .venv/bin/python autograder/samples/check_cases.py hw3 [--case padding-off-by-one] [--ci] [--workers 2]
+    .venv/bin/python tools/check_cases.py hw3 [--case same-padding-extra-row-on-top] [--ci] [--workers 2]
 """
 
 from __future__ import annotations
@@ -14,17 +14,15 @@ import argparse
 import os
 import pathlib
 import shutil
-import sys
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+import nbformat
 
-import nbformat  # noqa: E402
+from autograder import cases, pipeline, processes
+from autograder.course import load_course
 
-from autograder import cases, pipeline  # noqa: E402
-from autograder.course import load_course  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             nbformat.write(s["notebook"], str(download / f"{s['id']}_{a}.ipynb"))
         pipeline.collect(course, a, download)
         results = {r.student: r for r in pipeline.autograde(course, a, workers=args.workers, progress=True)}
-        pipeline.shutdown_workers()
+        processes.shutdown()
         graded_ids = list(cases.expected_points(source_nb, ()))
         expect = {"solution": cases.expected_points(source_nb, ()),
                   "blank": cases.expected_points(source_nb, graded_ids)}
