@@ -88,6 +88,8 @@ class Unreadable:
     __getattr__ = __call__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _fail
     __bool__ = __len__ = __iter__ = __float__ = __int__ = __index__ = __array__ = _fail
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __getitem__ = _fail
+    __rtruediv__ = __floordiv__ = __mod__ = __pow__ = __rpow__ = __matmul__ = __neg__ = __abs__ = _fail
+    __round__ = __contains__ = _fail
     __hash__ = None
 
 
@@ -146,14 +148,22 @@ def decode(data, depth: int = 0):
         return data
     if t is not dict or len(data) == 0:
         raise ProtocolError(f"unexpected {t.__name__} in the kernel's answer")
-    if "__float__" in data:
-        return float(data["__float__"])
-    if "__int__" in data:
-        return int(data["__int__"])
+    if "__float__" in data or "__int__" in data:
+        number = float if "__float__" in data else int
+        text = data[f"__{number.__name__}__"]
+        if type(text) is not str:
+            raise ProtocolError(f"malformed {number.__name__} in the kernel's answer")
+        try:
+            return number(text)
+        except ValueError as exc:
+            raise ProtocolError(f"a number in the kernel's answer cannot be read: {exc}") from None
     if "__nd__" in data:
         try:
-            arr = np.load(io.BytesIO(base64.b64decode(data["__nd__"], validate=True)), allow_pickle=False)
-        except (ValueError, TypeError, OSError) as exc:
+            raw = base64.b64decode(data["__nd__"], validate=True)
+            if not raw.startswith(np.lib.format.MAGIC_PREFIX):  # np.load also opens .npz files and pickles
+                raise ValueError("not in .npy format")
+            arr = np.load(io.BytesIO(raw), allow_pickle=False)
+        except Exception as exc:  # whatever the bytes make NumPy raise: EOFError, MemoryError (a lying shape)
             raise ProtocolError(f"an array in the kernel's answer cannot be read: {exc}") from None
         if type(arr) is not np.ndarray or arr.dtype.kind not in ARRAY_KINDS:
             raise ProtocolError(f"an array of dtype {arr.dtype} cannot be graded")
@@ -272,7 +282,8 @@ def _adl_answer(_user, _request_path, _answer_path):
             return _user[name] if where == "user" else getattr(np, name)
         raise ValueError("bad request")
 
-    request = json.loads(open(_request_path).read())
+    with open(_request_path) as fh:
+        request = json.loads(fh.read())
     answer = {}
     if request["op"] == "names":
         found = {}
@@ -356,19 +367,24 @@ class Link:
 
     def _call(self, name: str, args: tuple, kwargs: dict):
         answer = self._ask({"op": "call", "name": name, "args": encode(list(args)), "kwargs": encode(dict(kwargs))})
-        for item in answer.get("warnings") or []:
+        warned = answer.get("warnings")
+        for item in warned[:20] if type(warned) is list else []:  # the kernel's caps, for a tampered kernel
             if type(item) is list and len(item) == 2:
                 category = getattr(builtins, str(item[0]), None)
                 if not (isinstance(category, type) and issubclass(category, Warning)):
                     category = UserWarning
-                warnings.warn_explicit(str(item[1]), category, filename=f"<student {name}>", lineno=0)
+                warnings.warn_explicit(str(item[1])[:500], category, filename=f"<student {name}>", lineno=0)
         if "raised" in answer:
             raised = answer["raised"]
             if type(raised) is not list or len(raised) != 2:
                 raise ProtocolError("malformed exception in the kernel's answer")
-            ename, evalue = str(raised[0])[:100], str(raised[1])
+            ename, evalue = str(raised[0])[:100], str(raised[1])[:2000]
             cls = _exception_type(ename)
-            raise cls(evalue if cls is not StudentError else f"{ename}: {evalue}")
+            try:
+                error = cls(evalue) if cls is not StudentError else StudentError(f"{ename}: {evalue}")
+            except TypeError:  # UnicodeDecodeError, ExceptionGroup ...: not made from a message alone
+                error = StudentError(f"{ename}: {evalue}")
+            raise error
         if "value" not in answer:
             raise ProtocolError(f"{name}() returned no answer (the kernel's code was interfered with)")
         value = decode(answer["value"])
