@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
-import json
 import logging
 import pathlib
 import sys
 import time
 
-from autograder import pipeline
+from autograder import gradebook, pipeline, preflight, reports, scoring
 from autograder.course import CourseError, load_course
 from autograder.ingest import printable
+from autograder.sample_class import EXPECTED_FILE, read_expected
 
 SAMPLES = pathlib.Path(__file__).with_name("samples")
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def timed(label: str):
+    """Print how long the block took."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        print(f"  {label}: {time.perf_counter() - start:.1f} s")
 
 
 def _assignments(course, names):
@@ -51,7 +62,7 @@ def _print_rejected(rejected) -> None:
 
 
 def _print_sandbox(course, assignment):
-    for line in pipeline.sandbox_summary(course, assignment):
+    for line in preflight.sandbox_summary(course, assignment):
         print(f"  sandbox: {line}")
 
 
@@ -66,14 +77,14 @@ def cmd_autograde(args, course):
     for a, results in graded.items():
         if len(graded) > 1:
             print(f"== {a}")
-        print(pipeline.format_table(results))
+        print(reports.format_table(results))
     return _finish(_grader_failures([r for results in graded.values() for r in results]))
 
 
 def _grader_failures(results) -> list[str]:
-    """``assignment/student: reason`` for each submission the grader itself failed on (see pipeline._failed)."""
+    """``assignment/student: reason`` for each submission the grader itself failed on (see scoring.failed)."""
     return [f"{r.assignment}/{printable(r.student)}: {printable(r.notes[0] if r.notes else '', limit=400)}"
-            for r in results if pipeline.GRADER_FAILED in r.flags]
+            for r in results if scoring.GRADER_FAILED in r.flags]
 
 
 def _for_each(results, what: str, action) -> list[str]:
@@ -105,13 +116,13 @@ def _finish(failed: list[str]) -> int:
 
 def cmd_feedback(args, course):
     results = pipeline.autograde(course, args.assignment, workers=args.workers, progress=False)
-    graded = [r for r in results if pipeline.GRADER_FAILED not in r.flags]  # no feedback on a grader's failure
-    unwritten = _for_each(graded, "feedback", lambda r: pipeline.write_feedback(course, r, final=args.final))
+    graded = [r for r in results if scoring.GRADER_FAILED not in r.flags]  # no feedback on a grader's failure
+    unwritten = _for_each(graded, "feedback", lambda r: reports.write_feedback(course, r, final=args.final))
     print(f"wrote feedback for {len(graded) - len(unwritten)} students under {course.feedback}")
     cap = course.settings(args.assignment).feedback_rounds
     if cap is not None and not args.final:
         held = [r.student for r in results
-                if (rounds := pipeline.feedback_rounds(course, args.assignment, r.student)) and rounds[-1].get("withheld")]
+                if (rounds := reports.feedback_rounds(course, args.assignment, r.student)) and rounds[-1].get("withheld")]
         print(f"  feedback rounds: at most {cap} per student (assignments.yml); withheld past the cap for "
               f"{len(held)}: {', '.join(printable(s) for s in held) or 'nobody'}. After the deadline: "
               f"adl-grade feedback {args.assignment} --final")
@@ -121,13 +132,13 @@ def cmd_feedback(args, course):
 def cmd_export(args, course):
     output = pathlib.Path(args.output) if args.output else None
     if args.canvas:
-        path, unknown = pipeline.export_canvas(course, args.assignment, output,
+        path, unknown = reports.export_canvas(course, args.assignment, output,
                                                pathlib.Path(args.roster) if args.roster else None, args.column)
         print(f"wrote {path} (Canvas: Grades > Import)")
         if unknown:
             print(f"  not in the roster, left out: {', '.join(printable(s) for s in unknown)}")
     else:
-        path = pipeline.export_csv(course, args.assignment, output)
+        path = reports.export_csv(course, args.assignment, output)
         print(f"wrote {path}")
     _print_awaiting(course, args.assignment)
 
@@ -138,7 +149,7 @@ def _print_awaiting(course, assignment: str) -> None:
 
     if not rubric.manual_questions(course.source_notebook(assignment)):
         return
-    awaiting = pipeline.gradebook_awaiting(course, assignment)
+    awaiting = gradebook.awaiting(course, assignment)
     if not awaiting:
         return
     shown = "; ".join(f"{printable(s)} ({', '.join(q)})" for s, q in sorted(awaiting.items())[:20])
@@ -168,7 +179,7 @@ def cmd_rubric(args, course):
 
 def cmd_report(args, course):
     results = pipeline.autograde(course, args.assignment, workers=args.workers, progress=False)
-    print(f"wrote {pipeline.write_report(course, args.assignment, results)}")
+    print(f"wrote {reports.write_report(course, args.assignment, results)}")
     return _finish(_grader_failures(results))
 
 
@@ -178,14 +189,14 @@ def cmd_demo(args, course):
     failed: list[str] = []
     for a in course.assignments():
         print(f"== release {a}")
-        with pipeline.timed("nbgrader generate_assignment"):
+        with timed("nbgrader generate_assignment"):
             pipeline.release(course, a)
     for a in course.assignments():
         sample = SAMPLES / a
         if not sample.is_dir():
             continue
         print(f"== collect the sample class of {a} ({sample.relative_to(course.root)})")
-        unsafe = _needs_sandbox(sample) if not pipeline.sandbox_isolated(course, a) else ()
+        unsafe = _needs_sandbox(sample) if not preflight.sandbox_isolated(course, a) else ()
         if unsafe:
             print(f"  not grading {len(unsafe)} submissions that attack the course's files: without bubblewrap "
                   f"they would succeed ({', '.join(unsafe)}). Install bubblewrap to grade them.")
@@ -198,16 +209,16 @@ def cmd_demo(args, course):
         _print_rejected(got.rejected)
         print(f"== autograde {a} ({args.workers} workers; gradebook {course.db_url})")
         _print_sandbox(course, a)
-        with pipeline.timed("autograde"):
+        with timed("autograde"):
             results = pipeline.autograde(course, a, sorted(got.accepted), args.workers, args.force)
-        print(pipeline.format_table(results))
+        print(reports.format_table(results))
         _compare_with_expected(sample, results)
         failed += _grader_failures(results)
-        graded = [r for r in results if pipeline.GRADER_FAILED not in r.flags]
-        failed += _for_each(graded, "feedback", lambda r: pipeline.write_feedback(course, r))
-        csv_path = pipeline.export_csv(course, a)
-        canvas_path, _ = pipeline.export_canvas(course, a)
-        report = pipeline.write_report(course, a, results)
+        graded = [r for r in results if scoring.GRADER_FAILED not in r.flags]
+        failed += _for_each(graded, "feedback", lambda r: reports.write_feedback(course, r))
+        csv_path = reports.export_csv(course, a)
+        canvas_path, _ = reports.export_canvas(course, a)
+        report = reports.write_report(course, a, results)
         print(f"  feedback: {course.feedback.relative_to(course.root)}/<student>/{a}/feedback.html")
         print(f"  grades:   {csv_path.relative_to(course.root)} (Canvas import: {canvas_path.relative_to(course.root)})")
         print(f"  report:   {report.relative_to(course.root)} (+ score_distribution.png)")
@@ -217,10 +228,9 @@ def cmd_demo(args, course):
 
 def _compare_with_expected(sample: pathlib.Path, results) -> None:
     """Say whether the sample class got the grades and flags its expected.json promises."""
-    expected = sample / "expected.json"
-    if not expected.is_file():
+    if not (sample / EXPECTED_FILE).is_file():
         return
-    students = json.loads(expected.read_text()).get("students", {})
+    students = read_expected(sample)
     wrong = []
     for r in results:
         exp = students.get(r.student)
@@ -232,33 +242,29 @@ def _compare_with_expected(sample: pathlib.Path, results) -> None:
             wrong.append(f"{printable(r.student)}: got {r.score:g} {r.flags} by hand {_by_hand(r)}, expected "
                          f"{exp['total']} {exp['flags']} by hand {exp.get('manual', [])}")
     checked = sum(1 for r in results if r.student in students)
-    print(f"  expected grades ({expected.name}): {checked - len(wrong)}/{checked} as expected")
+    print(f"  expected grades ({EXPECTED_FILE}): {checked - len(wrong)}/{checked} as expected")
     for line in wrong:
         print(f"  UNEXPECTED {line}")
 
 
 def _by_hand(result) -> list[str]:
     """The questions of ``result`` answered and left to hand grading (awaiting a grade, or graded)."""
-    return [q.grade_id for q in result.questions if q.manual and q.status in (pipeline.PENDING, pipeline.GRADED_BY_HAND)]
+    return [q.grade_id for q in result.questions if q.manual and q.status in (scoring.PENDING, scoring.GRADED_BY_HAND)]
 
 
 def _extra_cases(sample: pathlib.Path) -> tuple[str, ...]:
     """The one-mistake students (``"ci": false`` in expected.json): the plain demo grades only the two students
     who make the first mistake of each test cell between them (see autograder/cases.py)."""
-    expected = sample / "expected.json"
-    if not expected.is_file():
+    if not (sample / EXPECTED_FILE).is_file():
         return ()
-    students = json.loads(expected.read_text()).get("students", {})
-    return tuple(sorted(e["file"] for e in students.values() if e.get("ci") is False))
+    return tuple(sorted(e["file"] for e in read_expected(sample).values() if e.get("ci") is False))
 
 
 def _needs_sandbox(sample: pathlib.Path) -> tuple[str, ...]:
     """Files of the sample class that may be graded only inside the sandbox (see expected.json)."""
-    expected = sample / "expected.json"
-    if not expected.is_file():
+    if not (sample / EXPECTED_FILE).is_file():
         return ()
-    students = json.loads(expected.read_text()).get("students", {})
-    return tuple(sorted(e["file"] for e in students.values() if e.get("needs_sandbox")))
+    return tuple(sorted(e["file"] for e in read_expected(sample).values() if e.get("needs_sandbox")))
 
 
 def build_parser() -> argparse.ArgumentParser:

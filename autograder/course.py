@@ -1,4 +1,9 @@
-"""The course on disk: nbgrader's configuration, the assignments and their grading settings."""
+"""The course on disk: nbgrader's configuration, the assignments and their grading settings.
+
+A course's grading settings are read once, when the course is loaded, from ``<course root>/assignments.yml``
+if the course has one, else from the defaults this package ships (``autograder/assignments.yml``). A course
+of its own (a scratch course in a test, another semester's folder) changes a timeout by writing its own file.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import pathlib
 
 import yaml
 
-SETTINGS_FILE = pathlib.Path(__file__).with_name("assignments.yml")
+SETTINGS_FILE = pathlib.Path(__file__).with_name("assignments.yml")  # the defaults this package ships
+COURSE_SETTINGS = "assignments.yml"  # a course's own, in its root: used instead of SETTINGS_FILE when present
 
 
 class CourseError(RuntimeError):
@@ -48,6 +54,8 @@ class Course:
     autograded: pathlib.Path
     feedback: pathlib.Path
     db_url: str
+    settings_file: pathlib.Path = SETTINGS_FILE
+    _settings: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # the file, parsed once
 
     @property
     def build(self) -> pathlib.Path:
@@ -66,17 +74,32 @@ class Course:
         return sorted(p.name for p in self.source.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def settings(self, assignment: str) -> AssignmentSettings:
-        return load_settings(assignment)
+        """How ``assignment`` is graded: its entry in the course's settings file over the defaults."""
+        if not self._settings:
+            self._settings.update(read_settings_file(self.settings_file))
+        return merge_settings(assignment, self._settings, self.settings_file)
 
 
-def load_settings(assignment: str, path: pathlib.Path = SETTINGS_FILE) -> AssignmentSettings:
-    """Grading settings of ``assignment``: its entry in assignments.yml over the defaults."""
+def read_settings_file(path: pathlib.Path) -> dict:
+    """The parsed settings file (``defaults:`` and ``assignments:``); CourseError if it cannot be read."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise CourseError(f"cannot read grading settings {path}: {exc}") from exc
-    merged = {"notebook": f"{assignment}.ipynb", **(raw.get("defaults") or {})}
-    merged.update((raw.get("assignments") or {}).get(assignment) or {})
+    if not isinstance(raw, dict):
+        raise CourseError(f"{path}: expected 'defaults:' and 'assignments:' sections, got {type(raw).__name__}")
+    return {"defaults": raw.get("defaults") or {}, "assignments": raw.get("assignments") or {}, "read": True}
+
+
+def load_settings(assignment: str, path: pathlib.Path = SETTINGS_FILE) -> AssignmentSettings:
+    """Grading settings of ``assignment`` in the settings file ``path``: its entry over the defaults."""
+    return merge_settings(assignment, read_settings_file(path), path)
+
+
+def merge_settings(assignment: str, raw: dict, path: pathlib.Path) -> AssignmentSettings:
+    """``assignment``'s entry in the parsed settings ``raw`` over the file's and the built-in defaults, checked."""
+    merged = {"notebook": f"{assignment}.ipynb", **raw["defaults"]}
+    merged.update(raw["assignments"].get(assignment) or {})
     known = {f.name for f in dataclasses.fields(AssignmentSettings)} - {"name"}
     unknown = sorted(set(merged) - known)
     if unknown:
@@ -141,4 +164,5 @@ def load_course(root: str | pathlib.Path | None = None) -> Course:
         autograded=sub("autograded_directory", "autograded"),
         feedback=sub("feedback_directory", "feedback"),
         db_url=cd.get("db_url", f"sqlite:///{base / 'gradebook.db'}"),
+        settings_file=base / COURSE_SETTINGS if (base / COURSE_SETTINGS).is_file() else SETTINGS_FILE,
     )

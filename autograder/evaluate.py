@@ -35,7 +35,6 @@ import numpy as np
 
 from autograder.sandbox import Limits, Sandbox
 
-EVAL_SLOT_OFFSET = 500  # the evaluator of slot N runs as uid SLOT_UID_BASE + N + 500: not the kernel's user
 MAX_OUTPUT_BYTES = 256 * 2**20
 
 # Runs inside the sandbox with `python -I`: imports Keras once, then answers one request per line of stdin (a
@@ -82,7 +81,7 @@ class ModelEvaluator:
     Args:
         workdir: the submission's folder (the kernel's working directory).
         timeout: seconds one evaluation may take (the first one includes TensorFlow's import).
-        slot: the grading slot; the evaluator runs as its own user for that slot.
+        slot: the grading slot (autograder.uids); the evaluator runs as the slot's evaluator user, not its kernel's.
         limits: resource limits of the evaluator process.
         sandbox: False to skip bubblewrap (the assignment's ``sandbox: false``).
         env: environment of the evaluator (PATH and TensorFlow's settings; HOME is its own folder).
@@ -154,7 +153,7 @@ class ModelEvaluator:
 
     def _sandbox(self, box: pathlib.Path) -> Sandbox:
         """The sandbox of an evaluator process working in ``box``: its own user, not the kernel's."""
-        return Sandbox(box, self.limits, slot=self.slot + EVAL_SLOT_OFFSET, enabled=self.sandbox)
+        return Sandbox(box, self.limits, slot=self.slot, evaluator=True, enabled=self.sandbox)
 
     def probe(self) -> str | None:
         """None if an evaluator process can start here (its user reaches Python and the helper package); else

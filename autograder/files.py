@@ -1,4 +1,7 @@
-"""Deleting what a grading kernel leaves behind in its folder.
+"""Files the grader writes and deletes: JSON written atomically, and what a grading kernel leaves behind.
+
+:func:`write_json` writes a file whole or not at all (a reader never sees half of it, a killed grader leaves
+the old file), through a temporary file in the same folder and ``os.replace``.
 
 A sandboxed kernel may write anything into its working folder: a chain of folders 100,000 deep, folders it
 made unreadable (``chmod 000``), files of its own user id, symbolic links to anywhere (``/``, the course),
@@ -14,14 +17,30 @@ no ``rm`` at all.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import pathlib
 import shutil
 import subprocess
+import tempfile
 
 log = logging.getLogger(__name__)
 
 MAX_REPORTED = 10  # lines of "what could not be deleted" kept and logged
+
+
+def write_json(path: str | os.PathLike, data: object, indent: int | None = 1) -> None:
+    """Write ``data`` as JSON to ``path`` atomically: a temporary file beside it, then ``os.replace``."""
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=indent)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def remove_tree(path: str | os.PathLike) -> list[str]:

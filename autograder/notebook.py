@@ -16,7 +16,9 @@ import re
 import nbformat
 from nbformat.corpus.words import generate_corpus_id
 
-HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?", re.M | re.S)
+HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"  # nbgrader's markers around the hidden part of a test cell
+HIDDEN_END = "### END HIDDEN TESTS"
+HIDDEN_TESTS = re.compile(rf"^[ \t]*{HIDDEN_BEGIN}.*?^[ \t]*{HIDDEN_END}[^\n]*\n?", re.M | re.S)
 SURROGATE = re.compile("[\ud800-\udfff]")
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how a lone surrogate can appear in JSON text
 CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's cell id
@@ -55,6 +57,17 @@ class GradeCell:
     def public_source(self) -> str:
         """The test cell as the student sees it: the hidden tests removed."""
         return HIDDEN_TESTS.sub("", self.source)
+
+    @property
+    def hidden_lines(self) -> frozenset[int]:
+        """The numbers (from 1) of the source's lines from each hidden-tests marker to its end marker."""
+        hidden, inside = set(), False
+        for number, line in enumerate(self.source.splitlines(), start=1):
+            inside = inside or HIDDEN_BEGIN in line
+            if inside:
+                hidden.add(number)
+            inside = inside and HIDDEN_END not in line
+        return frozenset(hidden)
 
 
 def nbgrader_meta(cell) -> dict:

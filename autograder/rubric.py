@@ -1,7 +1,7 @@
 """Manually graded questions: what the person grading them needs from ``source/``, and nothing for students.
 
 nbgrader's manually graded answer is an answer cell (``solution: true``) that is also graded (``grade: true``,
-``points: N``) and has no test cell. adl-grade never scores it (see ``pipeline._score``): the gradebook marks it
+``points: N``) and has no test cell. adl-grade never scores it (see ``scoring.score_run``): the gradebook marks it
 ``needs_manual_grade`` and the formgrader takes the score. In ``source/`` the cell holds the sample answer, then a
 ``#### Rubric`` line and the rubric, whose items start with their points::
 

@@ -40,8 +40,9 @@ import stat
 import subprocess
 import sys
 
+from autograder.uids import SLOT_UID_BASE, evaluator_uid, kernel_uid
+
 UNIT = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
-SLOT_UID_BASE = 20000  # grading slot N runs as uid/gid SLOT_UID_BASE + N when the grader is root
 
 
 class SandboxError(RuntimeError):
@@ -251,7 +252,8 @@ class Sandbox:
 
     workdir: pathlib.Path
     limits: Limits = dataclasses.field(default_factory=Limits)
-    slot: int = 0
+    slot: int = 0  # the grading slot (autograder.uids): under a root grader its users run the kernel, evaluator
+    evaluator: bool = False  # the slot's model evaluator, not its kernel: the slot's other user
     readonly: tuple[pathlib.Path, ...] = ()  # extra read-only paths (the data mirror)
     enabled: bool = True  # False: no bubblewrap (the assignment's ``sandbox: false``)
     _fd: int | None = dataclasses.field(default=None, repr=False, compare=False)
@@ -287,7 +289,9 @@ class Sandbox:
     @property
     def uid(self) -> int | None:
         """The unprivileged user the kernel runs as, or None to keep the grader's user (not root)."""
-        return SLOT_UID_BASE + self.slot if os.geteuid() == 0 else None
+        if os.geteuid() != 0:
+            return None
+        return evaluator_uid(self.slot) if self.evaluator else kernel_uid(self.slot)
 
     @property
     def unreachable(self) -> list[pathlib.Path]:

@@ -48,7 +48,9 @@ from autograder.contract import (
     read_answer,
 )
 from autograder.evaluate import ModelEvaluator
+from autograder.files import write_json
 from autograder.formgrader import sanitize_notebook
+from autograder.job import Job, JobError
 from autograder.sandbox import Limits, Sandbox
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -646,51 +648,47 @@ class Runner:
 
 def run_job(job_path: str) -> None:
     """Grade the job described by ``job_path``; write the executed notebook and the JSON result."""
-    job = json.loads(pathlib.Path(job_path).read_text())
-    workdir = pathlib.Path(job["workdir"])
-    nb = nbformat.read(job["notebook"], as_version=4)  # kept outside the kernel's reach
-    control = pathlib.Path(job["control"]) if job.get("control") else None
-    os.environ.update(job.get("grader_env", {}))  # the trusted tests' own data settings
+    job = Job.read(job_path)
+    workdir = pathlib.Path(job.workdir)
+    nb = nbformat.read(job.notebook, as_version=4)  # kept outside the kernel's reach
+    control = pathlib.Path(job.control) if job.control else None
+    os.environ.update(job.grader_env)  # the trusted tests' own data settings
+    box = job.sandbox
     sandbox = None
-    if "sandbox" in job:
-        box = job["sandbox"]
-        sizes = {k: box[k] for k in ("disk", "files", "tmp_size") if k in box}
+    if box is not None:
         sandbox = Sandbox(
             workdir,
-            Limits(memory=box["memory"], processes=box["processes"],
-                   cpu_seconds=int(job["notebook_timeout"]) * 2 + 60, **sizes),
-            slot=box["slot"],
-            readonly=tuple(pathlib.Path(p) for p in [*box.get("readonly", []), *([control] if control else [])]),
-            enabled=box.get("enabled", True),
+            Limits(memory=box.memory, processes=box.processes, cpu_seconds=int(job.notebook_timeout) * 2 + 60,
+                   disk=box.disk, files=box.files, tmp_size=box.tmp_size),
+            slot=box.slot,
+            readonly=tuple(pathlib.Path(p) for p in [*box.readonly, *([control] if control else [])]),
+            enabled=box.enabled,
         )
     start = time.monotonic()
-    runner = Runner(nb, workdir, job["cell_timeout"], job["notebook_timeout"], job["env"], sandbox, control,
-                    output_limits=(job.get("output_limit", 2**20), job.get("notebook_output_limit", 16 * 2**20)))
+    runner = Runner(nb, workdir, job.cell_timeout, job.notebook_timeout, job.env, sandbox, control,
+                    output_limits=(job.output_limit, job.notebook_output_limit))
     # Saved models (adl.grading.evaluate_saved_model in a test cell) are loaded in a sandbox of their own.
-    box = job.get("sandbox", {})
     evaluator = adl_grading._evaluator = ModelEvaluator(
-        workdir, timeout=job["cell_timeout"], slot=box.get("slot", 0),
-        limits=Limits(memory=box.get("memory", Limits.memory), processes=64, cpu_seconds=int(job["cell_timeout"]) * 4),
-        sandbox=box.get("enabled", True),
-        env={k: v for k, v in job["env"].items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "TF_CPP_MIN_LOG_LEVEL")},
-        scratch=pathlib.Path(job["scratch"]) if job.get("scratch") else None,
+        workdir, timeout=job.cell_timeout, slot=box.slot if box else 0,
+        limits=Limits(memory=box.memory if box else Limits.memory, processes=64,
+                      cpu_seconds=int(job.cell_timeout) * 4),
+        sandbox=box.enabled if box else True,
+        env=job.evaluator_env(),
+        scratch=pathlib.Path(job.scratch) if job.scratch else None,
     )
-    _limit_memory(job.get("grader_memory"))
+    _limit_memory(job.grader_memory)
     try:
         cells = runner.run()
     finally:
         adl_grading._evaluator = None
         evaluator.close()
-    pathlib.Path(job["executed"]).write_text(nbformat.writes(sanitize_notebook(nb)))
-    result = {
+    pathlib.Path(job.executed).write_text(nbformat.writes(sanitize_notebook(nb)))
+    write_json(job.result, {
         "cells": cells,
         "events": runner.events,
         "restarts": runner.restarts,
         "elapsed": round(time.monotonic() - start, 3),
-    }
-    tmp = pathlib.Path(job["result"] + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(job["result"])
+    })
 
 
 def _limit_memory(headroom: int | None) -> None:
@@ -739,7 +737,7 @@ def _job_log(path: str | None, fallback: int) -> None:
 
 def serve() -> int:
     """``--serve``: grade one job after another, their paths read from stdin, one per line; answer each with
-    a line ``done`` or ``failed ...`` on stdout. The pipeline keeps one such process per grading slot, so
+    a line ``done`` or ``failed ...`` on stdout. The pipeline keeps a pool of such processes, so
     the trusted side's imports (NumPy, TensorFlow for the tests) are paid once, not per submission. Student
     code never runs in this process: every submission still gets a fresh kernel in its own sandbox."""
     import gc
@@ -758,8 +756,8 @@ def serve() -> int:
             continue
         try:
             try:
-                _job_log(json.loads(pathlib.Path(path).read_text()).get("log"), slot_log)
-            except (OSError, ValueError):
+                _job_log(Job.read(path).log, slot_log)
+            except JobError:
                 pass  # run_job says what is wrong with the job file
             run_job(path)
             status = "done"

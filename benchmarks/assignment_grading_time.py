@@ -31,7 +31,7 @@ NBGRADER_AUTOGRADE_ON = "--Autograde.exporter_class=nbconvert.exporters.Notebook
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder import pipeline  # noqa: E402
+from autograder import pipeline, preflight, processes  # noqa: E402
 from autograder.course import load_course  # noqa: E402
 
 BUDGET = 120.0  # seconds per submission (issue 5)
@@ -109,8 +109,8 @@ def main() -> int:
             if differ:
                 notes.append(f"- {a}: scores differ for {', '.join(differ)}.")
             print(rows[-1], flush=True)
-        pipeline.shutdown_workers()
-        isolated = all(pipeline.sandbox_isolated(course, a) for a in assignments)
+        processes.shutdown()
+        isolated = all(preflight.sandbox_isolated(course, a) for a in assignments)
     lines = [
         f"## Grading time per submission, {datetime.date.today().isoformat()}",
         "",

@@ -27,7 +27,7 @@ NBGRADER_AUTOGRADE_ON = "--Autograde.exporter_class=nbconvert.exporters.Notebook
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder import pipeline  # noqa: E402
+from autograder import pipeline, preflight  # noqa: E402
 from autograder.course import load_course  # noqa: E402
 
 # Left out so that both graders do the same work and nothing harms this machine: the truncated file (nbgrader
@@ -97,7 +97,7 @@ def main() -> int:
         f"`{' '.join(['python', 'benchmarks/autograde_throughput.py', '--n', str(args.n), '--workers', str(args.workers)])}`"
         f" on {os.cpu_count()} cores, Python {platform.python_version()}, {args.n} hw1 submissions (the sample class"
         " cycled, without the truncated, time-limit, dying-kernel and destructive ones). adl-grade with every guarantee"
-        f" of autograder/README.md on (sandbox: {'bubblewrap' if pipeline.sandbox_isolated(course, 'hw1') else 'NOT ISOLATED'},"
+        f" of autograder/README.md on (sandbox: {'bubblewrap' if preflight.sandbox_isolated(course, 'hw1') else 'NOT ISOLATED'},"
         " limits, tests in the grader); its long-lived workers start inside the timed call.",
         "",
         "| grader | wall time | per submission | throughput vs nbgrader |",

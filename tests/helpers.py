@@ -8,7 +8,9 @@ import filecmp
 import pathlib
 import shutil
 
-from autograder.course import Course
+import yaml
+
+from autograder.course import COURSE_SETTINGS, SETTINGS_FILE
 from autograder.notebook import read_source
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -49,23 +51,22 @@ def stale_release(course, assignment: str, root: pathlib.Path) -> list[str]:
     return tree_diff(course.release / assignment, root / "release" / assignment)
 
 
-def scratch_course(tmp: pathlib.Path, assignments, mp, cell_timeout: int | None = None) -> None:
+def scratch_course(tmp: pathlib.Path, assignments, mp, cell_timeout: int | None = None, **settings) -> None:
     """Make ``tmp`` a course folder holding ``assignments`` from ``source/`` and a SQLite gradebook of its own
-    (``mp``, a pytest MonkeyPatch, sets ``ADL_GRADEBOOK_URL``). With ``cell_timeout``, that course's cells time
-    out after that many seconds instead of what assignments.yml says; other courses keep its settings."""
+    (``mp``, a pytest MonkeyPatch, sets ``ADL_GRADEBOOK_URL``). With ``cell_timeout`` or other grading settings
+    (``feedback_rounds=2``), the course gets an ``assignments.yml`` of its own: the package's, with those
+    settings for every assignment; other courses keep the package's."""
     shutil.copy(ROOT / "nbgrader_config.py", tmp)
     for a in assignments:
         shutil.copytree(ROOT / "source" / a, tmp / "source" / a)
     mp.setenv("ADL_GRADEBOOK_URL", f"sqlite:///{tmp / 'gradebook.db'}")
-    if cell_timeout is None:
-        return
-    settings = Course.settings
-
-    def shorter_timeout(self, assignment):
-        found = settings(self, assignment)
-        return dataclasses.replace(found, cell_timeout=cell_timeout) if self.root == tmp else found
-
-    mp.setattr(Course, "settings", shorter_timeout)
+    if cell_timeout is not None:
+        settings["cell_timeout"] = cell_timeout
+    if settings:
+        raw = yaml.safe_load(SETTINGS_FILE.read_text())
+        raw["defaults"].update(settings)
+        raw["assignments"] = {name: {**(entry or {}), **settings} for name, entry in raw["assignments"].items()}
+        (tmp / COURSE_SETTINGS).write_text(yaml.safe_dump(raw))
 
 
 # ----------------------------------------------------------------------- a real formgrader, a real browser

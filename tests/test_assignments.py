@@ -1,11 +1,11 @@
 """Every assignment after hw1, graded by the real autograder: the solution earns full marks, the blank release
 earns nothing in every test cell, and each wrong-answer case (source/<assignment>/wrong_answers.yml, built into
-autograder/samples/<assignment>/ by make_sample_class.py) loses exactly the test cells it names.
+autograder/samples/<assignment>/ by tools/make_sample_class.py) loses exactly the test cells it names.
 
 CI grades, as `make demo` does, the two students per assignment who make the first mistake of each test cell
 between them (``"ci": true`` in expected.json, see autograder/cases.py): every question is lost by a plausible
 mistake and kept despite the other student's. `adl-grade demo --all-cases` and
-``autograder/samples/check_cases.py`` grade every mistake on its own.
+``tools/check_cases.py`` grade every mistake on its own.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ import pytest
 from helpers import hidden_test_lines, stale_release
 
 from adl_helpers import pretrained as adl_pretrained
-from autograder import pipeline
+from autograder import gradebook, pipeline, reports
 from autograder.course import load_course
+
+pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "autograder" / "samples"
@@ -35,7 +37,9 @@ SLOWEST_FIRST = ["hw4", "hw6", "hw7", "hw3", "hw5", "hw2", "midterm"]
 
 
 def _expected(assignment: str) -> dict:
-    return json.loads((SAMPLES / assignment / "expected.json").read_text())["students"]
+    from autograder.sample_class import read_expected
+
+    return read_expected(SAMPLES / assignment)
 
 
 @pytest.fixture(scope="module")
@@ -116,14 +120,14 @@ def test_feedback_never_shows_hidden_tests(graded):
         hidden = hidden_test_lines(course.source_notebook(a))
         assert hidden, f"{a} has no hidden tests"
         for r in results[a].values():
-            shown = {line.strip() for line in html_mod.unescape(pipeline.write_feedback(course, r).read_text()).splitlines()}
+            shown = {line.strip() for line in html_mod.unescape(reports.write_feedback(course, r).read_text()).splitlines()}
             assert [h for h in hidden if h in shown] == [], r.student
 
 
 def test_gradebook_holds_every_assignment(graded):
     course, results = graded
     for a in ASSIGNMENTS:
-        scores = pipeline.gradebook_scores(course, a)
+        scores = gradebook.scores(course, a)
         assert {s: sum(v.values()) for s, v in scores.items()} == {s: r.score for s, r in results[a].items()}
 
 

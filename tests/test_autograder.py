@@ -14,9 +14,11 @@ import nbformat
 import pytest
 from helpers import hidden_test_lines, scratch_course, stale_release
 
-from autograder import cli, pipeline
+from autograder import cli, gradebook, pipeline, preflight, reports
 from autograder.course import CourseError, load_course, load_settings
 from autograder.notebook import InvalidNotebook, parse_submission, read_source, restore
+
+pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "autograder" / "samples"
@@ -44,8 +46,9 @@ def course(tmp_path_factory):
 
 def _unsafe(assignment: str) -> set[str]:
     """Sample files that attack the course's files: graded only inside the sandbox (else they would succeed)."""
-    students = json.loads((SAMPLES / assignment / "expected.json").read_text())["students"]
-    return {e["file"] for e in students.values() if e.get("needs_sandbox")}
+    from autograder.sample_class import read_expected
+
+    return {e["file"] for e in read_expected(SAMPLES / assignment).values() if e.get("needs_sandbox")}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def graded(course, tmp_path_factory):
         shutil.copy(course.source_notebook(a), download / f"solution_{a}.ipynb")
         shutil.copy(course.release_notebook(a), download / f"blank_{a}.ipynb")
         if (SAMPLES / a).is_dir():
-            unsafe = _unsafe(a) if not pipeline.sandbox_isolated(course, a) else set()
+            unsafe = _unsafe(a) if not preflight.sandbox_isolated(course, a) else set()
             for nb in (SAMPLES / a).glob(f"*_{a}.ipynb"):
                 if nb.name not in unsafe:
                     shutil.copy(nb, download / nb.name)
@@ -97,7 +100,7 @@ def test_sample_class_gets_expected_grades(graded, assignment):
     assert len(students) >= 12
     for student, exp in students.items():
         if student not in graded[assignment]:
-            assert exp["needs_sandbox"] and not pipeline.sandbox_isolated(load_course(ROOT), assignment)
+            assert exp["needs_sandbox"] and not preflight.sandbox_isolated(load_course(ROOT), assignment)
             continue
         result = graded[assignment][student]
         got = {q.grade_id: q.points for q in result.questions if not q.manual}
@@ -113,15 +116,15 @@ def test_sample_class_gets_expected_grades(graded, assignment):
 
 def test_gradebook_holds_the_grades_and_rerun_is_idempotent(course, graded):
     for a, results in graded.items():
-        before = pipeline.gradebook_scores(course, a)
+        before = gradebook.scores(course, a)
         assert set(before) == set(results)
         for student, r in results.items():
             assert sum(before[student].values()) == r.score
         again = pipeline.autograde(course, a, workers=2, progress=False)  # cached: same key, no kernel
         assert all(x.elapsed == results[x.student].elapsed for x in again)
         for r in again:
-            pipeline.record(course, r)
-        assert pipeline.gradebook_scores(course, a) == before
+            gradebook.record(course, r)
+        assert gradebook.scores(course, a) == before
 
 
 def test_feedback_never_shows_hidden_tests(course, graded):
@@ -129,7 +132,7 @@ def test_feedback_never_shows_hidden_tests(course, graded):
         hidden = hidden_test_lines(course.source_notebook(a))
         assert hidden, f"{a} has no hidden tests"
         for r in results.values():
-            html = pipeline.write_feedback(course, r).read_text()
+            html = reports.write_feedback(course, r).read_text()
             assert f"{r.score:g} / {r.max_score:g}" in html
             shown = {line.strip() for line in html_mod.unescape(html).splitlines()}
             leaked = [h for h in hidden if h in shown]
@@ -149,7 +152,7 @@ def test_feedback_holds_nothing_the_students_code_wrote(course, graded):
         public = nbformat.read(str(course.release_notebook(a)), as_version=4)  # what every student has
         public = "\n".join(c.source for c in public.cells)
         for r in results.values():
-            page = html_mod.unescape(pipeline.write_feedback(course, r).read_text())
+            page = html_mod.unescape(reports.write_feedback(course, r).read_text())
             if not (course.autograded / r.student / a / "run.json").is_file():
                 assert "invalid notebook" in r.flags, r.student  # refused before it ran
                 continue
@@ -175,12 +178,12 @@ def test_feedback_holds_nothing_the_students_code_wrote(course, graded):
 
 def test_export_and_report(course, graded):
     for a, results in graded.items():
-        path = pipeline.export_csv(course, a, course.build / "export.csv")
+        path = reports.export_csv(course, a, course.build / "export.csv")
         rows = list(csv.DictReader(path.open()))
         assert {row["student_id"] for row in rows} == set(results)
         for row in rows:
             assert float(row["score"]) == results[row["student_id"]].score
-        report = pipeline.write_report(course, a, list(results.values()))
+        report = reports.write_report(course, a, list(results.values()))
         text = report.read_text()
         assert "Pass rate per question" in text and (report.parent / "score_distribution.png").stat().st_size > 1000
         assert "| " + results["solution"].questions[0].grade_id in text
@@ -276,7 +279,7 @@ def test_sample_class_matches_the_release():
     import subprocess
     import sys
 
-    script = SAMPLES / "make_sample_class.py"
+    script = ROOT / "tools" / "make_sample_class.py"
     proc = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -293,7 +296,7 @@ def test_dask_cluster_grades_like_the_local_pool(course, graded):
     for r in results:
         local = graded["hw1"][r.student]
         assert [(q.grade_id, q.points) for q in r.questions] == [(q.grade_id, q.points) for q in local.questions]
-    assert pipeline.gradebook_scores(course, "hw1")["solution"] == {
+    assert gradebook.scores(course, "hw1")["solution"] == {
         q.grade_id: q.points for q in graded["hw1"]["solution"].questions}
 
 
@@ -325,7 +328,7 @@ def test_unreachable_dask_scheduler_is_a_clear_error(course, monkeypatch):
 
 
 def test_canvas_export(course, graded, tmp_path):
-    path, unknown = pipeline.export_canvas(course, "hw1")
+    path, unknown = reports.export_canvas(course, "hw1")
     rows = list(csv.reader(path.open()))
     assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "hw1"]
     assert rows[1] == ["Points Possible", "", "", "", "", "17"]  # question 8 (3 points) is graded by hand
@@ -339,7 +342,7 @@ def test_canvas_export(course, graded, tmp_path):
                       '"Doe, Jane",solution,,jdoe,Section A,\n'
                       '"Roe, Rick",99,,s01_alice,Section B,\n'
                       "Test Student,blank,,,,\n")
-    path, unknown = pipeline.export_canvas(course, "hw1", tmp_path / "out.csv", roster, "hw1 (4711)")
+    path, unknown = reports.export_canvas(course, "hw1", tmp_path / "out.csv", roster, "hw1 (4711)")
     rows = list(csv.reader(path.open()))
     assert rows[0][-1] == "hw1 (4711)"
     assert rows[2:] == [["Roe, Rick", "99", "", "s01_alice", "Section B", rows[2][5]],
@@ -347,18 +350,18 @@ def test_canvas_export(course, graded, tmp_path):
     assert "blank" in unknown and "s01_alice" not in unknown  # the Test Student row is never used
     roster.write_text("name,grade\nx,1\n")
     with pytest.raises(CourseError, match="not a Canvas gradebook export"):
-        pipeline.export_canvas(course, "hw1", tmp_path / "out.csv", roster)
+        reports.export_canvas(course, "hw1", tmp_path / "out.csv", roster)
 
 
 def test_attacks_left_the_course_untouched(course, graded):
     """s18-s20 went for the instructor's files, the gradebook and the grader's code; s28 planted a pickle."""
-    if not pipeline.sandbox_isolated(course, "hw1"):
+    if not preflight.sandbox_isolated(course, "hw1"):
         pytest.skip("the attacks on the course's files are graded only inside bubblewrap")
     for where in (ROOT, course.root):
         assert (where / "source" / "hw1" / "hw1.ipynb").read_bytes() == (ROOT / "source/hw1/hw1.ipynb").read_bytes()
     assert all(p.read_text() != "pass\n" for p in (ROOT / "autograder").glob("*.py"))
     assert read_source(course.source_notebook("hw1"))[1] == read_source(ROOT / "source/hw1/hw1.ipynb")[1]
-    scores = pipeline.gradebook_scores(course, "hw1")
+    scores = gradebook.scores(course, "hw1")
     assert all(v <= 3 for per in scores.values() for v in per.values())  # nobody's 100
     assert sum(scores["s19_yvonne"].values()) == graded["hw1"]["s19_yvonne"].score == 2
     assert not pathlib.Path("/tmp/adl-pickle-was-loaded").exists()

@@ -3,7 +3,6 @@ are the release filled in with the solution's code, with exactly one edit."""
 
 from __future__ import annotations
 
-import json
 import pathlib
 import textwrap
 
@@ -11,6 +10,7 @@ import nbformat
 import pytest
 
 from autograder import cases
+from autograder.sample_class import read_expected
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WITH_CASES = sorted(p.parent.name for p in (ROOT / "source").glob("*/wrong_answers.yml"))
@@ -146,7 +146,7 @@ def test_sample_file_names_read_back_as_their_student(assignment):
     from autograder.ingest import default_pattern
 
     pattern = re.compile(default_pattern(assignment))
-    for exp in json.loads((ROOT / "autograder" / "samples" / assignment / "expected.json").read_text())["students"].values():
+    for exp in read_expected(ROOT / "autograder" / "samples" / assignment).values():
         student = exp["file"].removesuffix(f"_{assignment}.ipynb")
         m = pattern.match(exp["file"])
         assert m and m.group("student_id") == student, exp["file"]

@@ -14,8 +14,7 @@ from helpers import scratch_course
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autograder import course as course_mod
-from autograder import pipeline
+from autograder import reports, scoring
 from autograder.contract import Link, TrustedTests, instructor_message
 from autograder.course import CourseError, load_course, load_settings
 from autograder.notebook import GradeCell, read_source
@@ -83,7 +82,7 @@ def test_a_recording_kernel_gets_nothing_back_through_the_reason(mode):
     assert outcome["status"] == "error" and "31337" in " ".join(kernel.seen)
     if mode in ("raise", "string"):
         assert "31337" in outcome["evalue"]  # the attack works: the instructor's record holds the secret input
-    reason = pipeline._reason(outcome, dataclasses.replace(TRUSTED, grade_id="q2", source=public))
+    reason = scoring.reason(outcome, dataclasses.replace(TRUSTED, grade_id="q2", source=public))
     assert reason.startswith("a public check failed (")
     assert not any(s in reason for s in SECRETS), reason
 
@@ -100,38 +99,38 @@ def test_comparison_output_and_fstring_values_are_cut():
     assert outcome["ename"] == "AssertionError" and outcome["origin"] == "library"
     assert "271828.5" in outcome["evalue"] and "DESIRED" in outcome["evalue"]  # NumPy printed the expected value
     assert outcome["message"] == "f(1) is off: check the sign"  # the instructor's err_msg, as written
-    reason = pipeline._reason(outcome, TRUSTED)
+    reason = scoring.reason(outcome, TRUSTED)
     assert reason == "a hidden test failed (AssertionError: f(1) is off: check the sign)"
     one = CELL.replace('np.testing.assert_allclose(float(student_f(1.0)), 271828.5, err_msg="f(1) is off: check '
                        'the sign")\n', "")
     outcome = tests.run(one, "q1")
     assert outcome["message"] == "student_f(31337.25) gave \u2026, expected \u2026"
-    assert "271828" not in pipeline._reason(outcome, dataclasses.replace(TRUSTED, source=one))
+    assert "271828" not in scoring.reason(outcome, dataclasses.replace(TRUSTED, source=one))
 
 
 def test_a_public_check_names_its_line_and_a_student_exception_only_its_type():
     outcome = _grade("raise")
     assert outcome["origin"] == "student" and outcome["function"] == "student_f"
-    reason = pipeline._reason(outcome, TRUSTED)
+    reason = scoring.reason(outcome, TRUSTED)
     assert reason == "a public check failed (student_f() raised ValueError) at: _out = student_f(2.0)"
     outcome = _grade("own-type")
     assert outcome["ename"] == "StudentError"
-    assert pipeline._reason(outcome, TRUSTED).startswith(
+    assert scoring.reason(outcome, TRUSTED).startswith(
         "a public check failed (student_f() raised an exception of a type of its own)")
     outcome = _grade("unreadable")
     assert outcome["origin"] == "unreadable" and outcome["ename"] == "TypeError"
-    assert "Leak" in outcome["evalue"] and "Leak" not in pipeline._reason(outcome, TRUSTED)
+    assert "Leak" in outcome["evalue"] and "Leak" not in scoring.reason(outcome, TRUSTED)
 
 
 def test_a_name_the_public_checks_use_is_named_and_a_hidden_one_is_not():
     source = "_a = student_g(1)\n### BEGIN HIDDEN TESTS\n_b = secret_helper_name(2)\n### END HIDDEN TESTS\n"
     cell = dataclasses.replace(TRUSTED, source=source)
     tests = TrustedTests(Link(lambda r: {"names": {}}))
-    reason = pipeline._reason(tests.run(source, "q1"), cell)
+    reason = scoring.reason(tests.run(source, "q1"), cell)
     assert "name 'student_g' is not defined" in reason
     tests = TrustedTests(Link(lambda r: {"names": {"student_g": {"__callable__": True}}} if r["op"] == "names"
                               else {"value": 1}))
-    reason = pipeline._reason(tests.run(source, "q1"), cell)
+    reason = scoring.reason(tests.run(source, "q1"), cell)
     assert reason.startswith("a hidden test failed (NameError: a name the test uses") and "secret" not in reason
 
 
@@ -162,9 +161,9 @@ def test_instructor_message(source, line, expected):
 def test_a_reason_never_holds_the_exception_text(evalue, ename, origin, line, function):
     cell = {"status": "error", "ename": ename, "evalue": evalue, "origin": origin, "line": line,
             "function": function, "message": None}
-    reason = pipeline._reason(cell, TRUSTED)
+    reason = scoring.reason(cell, TRUSTED)
     words = evalue.strip()
-    if len(words) >= 6 and words not in CELL and words not in pipeline._reason({**cell, "evalue": ""}, TRUSTED):
+    if len(words) >= 6 and words not in CELL and words not in scoring.reason({**cell, "evalue": ""}, TRUSTED):
         assert words not in reason
     assert reason.isprintable()
 
@@ -174,33 +173,33 @@ def test_a_reason_never_holds_the_exception_text(evalue, ename, origin, line, fu
 
 @pytest.fixture
 def course(tmp_path, monkeypatch):
-    scratch_course(tmp_path, ["hw1"], monkeypatch)
-    capped = dataclasses.replace(load_settings("hw1"), feedback_rounds=2)
-    monkeypatch.setattr(course_mod, "load_settings", lambda a, path=None: capped)
-    return load_course(tmp_path)
+    scratch_course(tmp_path, ["hw1"], monkeypatch, feedback_rounds=2)
+    course = load_course(tmp_path)
+    assert course.settings("hw1").feedback_rounds == 2
+    return course
 
 
-def _result(key: str, points: float) -> pipeline.Result:
+def _result(key: str, points: float) -> scoring.Result:
     _, trusted = read_source(ROOT / "source" / "hw1" / "hw1.ipynb")
-    qs = [pipeline.QuestionResult(c.grade_id, points if i == 0 else 0.0, c.points,
+    qs = [scoring.QuestionResult(c.grade_id, points if i == 0 else 0.0, c.points,
                                   "passed" if i == 0 and points else "failed", "" if i == 0 else "a hidden test failed")
           for i, c in enumerate(c for c in trusted if c.autograded_test)]
-    return pipeline.Result("ana", "hw1", qs, [], 1.0, key)
+    return scoring.Result("ana", "hw1", qs, [], 1.0, key)
 
 
 def test_rounds_are_recorded_and_capped(course):
-    first = pipeline.write_feedback(course, _result("k1", 2.0)).read_text()
+    first = reports.write_feedback(course, _result("k1", 2.0)).read_text()
     assert "Feedback round 1 of 2." in first and "Score: <strong>2 / 14</strong>" in first
-    assert "Feedback round 1 of 2." in pipeline.write_feedback(course, _result("k1", 2.0)).read_text()  # same one
-    assert "round 2 of 2" in pipeline.write_feedback(course, _result("k2", 0.0)).read_text()
-    third = pipeline.write_feedback(course, _result("k3", 2.0)).read_text()
+    assert "Feedback round 1 of 2." in reports.write_feedback(course, _result("k1", 2.0)).read_text()  # same one
+    assert "round 2 of 2" in reports.write_feedback(course, _result("k2", 0.0)).read_text()
+    third = reports.write_feedback(course, _result("k3", 2.0)).read_text()
     assert "Feedback round 3" in third and "released after the deadline" in third
     assert "Score:" not in third and "q1_sigmoid" not in third and "hidden test failed" not in third
-    rounds = pipeline.feedback_rounds(course, "hw1", "ana")
+    rounds = reports.feedback_rounds(course, "hw1", "ana")
     assert [(r["key"], r["withheld"]) for r in rounds] == [("k1", False), ("k2", False), ("k3", True)]
-    final = pipeline.write_feedback(course, _result("k3", 2.0), final=True).read_text()
+    final = reports.write_feedback(course, _result("k3", 2.0), final=True).read_text()
     assert "Score: <strong>2 / 14</strong>" in final and "q1_sigmoid" in final
-    assert len(pipeline.feedback_rounds(course, "hw1", "ana")) == 3  # final feedback is not a round
+    assert len(reports.feedback_rounds(course, "hw1", "ana")) == 3  # final feedback is not a round
 
 
 def test_a_round_is_a_submission_not_a_grading(course):
@@ -209,19 +208,19 @@ def test_a_round_is_a_submission_not_a_grading(course):
     notebook = course.submitted / "ana" / "hw1" / "hw1.ipynb"
     notebook.parent.mkdir(parents=True)
     notebook.write_text("first")
-    pipeline.write_feedback(course, _result("k1", 2.0))
-    assert "round 1 of 2" in pipeline.write_feedback(course, _result("k1-regraded", 2.0)).read_text()
+    reports.write_feedback(course, _result("k1", 2.0))
+    assert "round 1 of 2" in reports.write_feedback(course, _result("k1-regraded", 2.0)).read_text()
     notebook.write_text("second")
-    assert "round 2 of 2" in pipeline.write_feedback(course, _result("k2", 2.0)).read_text()
-    assert len(pipeline.feedback_rounds(course, "hw1", "ana")) == 2
+    assert "round 2 of 2" in reports.write_feedback(course, _result("k2", 2.0)).read_text()
+    assert len(reports.feedback_rounds(course, "hw1", "ana")) == 2
 
 
 def test_a_damaged_round_record_is_reported_not_reset(course):
-    pipeline.write_feedback(course, _result("k1", 2.0))
+    reports.write_feedback(course, _result("k1", 2.0))
     path = course.build / "feedback_rounds" / "hw1" / "ana.json"
     path.write_text("{not json")
     with pytest.raises(CourseError, match="not valid JSON.*delete it"):
-        pipeline.write_feedback(course, _result("k2", 2.0))
+        reports.write_feedback(course, _result("k2", 2.0))
     assert path.read_text() == "{not json"
 
 

@@ -27,8 +27,10 @@ import nbformat
 import pytest
 from helpers import chromium, jupyter_server, scratch_course
 
-from autograder import formgrader, pipeline
+from autograder import formgrader, gradebook, pipeline, reports
 from autograder.course import load_course
+
+pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STUDENT = "mallory"
@@ -364,7 +366,7 @@ def test_nbgrader_autograde_and_feedback_refuse_and_change_nothing(course, serve
     """The formgrader's Autograde and Generate Feedback buttons (its API, and NbGraderAPI as it calls it) and
     `nbgrader autograde` leave adl-grade's results, feedback and gradebook rows as they were."""
     c, result = course
-    pipeline.write_feedback(c, result, final=True)
+    reports.write_feedback(c, result, final=True)
     before = _snapshot(c)
     assert any(name.endswith("feedback.html") for name in before["files"]) and any(
         name.endswith("result.json") for name in before["files"])
@@ -397,28 +399,28 @@ def test_manual_adjustments_survive_a_forced_regrade(course, server):
     try:
         server.api(f"/formgrader/api/grade/{grade_id}", "PUT", {"manual_score": 1.5, "extra_credit": 0.5})
         server.api(f"/formgrader/api/comment/{comment_id}", "PUT", {"manual_comment": "see me"})
-        assert pipeline.gradebook_scores(c, "hw1")[STUDENT][first] == 2.0
+        assert gradebook.scores(c, "hw1")[STUDENT][first] == 2.0
         [again] = pipeline.autograde(c, "hw1", [STUDENT], workers=1, force=True, progress=False)
         assert again.elapsed != result.elapsed  # graded again, not read from the cache
         grade = server.api(f"/formgrader/api/grade/{grade_id}")
         assert (grade["manual_score"], grade["extra_credit"], grade["needs_manual_grade"]) == (1.5, 0.5, False)
         assert server.api(f"/formgrader/api/comment/{comment_id}")["manual_comment"] == "see me"
-        scores = pipeline.gradebook_scores(c, "hw1")[STUDENT]
+        scores = gradebook.scores(c, "hw1")[STUDENT]
         assert scores[first] == 2.0 and sum(scores.values()) == result.score - result.questions[0].points + 2.0
         [sub] = _nbgrader_api(c).get_submissions("hw1")
         assert (sub["autograded"], sub["needs_manual_grade"]) == (True, False)
 
         changed = copy.deepcopy(again)  # the automatic scores change (a regraded submission, a fixed test)
         changed.questions[0].points = changed.questions[1].points = 0.0
-        pipeline.record(c, changed)
+        gradebook.record(c, changed)
         with Gradebook(c.db_url, course_id=c.course_id) as gb:
             flags = {g: gb.find_grade(g, "hw1", "hw1", STUDENT).needs_manual_grade for g in (first, second)}
         assert flags == {first: True, second: False}  # only the manually scored one needs a look
     finally:
         server.api(f"/formgrader/api/grade/{grade_id}", "PUT", {"manual_score": None, "extra_credit": None})
         server.api(f"/formgrader/api/comment/{comment_id}", "PUT", {"manual_comment": None})
-        pipeline.record(c, result)
-    assert pipeline.gradebook_scores(c, "hw1")[STUDENT] == {q.grade_id: q.points for q in result.questions}
+        gradebook.record(c, result)
+    assert gradebook.scores(c, "hw1")[STUDENT] == {q.grade_id: q.points for q in result.questions}
 
 
 def test_record_without_a_readable_time_stamp(course, caplog):
@@ -430,7 +432,7 @@ def test_record_without_a_readable_time_stamp(course, caplog):
     (folder / "timestamp.txt").write_text("not a time")
     try:
         with caplog.at_level(logging.WARNING, logger="autograder.pipeline"):
-            pipeline.record(c, dataclasses.replace(result, student="nostamp"))
+            gradebook.record(c, dataclasses.replace(result, student="nostamp"))
         assert "unreadable time stamp" in caplog.text and "recorded without one" in caplog.text
         with Gradebook(c.db_url, course_id=c.course_id) as gb:
             assert gb.find_submission("hw1", "nostamp").timestamp is None

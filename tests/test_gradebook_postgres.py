@@ -18,8 +18,10 @@ import tempfile
 
 import pytest
 
-from autograder import pipeline
+from autograder import gradebook, notebook, pipeline, reports, scoring
 from autograder.course import load_course
+
+pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -73,11 +75,11 @@ def postgres_url():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _result(student: str, points: dict[str, float], maxima: dict[str, float]) -> pipeline.Result:
-    qs = [pipeline.QuestionResult(g, points[g], maxima[g], "passed" if points[g] == maxima[g] else "failed",
+def _result(student: str, points: dict[str, float], maxima: dict[str, float]) -> scoring.Result:
+    qs = [scoring.QuestionResult(g, points[g], maxima[g], "passed" if points[g] == maxima[g] else "failed",
                                   "" if points[g] == maxima[g] else "a hidden test failed")
           for g in maxima]
-    return pipeline.Result(student, "hw1", qs, [], 1.0, f"key-{student}")
+    return scoring.Result(student, "hw1", qs, [], 1.0, f"key-{student}")
 
 
 def test_gradebook_on_postgresql(postgres_url, tmp_path, monkeypatch):
@@ -88,7 +90,7 @@ def test_gradebook_on_postgresql(postgres_url, tmp_path, monkeypatch):
     assert course.db_url == postgres_url
     pipeline.release(course, "hw1")  # nbgrader registers the assignment in PostgreSQL
 
-    _, cells = pipeline.read_source(course.source_notebook("hw1"))
+    _, cells = notebook.read_source(course.source_notebook("hw1"))
     maxima = {c.grade_id: c.points for c in cells if c.autograded_test}
     by_hand = {c.grade_id: 0.0 for c in cells if c.grade and not c.autograded_test}  # no grade yet: counts 0
     full = _result("s01", dict(maxima), maxima)
@@ -97,17 +99,17 @@ def test_gradebook_on_postgresql(postgres_url, tmp_path, monkeypatch):
     stamp.parent.mkdir(parents=True)
     stamp.write_text("2026-10-01 23:58:59.123456 UTC")
     for r in (full, partial, full, partial):  # recording twice changes nothing
-        pipeline.record(course, r)
+        gradebook.record(course, r)
     from nbgrader.api import Gradebook
     from nbgrader.utils import parse_utc
 
     with Gradebook(course.db_url, course_id=course.course_id) as gb:  # the formgrader compares the two
         assert gb.find_submission("hw1", "s01").timestamp == parse_utc(stamp.read_text())
 
-    scores = pipeline.gradebook_scores(course, "hw1")
+    scores = gradebook.scores(course, "hw1")
     assert scores == {"s01": {**maxima, **by_hand},
                       "s02": {**{q.grade_id: q.points for q in partial.questions}, **by_hand}}
-    with pipeline.export_csv(course, "hw1").open() as fh:
+    with reports.export_csv(course, "hw1").open() as fh:
         rows = {row["student_id"]: row for row in csv.DictReader(fh)}
     assert float(rows["s01"]["score"]) == sum(maxima.values())
     assert float(rows["s01"]["max_score"]) == sum(c.points for c in cells if c.grade)

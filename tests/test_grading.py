@@ -76,6 +76,7 @@ def test_notebook_side_errors_say_what_to_do(saved, monkeypatch):
         grading.evaluate_saved_model("net.keras", np.zeros((2, 3, 1)))
 
 
+@pytest.mark.slow
 def test_grader_evaluates_in_its_own_process(saved, monkeypatch):
     d, model, x = saved
     ev = ModelEvaluator(d, timeout=120, sandbox=bwrap_problem() is None, env={"PATH": os.environ["PATH"]})

@@ -10,7 +10,6 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import zipfile
 
 import markdown_it
@@ -19,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autograder import cli, ingest, pipeline
+from autograder import cli, ingest, reports, scoring
 from autograder.course import load_course
 from autograder.notebook import InvalidNotebook, parse_submission, read_source, restore
 
@@ -30,12 +29,8 @@ TERMINAL_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u
 
 
 @pytest.fixture
-def course_root(tmp_path, monkeypatch):
-    root = tmp_path / "course"
-    root.mkdir()
-    shutil.copy(ROOT / "nbgrader_config.py", root)
-    monkeypatch.setenv("ADL_GRADEBOOK_URL", f"sqlite:///{tmp_path / 'gb.db'}")
-    return root
+def course_root(empty_course):
+    return empty_course.root
 
 
 # ------------------------------------------------------------------------------------ the terminal
@@ -83,13 +78,13 @@ def test_printable_escapes_and_bounds():
     assert len(shown) == ingest.MAX_SHOWN and shown.endswith("[...]")
 
 
-def result(student: str, flags=(), notes=(), points=1.0) -> pipeline.Result:
-    qs = [pipeline.QuestionResult("q1_forward", points, 1.0, "passed" if points else "failed")]
-    return pipeline.Result(student, "hw1", qs, list(flags), 0.0, "k", list(notes))
+def result(student: str, flags=(), notes=(), points=1.0) -> scoring.Result:
+    qs = [scoring.QuestionResult("q1_forward", points, 1.0, "passed" if points else "failed")]
+    return scoring.Result(student, "hw1", qs, list(flags), 0.0, "k", list(notes))
 
 
 def test_grade_table_escapes_student_names():
-    table = pipeline.format_table([result("\x1b[2J\x1b]0;x\x07mallory", ["\x1b[31mred"]), result("alice")])
+    table = reports.format_table([result("\x1b[2J\x1b]0;x\x07mallory", ["\x1b[31mred"]), result("alice")])
     assert not TERMINAL_CONTROL.findall(table)
     assert "\\x1b[2J\\x1b]0;x\\x07mallory" in table and "alice" in table
 
@@ -109,7 +104,7 @@ def test_report_escapes_student_strings(course_root):
     course = load_course(course_root)
     results = [result(HOSTILE, ["metadata changed", "<img src=x onerror=alert(1)>"], NOTES, 0.0),
                result("alice_smith")]
-    text = pipeline.write_report(course, "hw1", results).read_text()
+    text = reports.write_report(course, "hw1", results).read_text()
     assert "<script" not in text and "<img" not in text and "<iframe" not in text and "<a " not in text
     assert not re.search(r"(?<!\\)\]\((?:javascript|http)", text), text
     assert len(re.findall(r"^#+ ", text, re.M)) == 4  # only the report's own title is a heading
@@ -123,7 +118,7 @@ def test_report_escapes_student_strings(course_root):
 
 def test_feedback_template_autoescapes():
     """write_feedback renders student strings through Jinja with autoescape on (checked, not changed)."""
-    assert "autoescape=True" in inspect.getsource(pipeline.write_feedback)
+    assert "autoescape=True" in inspect.getsource(reports.write_feedback)
 
 
 # ----------------------------------------------------------------------------- notebook validation

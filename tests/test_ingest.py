@@ -6,26 +6,21 @@ from __future__ import annotations
 import datetime
 import io
 import pathlib
-import shutil
 import stat
 import zipfile
 
 import pytest
 
 from autograder import ingest as ing
-from autograder.course import CourseError, load_course
+from autograder.course import CourseError
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NB = (ROOT / "release" / "hw1" / "hw1.ipynb").read_bytes()
 
 
 @pytest.fixture
-def course(tmp_path, monkeypatch):
-    root = tmp_path / "course"
-    root.mkdir()
-    shutil.copy(ROOT / "nbgrader_config.py", root)
-    monkeypatch.setenv("ADL_GRADEBOOK_URL", f"sqlite:///{tmp_path / 'gb.db'}")
-    return load_course(root)
+def course(empty_course):
+    return empty_course
 
 
 def make_zip(path: pathlib.Path, members: list[tuple]) -> pathlib.Path:

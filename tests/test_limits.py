@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import nbformat
@@ -15,10 +16,13 @@ import psutil
 import pytest
 from helpers import scratch_course
 
-from autograder import evaluate, pipeline
+from autograder import evaluate, folders, pipeline
 from autograder.contract import MAX_ITEMS, MAX_NESTING, ProtocolError, read_answer
 from autograder.course import CourseError, load_course, load_settings
+from autograder.job import Job, SandboxSpec
 from autograder.sandbox import Limits, SandboxError, bwrap_path
+
+pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "autograder" / "samples"
@@ -104,13 +108,12 @@ def bounded(tmp_path_factory):
     )]
     nb.cells.append(nbformat.v4.new_code_cell("assert True", metadata=test))
     nbformat.write(nb, str(private / "nb.ipynb"))
-    job = {"workdir": str(home), "control": str(control), "notebook": str(private / "nb.ipynb"),
-           "cell_timeout": 60, "notebook_timeout": 200, "env": {"PATH": os.environ["PATH"], "HOME": str(home)},
-           "sandbox": {"enabled": True, "slot": 11, "memory": 4 * 2**30 + 2 * 64 * 2**20 + 64 * 2**20,
-                       "processes": 256, "readonly": [], "tmp_size": 64 * 2**20, "disk": 64 * 2**20, "files": 300},
-           "output_limit": 1000 * 2**10, "notebook_output_limit": 3 * 2**20,
-           "executed": str(base / "out.ipynb"), "result": str(base / "result.json")}
-    (private / "job.json").write_text(json.dumps(job))
+    Job(workdir=str(home), control=str(control), notebook=str(private / "nb.ipynb"),
+        cell_timeout=60, notebook_timeout=200, env={"PATH": os.environ["PATH"], "HOME": str(home)},
+        sandbox=SandboxSpec(slot=11, memory=4 * 2**30 + 2 * 64 * 2**20 + 64 * 2**20, processes=256,
+                            tmp_size=64 * 2**20, disk=64 * 2**20, files=300),
+        output_limit=1000 * 2**10, notebook_output_limit=3 * 2**20,
+        executed=str(base / "out.ipynb"), result=str(base / "result.json")).write(private / "job.json")
     proc = subprocess.run([sys.executable, "-m", "autograder.worker", str(private / "job.json")],
                           capture_output=True, text=True, timeout=280, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -145,7 +148,7 @@ def test_folder_past_its_file_limit_fails_the_cell_and_stops(bounded):
 def test_root_grader_gives_the_folder_a_tmpfs_of_its_size_and_file_count(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    if not pipeline._mount_home(home, Limits(disk=2**20, files=100)):
+    if not folders.mount_home(home, Limits(disk=2**20, files=100)):
         pytest.skip("no right to mount here (a container without the privilege)")
     try:
         made = 0
@@ -155,10 +158,10 @@ def test_root_grader_gives_the_folder_a_tmpfs_of_its_size_and_file_count(tmp_pat
         assert made == 100
         with pytest.raises(OSError, match="No space left on device"):
             (home / "f0").write_bytes(b"0" * 2 * 2**20)
-        assert pipeline._mounts_under(tmp_path) == [str(home)]
+        assert folders._mounts_under(tmp_path) == [str(home)]
     finally:
-        pipeline._remove_grading_folder(tmp_path)
-    assert not tmp_path.exists() and pipeline._mounts_under(tmp_path) == []
+        folders.remove_grading_folder(tmp_path)
+    assert not tmp_path.exists() and folders._mounts_under(tmp_path) == []
 
 
 # ------------------------------------------------------------------------------------- the model evaluator
@@ -195,6 +198,10 @@ def test_killed_grader_leaves_no_process_and_no_folder(tmp_path):
     """kill -9 of adl-grade mid-batch: the worker, kernel and evaluator die with it, and the next run removes
     the dead run's grading folder (hidden tests, the student's folder)."""
     mp = pytest.MonkeyPatch()
+    # a grading root of its own (short: the kernel's sockets live below it): a grader that another test runs
+    # meanwhile would otherwise remove the dead run's folder before this test looks at it
+    root = tempfile.mkdtemp(prefix="adl-")
+    mp.setenv("ADL_GRADING_DIR", root)
     try:
         scratch_course(tmp_path, ["hw1"], mp)
         course = load_course(tmp_path)
@@ -206,7 +213,7 @@ def test_killed_grader_leaves_no_process_and_no_folder(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "autograder.cli", "--course", str(tmp_path), "autograde",
                                  "hw1", "--workers", "1"], env=dict(os.environ), start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        grading = pipeline.grading_root()
+        grading = folders.grading_root()
         deadline, kernel = time.monotonic() + 240, None
         while time.monotonic() < deadline and kernel is None:  # until the kernel runs the student's cells
             time.sleep(0.2)
@@ -222,11 +229,13 @@ def test_killed_grader_leaves_no_process_and_no_folder(tmp_path):
         assert alive == [], [(p.pid, p.name()) for p in alive]
         assert run.exists()  # left behind: private/, home/ ...
         assert grading.stat().st_mode & 0o777 == 0o711
-        pipeline._GRADING_FOLDERS.clear()
-        mine = pipeline._grading_folder(course)  # the next run
-        assert not run.exists() and mine.is_dir() and pipeline._mounts_under(run) == []
+        folders._GRADING_FOLDERS.clear()
+        mine = folders.grading_folder()  # the next run
+        assert not run.exists() and mine.is_dir() and folders._mounts_under(run) == []
     finally:
         mp.undo()
+        folders._GRADING_FOLDERS.clear()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _is_kernel(proc) -> bool:
@@ -239,22 +248,21 @@ def _is_kernel(proc) -> bool:
 def test_grading_root_is_short_and_the_graders_own(tmp_path, monkeypatch):
     """The kernel's Unix sockets live in the submission's folder (at most 107 bytes of path): a grading root
     so deep that they could not is refused with what to do, as is a root someone else made first."""
-    course = load_course(ROOT)
     deep = tmp_path / ("d" * 60)
     monkeypatch.setenv("ADL_GRADING_DIR", str(deep))
-    monkeypatch.setattr(pipeline, "_GRADING_FOLDERS", {})
+    monkeypatch.setattr(folders, "_GRADING_FOLDERS", {})
     with pytest.raises(CourseError, match="107-byte limit.*ADL_GRADING_DIR"):
-        pipeline.check_socket_room("hw1")
+        folders.check_socket_room("hw1")
     link = tmp_path / "g"
     link.symlink_to(tmp_path)
     monkeypatch.setenv("ADL_GRADING_DIR", str(link))
     with pytest.raises(CourseError, match="not a folder of this user"):
-        pipeline.grading_root()
+        folders.grading_root()
     short = tmp_path.parent / "g"
     monkeypatch.setenv("ADL_GRADING_DIR", str(short))
     try:
-        pipeline.check_socket_room("hw1")
-        mine = pipeline._grading_folder(course)
+        folders.check_socket_room("hw1")
+        mine = folders.grading_folder()
         assert mine.parent == short and short.stat().st_mode & 0o777 == 0o711
     finally:
-        pipeline._remove_grading_folder(short)
+        folders.remove_grading_folder(short)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import datetime
 import html
-import json
 import shutil
 import sys
 
@@ -20,12 +19,15 @@ import nbformat
 import pytest
 from helpers import ROOT, jupyter_server, scratch_course
 
-from autograder import cases, cli, pipeline, rubric
+from autograder import cases, cli, gradebook, pipeline, reports, rubric, scoring
 from autograder.course import load_course
 from autograder.notebook import read_source, released_source, restore, unanswered
+from autograder.sample_class import read_expected
 
 sys.path.insert(0, str(ROOT / "course"))
 import student_edition  # noqa: E402
+
+pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
 
 MIDTERM = ROOT / "source" / "midterm" / "midterm.ipynb"
 MANUAL = ["q5_criterion", "q6_report"]
@@ -102,7 +104,7 @@ def test_sample_students_answer_with_the_sample_answer_and_never_the_rubric():
     filled = {c.metadata["nbgrader"]["grade_id"]: c.source for c in cases.fill_release(release, source).cells}
     for q in rubric.manual_questions(source):
         assert filled[q.grade_id] == q.sample_answer and "Rubric" not in filled[q.grade_id]
-    expected = json.loads((ROOT / "autograder" / "samples" / "midterm" / "expected.json").read_text())["students"]
+    expected = read_expected(ROOT / "autograder" / "samples" / "midterm")
     assert {tuple(e["manual"]) for e in expected.values()} == {tuple(MANUAL)}
     assert all(set(e["points"]) == set(cases.expected_points(source, ())) for e in expected.values())
 
@@ -155,11 +157,11 @@ def test_an_answer_left_as_released_scores_zero_and_needs_no_hand_grade():
     answered = nbformat.read(str(MIDTERM), as_version=4)
     assert unanswered(restore(answered, trusted).notebook, trusted) == set()
     run = {"cells": [{"grade_id": c.grade_id, "status": "ok"} for c in trusted if c.autograded_test], "elapsed": 1}
-    full = pipeline._score("s", "midterm", trusted, run, "k")
+    full = scoring.score_run("s", "midterm", trusted, run, "k")
     assert [(q.grade_id, q.status, q.points) for q in full.questions if q.manual] == [
         ("q5_criterion", "pending", 0.0), ("q6_report", "pending", 0.0)]
     assert full.pending == MANUAL and full.score == 12 and full.max_score == 20
-    blank = pipeline._score("s", "midterm", trusted, run, "k", unanswered={"q5_criterion"})
+    blank = scoring.score_run("s", "midterm", trusted, run, "k", unanswered={"q5_criterion"})
     assert blank.pending == ["q6_report"]
     assert next(q for q in blank.questions if q.grade_id == "q5_criterion").status == "failed"
 
@@ -214,7 +216,7 @@ def _grade_by_hand(course, student, grade_id, score):
 
 
 def _csv(course):
-    path = pipeline.export_csv(course, "midterm")
+    path = reports.export_csv(course, "midterm")
     return {row["student_id"]: row for row in csv.DictReader(path.open(encoding="utf-8"))}
 
 
@@ -230,23 +232,23 @@ def test_autograder_leaves_hand_grading_to_the_formgrader(graded):
     needs, grades = _grades(course, "blank")  # unanswered: 0, as nbgrader gives it, nothing to grade by hand
     assert needs is False and grades["q5_criterion"] == (0.0, None, False)
 
-    table = pipeline.format_table([solution, blank])
+    table = reports.format_table([solution, blank])
     assert "pend" in table and "12+?/20" in table and "1 of 2 totals are provisional" in table
     rows = _csv(course)
     assert (rows["solution"]["q5_criterion"], rows["solution"]["score"]) == ("", "12.0")
     assert rows["solution"]["awaiting_grade"] == "q5_criterion q6_report" and rows["blank"]["awaiting_grade"] == ""
-    report = pipeline.write_report(course, "midterm", [solution, blank]).read_text()
+    report = reports.write_report(course, "midterm", [solution, blank]).read_text()
     assert "Provisional: 1 of 2 submissions" in report
     assert "| q5_criterion | 4 | graded by hand: 0 graded, 1 awaiting a grade, 1 not answered" in report
 
 
 def test_feedback_says_graded_by_hand_without_rubric_or_sample_answer(graded):
     course, results = graded
-    page = html.unescape(pipeline.write_feedback(course, results["solution"], final=True).read_text())
+    page = html.unescape(reports.write_feedback(course, results["solution"], final=True).read_text())
     assert "q5_criterion: ? / 4 (graded by hand)" in page and "Provisional: q5_criterion, q6_report are" in page
     private = [line for q in rubric.check(MIDTERM) for line in _private_text(q)]
     assert [line for line in private if line in page] == [] and "Rubric" not in page and "Sample answer" not in page
-    blank = html.unescape(pipeline.write_feedback(course, results["blank"], final=True).read_text())
+    blank = html.unescape(reports.write_feedback(course, results["blank"], final=True).read_text())
     assert "q5_criterion: 0 / 4 (failed, graded by hand)" in blank and "Provisional" not in blank
 
 
@@ -279,7 +281,7 @@ def test_a_hand_grade_counts_everywhere_and_clears_the_flag(graded, formgrader, 
     assert (q5.status, q5.points, solution.pending, solution.score) == ("graded by hand", 3.5, ["q6_report"], 15.5)
     needs, grades = _grades(course, "solution")
     assert needs is True and grades["q5_criterion"] == (None, 3.5, False) and grades["q6_report"][2] is True
-    assert pipeline.gradebook_scores(course, "midterm")["solution"]["q5_criterion"] == 3.5
+    assert gradebook.scores(course, "midterm")["solution"]["q5_criterion"] == 3.5
     row = _csv(course)["solution"]
     assert (row["q5_criterion"], row["q6_report"], row["score"], row["awaiting_grade"]) == ("3.5", "", "15.5",
                                                                                           "q6_report")
@@ -287,14 +289,14 @@ def test_a_hand_grade_counts_everywhere_and_clears_the_flag(graded, formgrader, 
     assert "provisional: 1 student with questions awaiting a grade by hand, counted as 0: solution (q6_report)" \
         in capsys.readouterr().out
     assert "15.5" in (course.build / "grades" / "midterm-canvas.csv").read_text()
-    assert "3.5 / 4 (graded by hand)" in html.unescape(pipeline.write_feedback(course, solution, final=True).read_text())
+    assert "3.5 / 4 (graded by hand)" in html.unescape(reports.write_feedback(course, solution, final=True).read_text())
 
     _grade_by_hand(course, "solution", "q6_report", 4.0)
     solution = {r.student: r for r in pipeline.autograde(course, "midterm", workers=2, progress=False)}["solution"]
     assert solution.pending == [] and solution.score == 19.5
     assert _grades(course, "solution")[0] is False  # nothing left for the formgrader: off its "needs grading" list
-    assert _csv(course)["solution"]["awaiting_grade"] == "" and "+?" not in pipeline.format_table([solution])
-    report = pipeline.write_report(course, "midterm", [solution]).read_text()
+    assert _csv(course)["solution"]["awaiting_grade"] == "" and "+?" not in reports.format_table([solution])
+    report = reports.write_report(course, "midterm", [solution]).read_text()
     assert "Provisional" not in report and "graded by hand: 1 graded (mean 3.50), 0 awaiting" in report
     assert cli.main(["--course", str(course.root), "export", "midterm"]) == 0
     assert "provisional" not in capsys.readouterr().out

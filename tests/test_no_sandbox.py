@@ -9,7 +9,6 @@ tests/test_autograder.py skip them too): without it each would succeed.
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import shutil
@@ -19,9 +18,12 @@ import tempfile
 import pytest
 from helpers import scratch_course
 
-from autograder import cli, pipeline
+from autograder import cli, pipeline, preflight, processes
 from autograder import sandbox as sandbox_module
 from autograder.course import CourseError, load_course
+from autograder.sample_class import read_expected
+
+pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "autograder" / "samples" / "hw1"
@@ -62,11 +64,11 @@ def graded(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("PATH", _path_without_bwrap(tmp_path_factory.mktemp("bin")))
     scratch_course(tmp, ["hw1"], mp, cell_timeout=TEST_CELL_TIMEOUT)
-    pipeline.shutdown_workers()  # a worker looks for bubblewrap on its own PATH: start them with this one
+    processes.shutdown()  # a worker looks for bubblewrap on its own PATH: start them with this one
     sandbox_module.bwrap_problem.cache_clear()
     try:
         course = load_course(tmp)
-        assert not pipeline.sandbox_isolated(course, "hw1")
+        assert not preflight.sandbox_isolated(course, "hw1")
         pipeline.release(course, "hw1")
         download = tmp / "download"
         download.mkdir()
@@ -76,14 +78,14 @@ def graded(tmp_path_factory):
         results = pipeline.autograde(course, "hw1", workers=2, progress=False)
         yield course, {r.student: r for r in results}
     finally:
-        pipeline.shutdown_workers()
+        processes.shutdown()
         mp.undo()
         sandbox_module.bwrap_problem.cache_clear()
 
 
 def test_sample_class_gets_expected_grades_without_bubblewrap(graded):
     _, results = graded
-    expected = json.loads((SAMPLES / "expected.json").read_text())["students"]
+    expected = read_expected(SAMPLES)
     assert sorted(results) == GRADED
     for student, result in results.items():
         exp = expected[student]
@@ -94,7 +96,7 @@ def test_sample_class_gets_expected_grades_without_bubblewrap(graded):
 
 
 def test_only_the_attacks_on_the_course_need_the_sandbox():
-    expected = json.loads((SAMPLES / "expected.json").read_text())["students"]
+    expected = read_expected(SAMPLES)
     assert {s for s, e in expected.items() if e["needs_sandbox"]} == set(ONLY_THE_SANDBOX_STOPS)
     assert cli._needs_sandbox(SAMPLES) == tuple(f"{s}_hw1.ipynb" for s in sorted(ONLY_THE_SANDBOX_STOPS))
 

@@ -24,6 +24,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "course"))
 import locks  # noqa: E402
 
+pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
+
 SUPPORTED = ("3.11", "3.12", "3.13")
 COLAB_FREEZE = ROOT.parent / "shared" / "colab" / "pip-freeze.txt"
 

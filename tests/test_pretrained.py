@@ -265,6 +265,7 @@ def test_default_is_224_and_the_same_weights(model_96, no_network_and_empty_cach
         ((None, None, 3), (None, None, None, 1280)),
     ],
 )
+@pytest.mark.slow
 def test_other_input_sizes(input_shape, output_shape, model_96):
     model = pretrained.load_mobilenet_v2(input_shape)
     assert model.input_shape == (None, *input_shape)
@@ -449,6 +450,7 @@ def no_weights_here(monkeypatch, tmp_path):
     return tmp_path / "keras-home" / "models"
 
 
+@pytest.mark.slow
 def test_smoke_profile_without_weights_uses_the_announced_stand_in(
     monkeypatch, capsys, no_weights_here, no_network_and_empty_cache
 ):
@@ -493,6 +495,7 @@ def test_full_profile_never_uses_the_stand_in(monkeypatch, no_weights_here, no_n
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")  # Keras' save_weights
+@pytest.mark.slow
 def test_smoke_profile_prefers_keras_cached_weights_to_the_stand_in(monkeypatch, capsys, no_weights_here):
     """Keras' weight file already in ~/.keras/models/: the smoke profile loads it (no download, no stand-in)."""
     monkeypatch.setenv("ADL_PROFILE", "smoke")

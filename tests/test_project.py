@@ -21,6 +21,8 @@ import colab  # noqa: E402
 import render  # noqa: E402
 import student_edition  # noqa: E402
 
+pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
+
 PROJECT = ROOT / "course" / "project"
 HANDOUT, RUBRIC, TEMPLATE = PROJECT / "README.md", PROJECT / "rubric.md", PROJECT / "report_template.md"
 STARTERS = sorted((PROJECT / "starters").glob("*.ipynb"))

@@ -29,8 +29,8 @@ from helpers import scratch_course
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from autograder import cli, pipeline
-from autograder.course import load_course
+from autograder import cli, gradebook, pipeline, reports, scoring
+from autograder.course import CourseError, load_course
 from autograder.files import remove_tree
 from autograder.notebook import InvalidNotebook, parse_submission, read_source, restore
 
@@ -261,6 +261,7 @@ def cpu_time(f, arg, runs: int = 3) -> float:
     return best
 
 
+@pytest.mark.slow
 def test_validation_is_linear_in_the_number_of_ids():
     """4x the grade ids costs about 4x the time, measured against a baseline in this process (issue 13: 40,000
     ids took 68 s, ``ids.count`` per id: 8x to 12x here). Both sizes are past the CPU's caches, so
@@ -271,6 +272,7 @@ def test_validation_is_linear_in_the_number_of_ids():
     assert ratio < 6, f"4x the ids took {ratio:.1f}x the time to validate"
 
 
+@pytest.mark.slow
 def test_restore_is_linear_in_the_number_of_cells():
     small, large = parse_submission(_many_ids(500)), parse_submission(_many_ids(2000))
     restore(small, TRUSTED)
@@ -302,7 +304,7 @@ def all_strings(value):
             yield from all_strings(v)
 
 
-def check_result(result: pipeline.Result) -> None:
+def check_result(result: scoring.Result) -> None:
     assert [q.grade_id for q in result.questions] == GRADED_IDS
     assert 0 <= result.score <= result.max_score == sum(c.points for c in TRUSTED if c.grade)
     assert math.isfinite(result.elapsed)
@@ -316,7 +318,7 @@ def check_result(result: pipeline.Result) -> None:
 @FAST
 @given(RUNS)
 def test_score_takes_any_worker_result(run):
-    result = pipeline._score("alice", "hw1", TRUSTED, run, "k")
+    result = scoring.score_run("alice", "hw1", TRUSTED, run, "k")
     check_result(result)
     cells = run.get("cells") if isinstance(run, dict) else None
     ok = {c.get("grade_id") for c in cells or [] if isinstance(c, dict) and c.get("status") == "ok"
@@ -329,21 +331,15 @@ def test_score_takes_any_worker_result(run):
 
 
 @pytest.fixture(scope="module")
-def small_course(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course")
-    shutil.copy(ROOT / "nbgrader_config.py", root)
-    shutil.copytree(ROOT / "source" / "hw1", root / "source" / "hw1")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ADL_GRADEBOOK_URL", f"sqlite:///{root / 'gradebook.db'}")
-    yield load_course(root)
-    mp.undo()
+def small_course(hw1_course):
+    return hw1_course
 
 
 RESULTS = st.one_of(
-    st.builds(lambda run, student: pipeline._score(student, "hw1", TRUSTED, run, "k"), RUNS, HOSTILE_TEXT),
-    st.builds(lambda reason, student: pipeline._invalid(student, "hw1", TRUSTED, reason, "k"), HOSTILE_TEXT,
+    st.builds(lambda run, student: scoring.score_run(student, "hw1", TRUSTED, run, "k"), RUNS, HOSTILE_TEXT),
+    st.builds(lambda reason, student: scoring.invalid(student, "hw1", TRUSTED, reason, "k"), HOSTILE_TEXT,
               HOSTILE_TEXT),
-    st.builds(lambda exc, student: pipeline._failed(student, "hw1", TRUSTED, exc),
+    st.builds(lambda exc, student: scoring.failed(student, "hw1", TRUSTED, exc),
               st.sampled_from([RecursionError("deep"), TypeError("unhashable type: 'list'"),
                                UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")]),
               HOSTILE_TEXT),
@@ -355,14 +351,14 @@ STUDENT_IDS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,15}", fullmatch=True)
 @given(st.lists(RESULTS, min_size=1, max_size=4), STUDENT_IDS)
 def test_feedback_report_and_table_take_any_result(small_course, results, student):
     for r in results:
-        if pipeline.GRADER_FAILED not in r.flags:
+        if scoring.GRADER_FAILED not in r.flags:
             check_result(r)
         r.student = student  # a folder name: ingest only lets these through
-        html = pipeline.write_feedback(small_course, r).read_text(encoding="utf-8")
+        html = reports.write_feedback(small_course, r).read_text(encoding="utf-8")
         assert "<script>" not in html
-    report = pipeline.write_report(small_course, "hw1", results).read_text(encoding="utf-8")
+    report = reports.write_report(small_course, "hw1", results).read_text(encoding="utf-8")
     assert "<script>" not in report and f"{len(results)} submissions" in report
-    table = pipeline.format_table(results)
+    table = reports.format_table(results)
     pending = any(q.status == "pending" for r in results for q in r.questions)  # one line says totals are provisional
     assert len(table.splitlines()) == len(results) + 2 + pending
 
@@ -372,34 +368,35 @@ def test_feedback_report_and_table_take_any_result(small_course, results, studen
 def test_table_and_report_take_results_of_any_shape(small_course, results):
     """Results of different assignments or versions in one list (fewer or other questions): no IndexError."""
     results[0].questions = results[0].questions[:1]
-    results[-1].questions = [pipeline.QuestionResult("extra\x1b[2J", 1.0, 2.0, "passed")] + results[-1].questions
-    table = pipeline.format_table(results)
+    results[-1].questions = [scoring.QuestionResult("extra\x1b[2J", 1.0, 2.0, "passed")] + results[-1].questions
+    table = reports.format_table(results)
     assert "\x1b" not in table and "extra\\x1b[2J" in table
-    pipeline.write_report(small_course, "hw1", results)
+    reports.write_report(small_course, "hw1", results)
 
 
 @settings(max_examples=30, deadline=None, derandomize=True)
 @given(st.dictionaries(HOSTILE_TEXT, st.dictionaries(st.sampled_from(ALL_IDS) | HOSTILE_TEXT,
                                                       st.floats(allow_nan=False, allow_infinity=False)), max_size=5))
+@pytest.mark.slow
 def test_exports_take_any_gradebook_rows(small_course, scores):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline, "gradebook_scores", lambda course, assignment: scores)
-        path = pipeline.export_csv(small_course, "hw1")
+        mp.setattr(gradebook, "scores", lambda course, assignment: scores)
+        path = reports.export_csv(small_course, "hw1")
         with path.open(encoding="utf-8", newline="") as fh:
             assert len(list(csv.reader(fh))) == 1 + len(scores)
-        path, unknown = pipeline.export_canvas(small_course, "hw1")
+        path, unknown = reports.export_canvas(small_course, "hw1")
         with path.open(encoding="utf-8", newline="") as fh:
             assert len(list(csv.reader(fh))) == 2 + len(scores)
 
 
 def test_canvas_roster_that_is_not_utf8_or_short_is_a_clear_error(small_course, tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "gradebook_scores", lambda course, assignment: {"1": {}, "2": {}})
+    monkeypatch.setattr(gradebook, "scores", lambda course, assignment: {"1": {}, "2": {}})
     roster = tmp_path / "roster.csv"
     roster.write_bytes(b"Student,ID\n\xff\xfe bad,1\n")
-    with pytest.raises(pipeline.CourseError, match="not UTF-8"):
-        pipeline.export_canvas(small_course, "hw1", roster=roster)
+    with pytest.raises(CourseError, match="not UTF-8"):
+        reports.export_canvas(small_course, "hw1", roster=roster)
     roster.write_text("Student,ID,Section\nAl,1\n,\n\n")  # short rows: DictReader fills them with None
-    path, unknown = pipeline.export_canvas(small_course, "hw1", roster=roster)
+    path, unknown = reports.export_canvas(small_course, "hw1", roster=roster)
     assert unknown == ["2"] and "Al,1," in path.read_text()
 
 
@@ -493,6 +490,7 @@ def test_shutil_rmtree_is_not_enough_on_this_python(tmp_path):
     assert remove_tree(top) == [] and not top.exists()
 
 
+@pytest.mark.slow
 def test_remove_tree_deletes_a_chain_100000_deep():
     base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # tmpfs: 3 s instead of 30 s on ext4
     top = pathlib.Path(tempfile.mkdtemp(prefix="adl-test-deep-", dir=base))
@@ -652,12 +650,12 @@ def class_of_three(small_course, monkeypatch):
         shutil.copy(ROOT / "release" / "hw1" / "hw1.ipynb", folder)
     monkeypatch.setattr(pipeline, "sandbox_problem", lambda course, assignment: None)
     recorded = []
-    monkeypatch.setattr(pipeline, "record", lambda course, result: recorded.append(result))
+    monkeypatch.setattr(gradebook, "record", lambda course, result: recorded.append(result))
 
     def grade_one(course, assignment, student, force=False):
         if student == "bob":
             return {}["a bug"]  # KeyError, as a grader bug would
-        return pipeline._invalid(student, assignment, TRUSTED, "a reason", "k")
+        return scoring.invalid(student, assignment, TRUSTED, "a reason", "k")
 
     monkeypatch.setattr(pipeline, "grade_one", grade_one)
     return recorded
@@ -668,7 +666,7 @@ def test_a_submission_the_grader_fails_on_does_not_stop_the_batch(small_course, 
         results = pipeline.autograde(small_course, "hw1", workers=2, progress=False)
     assert [r.student for r in results] == ["alice", "bob", "carol"]
     bob = results[1]
-    assert bob.flags == [pipeline.GRADER_FAILED] and bob.score == 0
+    assert bob.flags == [scoring.GRADER_FAILED] and bob.score == 0
     assert all(q.status == "not graded" and "KeyError" in q.reason for q in bob.questions)
     assert "log" in bob.notes[0]
     assert sorted(r.student for r in class_of_three) == ["alice", "bob", "carol"]  # bob as not graded
@@ -681,10 +679,10 @@ def test_a_result_the_gradebook_refuses_does_not_stop_the_batch(small_course, cl
             raise RuntimeError("database is locked")
         class_of_three.append(result)
 
-    monkeypatch.setattr(pipeline, "record", record)
+    monkeypatch.setattr(gradebook, "record", record)
     results = pipeline.autograde(small_course, "hw1", workers=1, progress=False)
     alice = results[0]
-    assert pipeline.GRADER_FAILED in alice.flags and "database is locked" in alice.notes[0]
+    assert scoring.GRADER_FAILED in alice.flags and "database is locked" in alice.notes[0]
     assert sorted(r.student for r in class_of_three) == ["bob", "carol"]  # bob as not graded; alice not at all
     assert "Traceback" in caplog.text
 
@@ -698,14 +696,14 @@ def test_cli_finishes_everyone_then_exits_non_zero_naming_who_failed(small_cours
 
 
 def test_cli_feedback_goes_on_past_one_student(small_course, class_of_three, monkeypatch, capsys):
-    real = pipeline.write_feedback
+    real = reports.write_feedback
 
     def write_feedback(course, result, *args, **kwargs):
         if result.student == "carol":
             raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
         return real(course, result, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "write_feedback", write_feedback)
+    monkeypatch.setattr(reports, "write_feedback", write_feedback)
     for s in ("alice", "carol"):
         shutil.rmtree(small_course.feedback / s, ignore_errors=True)
     code = cli.main(["--course", str(small_course.root), "feedback", "hw1"])
@@ -717,7 +715,7 @@ def test_cli_feedback_goes_on_past_one_student(small_course, class_of_three, mon
 
 
 def test_cli_exits_zero_when_everyone_is_graded(small_course, class_of_three, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline, "grade_one", lambda course, a, s, force=False: pipeline._invalid(
+    monkeypatch.setattr(pipeline, "grade_one", lambda course, a, s, force=False: scoring.invalid(
         s, a, TRUSTED, "a reason", "k"))
     assert cli.main(["--course", str(small_course.root), "autograde", "hw1"]) == 0
     assert cli.main(["--course", str(small_course.root), "feedback", "hw1"]) == 0
@@ -742,6 +740,7 @@ for p in ("locked/a/b", "locked/a", "locked"):
 """
 
 
+@pytest.mark.slow
 def test_one_batch_with_a_deep_tree_and_broken_metadata(tmp_path_factory, monkeypatch, capsys):
     """A real batch: the solution, a solution whose kernel leaves a 1,500-deep chain (and a locked folder, a
     fifo, a link to /) in its home, and a release whose grade id is a list. The first two get full marks, the
@@ -766,7 +765,7 @@ def test_one_batch_with_a_deep_tree_and_broken_metadata(tmp_path_factory, monkey
     out, err = capsys.readouterr()
     results = {r.student: r for r in pipeline.autograde(course, "hw1", progress=False)}  # cached: no regrade
     assert results["solution"].score == full, results["solution"]
-    assert results["deep"].score == full and pipeline.GRADER_FAILED not in results["deep"].flags, (
+    assert results["deep"].score == full and scoring.GRADER_FAILED not in results["deep"].flags, (
         results["deep"], err)
     assert results["broken"].flags == ["invalid notebook"]
     assert "grade id that is a list" in results["broken"].notes[0]

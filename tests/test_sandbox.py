@@ -20,7 +20,11 @@ import nbformat
 import pytest
 
 from autograder import sandbox as sandbox_module
+from autograder.job import Job, SandboxSpec
 from autograder.sandbox import SLOT_UID_BASE, Limits, Sandbox, SandboxError, bwrap_path, parse_size
+from autograder.uids import kernel_uid
+
+pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("ADL_REQUIRE_SANDBOX") == "1"  # set by .ci/run, which installs bubblewrap
@@ -156,6 +160,7 @@ for t in workers:
     t.join()
 facts["numpy_threads"] = results
 import tensorflow as tf
+
 facts["tensorflow"] = float(tf.reduce_sum(tf.ones((64, 64)) @ tf.ones((64, 64))))
 '''
 
@@ -189,14 +194,12 @@ def facts(tmp_path_factory):
                                   metadata={"nbgrader": {"grade_id": "t", "grade": True, "points": 1}}),
     ]
     nbformat.write(nb, str(private / "nb.ipynb"))
-    job = {"workdir": str(home), "control": str(control), "notebook": str(private / "nb.ipynb"),
-           "cell_timeout": 60, "notebook_timeout": 200,
-           "env": {"PATH": os.environ["PATH"], "HOME": str(home), "NFORKS": "400"},
-           "sandbox": {"enabled": True, "slot": 7, "memory": 4 * 2**30 + 2 * 64 * 2**20 + 512 * 2**20,
-                       "processes": 256, "readonly": [str(mirror)], "tmp_size": 64 * 2**20, "disk": 512 * 2**20},
-           "log": str(base / "logs" / "student.log"),
-           "executed": str(base / "out.ipynb"), "result": str(base / "result.json")}
-    (private / "job.json").write_text(json.dumps(job))
+    Job(workdir=str(home), control=str(control), notebook=str(private / "nb.ipynb"),
+        cell_timeout=60, notebook_timeout=200, env={"PATH": os.environ["PATH"], "HOME": str(home), "NFORKS": "400"},
+        sandbox=SandboxSpec(slot=7, memory=4 * 2**30 + 2 * 64 * 2**20 + 512 * 2**20, processes=256,
+                            readonly=(str(mirror),), tmp_size=64 * 2**20, disk=512 * 2**20),
+        log=str(base / "logs" / "student.log"),
+        executed=str(base / "out.ipynb"), result=str(base / "result.json")).write(private / "job.json")
     with (base / "worker.log").open("w") as worker_log:  # as the pipeline runs it: stderr to a log file
         proc = subprocess.run([sys.executable, "-m", "autograder.worker", str(private / "job.json")],
                               stdout=subprocess.PIPE, stderr=worker_log, text=True, timeout=280, cwd=ROOT)
@@ -246,7 +249,7 @@ def test_data_mirror_is_read_only(facts):
 @needs_root
 def test_unprivileged_user_per_slot(facts):
     got, _, _ = facts
-    assert got["uid"] == SLOT_UID_BASE + 7
+    assert got["uid"] == kernel_uid(7)
 
 
 def test_memory_file_size_and_thread_limits(facts):
@@ -326,7 +329,7 @@ def test_without_bwrap_a_folder_the_kernel_cannot_enter_is_covered(no_bwrap, fol
     proc = subprocess.run(box.wrap([sys.executable, "-c", code]), cwd=work, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"uid": SLOT_UID_BASE + 12, "cwd": str(work), "listing": ["data"],
+    assert json.loads(proc.stdout) == {"uid": kernel_uid(12), "cwd": str(work), "listing": ["data"],
                                        "data": "data", "write": "Read-only file system"}
     assert (work / "mine.txt").read_text() == "ok"
     assert sorted(p.name for p in locked.iterdir()) == ["data", "solutions.txt"]
@@ -343,7 +346,7 @@ def test_probe_says_why_the_kernel_cannot_start(no_bwrap, folders):
     problem = Sandbox(work, Limits(), slot=13).probe([str(locked / "python"), "-c", "import ipykernel"])
     assert problem is not None and "Permission denied" in problem and str(locked / "python") in problem, problem
     if os.geteuid() == 0:
-        assert f"fails as uid {SLOT_UID_BASE + 13}" in problem and "apt-get install bubblewrap" in problem
+        assert f"fails as uid {kernel_uid(13)}" in problem and "apt-get install bubblewrap" in problem
     assert Sandbox(work, Limits(), slot=13).probe([sys.executable, "-c", "import ipykernel"]) is None
 
 
@@ -359,7 +362,7 @@ def test_root_without_bwrap_or_mount_namespaces_refuses(no_bwrap, folders, monke
     with pytest.raises(SandboxError, match=r"cannot enter .*, which holds .*/data, and no mount namespace .* "
                                            r"Install bubblewrap \(apt-get install bubblewrap\)"):
         box.wrap(["/bin/true"])
-    assert f"CANNOT GRADE: the kernel's user (uid {SLOT_UID_BASE + 14})" in "\n".join(box.describe())
+    assert f"CANNOT GRADE: the kernel's user (uid {kernel_uid(14)})" in "\n".join(box.describe())
     assert "no mount namespace can be made here (test)" in box.probe([sys.executable, "-c", "pass"])
 
 
@@ -463,11 +466,10 @@ def test_fork_bomb_in_a_cell_costs_that_cell_only(tmp_path):
     nb.cells.append(nbformat.v4.new_code_cell("assert copies() == 0, copies()",
                                               metadata={"nbgrader": {**test["nbgrader"], "grade_id": "after"}}))
     nbformat.write(nb, str(private / "nb.ipynb"))
-    job = {"workdir": str(home), "control": str(control), "notebook": str(private / "nb.ipynb"),
-           "cell_timeout": 60, "notebook_timeout": 200, "env": {"PATH": os.environ["PATH"], "HOME": str(home)},
-           "sandbox": {"enabled": True, "slot": 8, "memory": 4 * 2**30, "processes": 128, "readonly": []},
-           "executed": str(tmp_path / "out.ipynb"), "result": str(tmp_path / "result.json")}
-    (private / "job.json").write_text(json.dumps(job))
+    Job(workdir=str(home), control=str(control), notebook=str(private / "nb.ipynb"),
+        cell_timeout=60, notebook_timeout=200, env={"PATH": os.environ["PATH"], "HOME": str(home)},
+        sandbox=SandboxSpec(slot=8, memory=4 * 2**30, processes=128),
+        executed=str(tmp_path / "out.ipynb"), result=str(tmp_path / "result.json")).write(private / "job.json")
     proc = subprocess.run([sys.executable, "-m", "autograder.worker", str(private / "job.json")],
                           capture_output=True, text=True, timeout=280, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -526,7 +528,7 @@ def test_seccomp_filter_and_nested_bwrap_in_the_command(tmp_path):
     assert box.pass_fds == (fd,) and os.read(fd, 8)  # a BPF program
     assert cmd.count("--disable-userns") == 1 and cmd[cmd.index("--tmpfs") - 1] == str(32 * 2**20)
     if os.geteuid() == 0 and sandbox_module.nested_problem() is None:
-        assert cmd.index("--reuid=" + str(SLOT_UID_BASE + 4)) < cmd.index("--disable-userns")
+        assert cmd.index("--reuid=" + str(kernel_uid(4))) < cmd.index("--disable-userns")
     box.release()
     assert box.pass_fds == ()
     with pytest.raises(OSError):

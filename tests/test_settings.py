@@ -148,12 +148,14 @@ def _startup_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if any(s in line for s in CPP_STARTUP)]
 
 
+@pytest.mark.slow
 def test_importing_adl_helpers_first_hides_tensorflows_cpp_startup_lines(tensorflow_stderr):
     stdout, stderr = tensorflow_stderr["with adl_helpers"]
     assert stdout == ["2", "2"]
     assert _startup_lines(stderr) == [], stderr
 
 
+@pytest.mark.slow
 def test_without_adl_helpers_tensorflow_prints_them(tensorflow_stderr):
     """The control: on this machine TensorFlow does print the lines the test above must not see."""
     stdout, stderr = tensorflow_stderr["without"]
@@ -161,12 +163,14 @@ def test_without_adl_helpers_tensorflow_prints_them(tensorflow_stderr):
     assert _startup_lines(stderr), f"TensorFlow printed no cpu_feature_guard line here; its stderr:\n{stderr}"
 
 
+@pytest.mark.slow
 def test_a_level_the_user_set_is_kept(tensorflow_stderr):
     stdout, stderr = tensorflow_stderr["user level 0"]
     assert stdout == ["0", "2"]
     assert _startup_lines(stderr), stderr
 
 
+@pytest.mark.slow
 def test_setup_quiets_tensorflows_python_loggers():
     """In a fresh process: the loggers are process-wide, and this one may have set them already."""
     code = ("import logging, absl.logging, adl_helpers as adl\n"

@@ -15,6 +15,8 @@ import nbformat
 import pytest
 from helpers import chromium
 
+pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("course_slides", ROOT / "course" / "slides.py")
 slides = importlib.util.module_from_spec(_spec)

@@ -9,6 +9,10 @@ import sys
 import nbformat
 import pytest
 
+from autograder.job import Job
+
+pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
+
 CELLS = [
     ("x = 1", "ok"),
     ("while True: pass", "timeout"),  # interrupted: the kernel and x survive
@@ -29,10 +33,9 @@ def run(tmp_path_factory):
     nb.cells = [nbformat.v4.new_code_cell(src, metadata={"nbgrader": {"grade_id": f"c{i}"}})
                 for i, (src, _) in enumerate(CELLS)]
     nbformat.write(nb, str(tmp / "nb.ipynb"))
-    job = {"workdir": str(tmp), "notebook": str(tmp / "nb.ipynb"), "cell_timeout": 4, "notebook_timeout": 300,
-           "env": {"PATH": os.environ["PATH"], "HOME": str(tmp)},
-           "executed": str(tmp / "out.ipynb"), "result": str(tmp / "result.json")}
-    (tmp / "job.json").write_text(json.dumps(job))
+    Job(workdir=str(tmp), notebook=str(tmp / "nb.ipynb"), cell_timeout=4, notebook_timeout=300,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp)},
+        executed=str(tmp / "out.ipynb"), result=str(tmp / "result.json")).write(tmp / "job.json")
     proc = subprocess.run([sys.executable, "-m", "autograder.worker", str(tmp / "job.json")],
                           capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stderr[-3000:]

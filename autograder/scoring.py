@@ -1,0 +1,226 @@
+"""What grading one submission gives: a score and a reason for every graded question.
+
+:func:`score_run` turns a worker's run (the JSON the worker process wrote, read defensively: the worker ran next
+to hostile code) into a :class:`Result`; :func:`invalid` and :func:`failed` give the results of a notebook
+refused at validation and of a submission the grader itself failed on. :func:`reason` words why a test cell
+lost its points for the student, and never with anything a hidden test computed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import re
+
+from autograder.ingest import printable
+from autograder.notebook import SURROGATE, GradeCell
+
+GRADER_FAILED = "grader failed"  # the flag of a submission the grader itself failed on: not graded, not the student's doing
+PENDING = "pending"  # a question graded by hand without a manual score yet (nbgrader: needs_manual_grade)
+GRADED_BY_HAND = "graded by hand"  # a question graded by hand, with the formgrader's score
+AWAITS = "graded by hand: awaits a grade"  # the reason of a PENDING question (feedback, report)
+
+
+@dataclasses.dataclass
+class QuestionResult:
+    grade_id: str
+    points: float
+    max_points: float
+    status: str  # passed | failed | not graded | pending | graded by hand
+    reason: str = ""
+    manual: bool = False  # graded by hand (nbgrader's manually graded answer): "pending" until the formgrader scores it
+
+
+@dataclasses.dataclass
+class Result:
+    student: str
+    assignment: str
+    questions: list[QuestionResult]
+    flags: list[str]  # short labels: the grade table and the report
+    elapsed: float
+    key: str
+    notes: list[str] = dataclasses.field(default_factory=list)  # sentences: the feedback
+
+    @property
+    def score(self) -> float:
+        return sum(q.points for q in self.questions)
+
+    @property
+    def max_score(self) -> float:
+        return sum(q.max_points for q in self.questions)
+
+    @property
+    def pending(self) -> list[str]:
+        """The questions graded by hand that have no grade yet: while there are any, ``score`` is provisional."""
+        return [q.grade_id for q in self.questions if q.status == PENDING]
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Result:
+        data = dict(data)
+        data["questions"] = [QuestionResult(**q) for q in data["questions"]]
+        return cls(**data)
+
+    @classmethod
+    def read(cls, path: pathlib.Path) -> Result | None:
+        """The result cached at ``path``, or None if there is none or it cannot be read (then: grade again)."""
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+
+def reason(cell: dict, trusted: GradeCell) -> str:
+    """Why a test cell lost its points, for the student. It holds nothing a hidden test knows and nothing
+    the student's code wrote: the question's part (a public check or a hidden test), the exception's type,
+    and the instructor's own message as written in the test (f-string fields cut out, see
+    :func:`autograder.contract.instructor_message`); for a public check, the line that failed (the student
+    has that code). Never the exception's text: a student's function could put the hidden tests' inputs
+    there (or in a value a later check prints), and NumPy's comparison messages print the expected values."""
+    status = cell.get("status")
+    if status in ("timeout", "dead", "skipped", "unresponsive", "disk"):
+        return f"the test could not run: {cell.get('evalue')}"  # the grader's own words
+    ename = str(cell.get("ename") or "Error")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,59}", ename):
+        ename = "Error"
+    line = cell.get("line")
+    hidden = line in trusted.hidden_lines
+    origin, message = cell.get("origin"), cell.get("message")
+    function = cell.get("function") if isinstance(cell.get("function"), str) else None
+    called = f"{function}()" if function and function.isidentifier() else "your code"
+    if ename == "NotImplementedError":
+        what = "NotImplementedError: an answer this test needs was not written yet"
+    elif ename == "ProtocolError":
+        what = ("the grader could not read your code's answer: the notebook's code changed how the kernel runs "
+                "cells, or answered with something that is not data")
+    elif origin == "student":
+        what = (f"{called} raised an exception of a type of its own" if ename == "StudentError"
+                else f"{called} raised {ename}")
+    elif origin == "unreadable":
+        what = ("TypeError: your code returned a value the grader cannot read (it reads numbers, strings, NumPy "
+                "arrays, tensors, and lists, tuples or dicts of them)")
+    elif ename == "NameError" and origin == "test":
+        m = re.search(r"name '([A-Za-z_][A-Za-z0-9_]*)' is not defined", str(cell.get("evalue", "")))
+        public_names = _public_names(trusted)
+        name = f"name {m.group(1)!r}" if m and m.group(1) in public_names else "a name the test uses"
+        what = f"NameError: {name} is not defined (an answer cell above did not run or did not define it)"
+    else:
+        what = f"{ename}: {message}" if isinstance(message, str) and message else ename
+    if hidden:
+        return f"a hidden test failed ({what})"
+    at = _public_line(trusted, line)
+    return f"a public check failed ({what})" + (f" at: {at}" if at else "")
+
+
+def _public_names(trusted: GradeCell) -> set[str]:
+    from autograder.contract import code_names
+
+    try:
+        return code_names(compile(trusted.public_source, "<public>", "exec"))
+    except SyntaxError:
+        return set()
+
+
+def _public_line(trusted: GradeCell, line: object) -> str | None:
+    """The first line of the test's statement at ``line`` (a public line: the student has it), shortened."""
+    lines = trusted.source.splitlines()
+    if not isinstance(line, int) or not 1 <= line <= len(lines):
+        return None
+    text = lines[line - 1].strip()
+    if not text or text.startswith("#"):
+        return None
+    return text if len(text) <= 120 else text[:119] + "\u2026"
+
+
+def score_run(student: str, assignment: str, trusted: list[GradeCell], run: dict, key: str,
+           unanswered: set[str] | frozenset[str] = frozenset()) -> Result:
+    """The result of one worker run. ``run`` is read defensively (see :func:`run_cells`): whatever the worker
+    wrote, every graded question gets a status and a reason, and no text that UTF-8 cannot write gets in.
+
+    A graded cell that is not a test (nbgrader's manually graded answer, ``GradeCell.manually_graded``) is never
+    scored here: it is PENDING until the formgrader gives it a score (:func:`autograder.gradebook.record` reads it back), except an
+    answer in ``unanswered`` (left as released), which gets 0 as nbgrader gives it."""
+    cells = run_cells(run)
+    by_id = {c["grade_id"]: c for c in cells if c["grade_id"]}
+    questions = []
+    for tc in trusted:
+        if not tc.grade:
+            continue
+        if not tc.autograded_test and tc.grade_id in unanswered:
+            questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "failed",
+                                            "no answer: the cell was handed in as released", manual=True))
+            continue
+        if not tc.autograded_test:  # graded by hand, in the formgrader
+            questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, PENDING, AWAITS, manual=True))
+            continue
+        cell = by_id.get(tc.grade_id, {"status": "skipped", "evalue": "the test cell did not run"})
+        if cell["status"] == "ok":
+            questions.append(QuestionResult(tc.grade_id, tc.points, tc.points, "passed"))
+        else:
+            questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "failed", valid_text(reason(cell, tc))))
+    labels = {"timeout": "timeout", "dead": "kernel died", "skipped": "time limit", "unresponsive": "kernel unresponsive",
+              "disk": "disk limit"}
+    flags = [labels[s] for s in labels if any(c["status"] == s for c in cells)]
+    notes = [
+        f"cell {c.get('grade_id') or c.get('index')}: {c.get('evalue')}"
+        for c in cells
+        if c["status"] in labels
+    ]
+    if any(c.get("ename") == "ProtocolError" for c in cells):
+        flags.append("kernel tampered")
+        notes.append("the notebook's code changed how the kernel runs cells, so the grader could not read "
+                     "your answers for some questions")
+    elapsed = run.get("elapsed") if isinstance(run, dict) else None
+    elapsed = float(elapsed) if type(elapsed) in (int, float) and abs(elapsed) < 1e9 else 0.0  # not NaN either
+    return Result(student, assignment, questions, flags, elapsed, key, notes)
+
+
+def run_cells(run) -> list[dict]:
+    """The worker's per-cell entries, each a dict with a text ``status`` and a text or None ``grade_id``;
+    text values made writable as UTF-8, an int or None ``line``; nested values and other types dropped."""
+    cells = run.get("cells") if isinstance(run, dict) else None
+    out = []
+    for cell in cells if isinstance(cells, list) else []:
+        if not isinstance(cell, dict):
+            continue
+        clean = {k: valid_text(v) if isinstance(v, str) else v for k, v in cell.items()
+                 if isinstance(k, str) and (v is None or type(v) in (str, int, float, bool))}
+        clean["status"] = clean["status"] if isinstance(clean.get("status"), str) else "error"
+        clean["grade_id"] = clean.get("grade_id") if isinstance(clean.get("grade_id"), str) else None
+        clean["line"] = clean.get("line") if type(clean.get("line")) is int else None
+        out.append(clean)
+    return out
+
+
+def valid_text(text: str) -> str:
+    """``text`` with any lone UTF-16 surrogate (which UTF-8 cannot write) replaced by U+FFFD."""
+    return text.encode("utf-8", "replace").decode("utf-8") if SURROGATE.search(text) else text
+
+
+def invalid(student: str, assignment: str, trusted: list[GradeCell], reason: str, key: str) -> Result:
+    """The result of a notebook refused at validation: 0 on every graded question, ``reason`` for the student."""
+    reason = valid_text(str(reason))
+    qs = [
+        QuestionResult(tc.grade_id, 0.0, tc.points, "failed", f"not graded: {reason}",
+                       manual=not tc.autograded_test)
+        for tc in trusted
+        if tc.grade
+    ]
+    return Result(student, assignment, qs, ["invalid notebook"], 0.0, key, [f"not graded: {reason}"])
+
+
+def failed(student: str, assignment: str, trusted: list[GradeCell], exc: BaseException) -> Result:
+    """The result of a submission the grader itself failed on (an exception out of :func:`autograder.pipeline.grade_one`, or the
+    gradebook refusing the result): every graded question "not graded", with a reason for the instructor. It
+    is never cached, so the next ``autograde`` grades the submission again (or records the result that
+    ``grade_one`` cached, if only the gradebook refused it); it gets no feedback (see ``adl-grade feedback``)."""
+    what = printable(f"{type(exc).__name__}: {exc}", limit=300)
+    reason = (f"not graded: the grader failed on this submission ({what}); the traceback is in the grader's "
+              "log. Fix the cause and run adl-grade autograde again")
+    qs = [QuestionResult(tc.grade_id, 0.0, tc.points, "not graded", reason) for tc in trusted if tc.grade]
+    return Result(student, assignment, qs, [GRADER_FAILED], 0.0, "", [reason])
