@@ -27,16 +27,11 @@ import pathlib
 import numpy as np
 
 __all__ = ["COPY_DISTANCE", "HELDOUT_DIR", "MAX_MODEL_BYTES", "NOT_A_DIGIT", "check_close", "check_equal",
-           "check_novelty", "check_shape", "evaluate_saved_model", "heldout_seed", "heldout_svhn", "model_report",
-           "nearest_distance", "read_digits"]
+           "check_novelty", "check_shape", "evaluate_saved_model", "heldout_seed", "heldout_svhn", "model_inputs",
+           "model_report", "nearest_distance", "read_digits"]
 
 #: Largest model file :func:`evaluate_saved_model` accepts (a course model is a few MB).
 MAX_MODEL_BYTES = 200 * 2**20
-
-# The grader installs its own evaluator here (a function with the signature of evaluate_saved_model) so
-# that, in the grader's process, the file is loaded in a sandbox instead of in-process.
-_evaluator = None
-
 
 def evaluate_saved_model(path, inputs, *, batch_size=256):
     """Load a saved ``.keras`` model in safe mode and run it on ``inputs``.
@@ -59,9 +54,7 @@ def evaluate_saved_model(path, inputs, *, batch_size=256):
         ValueError: the file is not a loadable Keras model (not a ``.keras`` file, too large, written with
             a ``Lambda`` layer or a custom class), or ``inputs`` is not an array or a dict of arrays.
     """
-    batches = _check_inputs(inputs)
-    if _evaluator is not None:
-        return _evaluator(os.fspath(path), inputs, batch_size=batch_size)
+    batches = model_inputs(inputs)
     model = load_for_grading(path)
     return model_report(model, batches, batch_size=batch_size, single=not isinstance(inputs, dict))
 
@@ -128,7 +121,19 @@ def _shape(shape):
     return [None if d is None else int(d) for d in shape]
 
 
-def _check_inputs(inputs):
+def model_inputs(inputs) -> dict:
+    """``inputs`` of :func:`evaluate_saved_model` as ``{name: array}`` (one array is named ``"x"``); ValueError
+    saying what is wrong for anything but a numeric array with a batch dimension or a dict of them. The grader
+    checks what a test passes to its own evaluator with the same function.
+
+    Example:
+        >>> sorted(model_inputs({"test": np.zeros((2, 3))}))
+        ['test']
+        >>> model_inputs([1, 2])
+        Traceback (most recent call last):
+        ...
+        ValueError: evaluate_saved_model: inputs should be a NumPy array, got list
+    """
     if isinstance(inputs, dict):
         if not inputs:
             raise ValueError("evaluate_saved_model: inputs is an empty dict; give {name: array}")

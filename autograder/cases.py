@@ -31,6 +31,7 @@ import re
 
 import nbformat
 import yaml
+from nbgrader import utils as nbgrader_utils
 
 from autograder import rubric
 
@@ -98,7 +99,7 @@ def load_cases(source_dir: pathlib.Path, source_nb) -> list[Case]:
                             "letter (spell a final number out: 'stride-one', not 'stride-1')")
         seen.add(case.id)
         cell = cells.get(case.cell)
-        if cell is None or not cell.metadata["nbgrader"].get("solution"):
+        if cell is None or not nbgrader_utils.is_solution(cell):
             raise CaseError(f"{where}: {case.cell!r} is not a solution cell of the notebook")
         if rubric.is_manual(cell) or cell.cell_type != "code":
             raise CaseError(f"{where}: {case.cell!r} is graded by hand, not by a test: a case edits the code of an "
@@ -127,7 +128,7 @@ def fill_release(release_nb, source_nb, *cases: Case):
         if gid and rubric.is_manual(cell) and cell.cell_type == "markdown":
             cell.source = rubric.split_answer(solutions[gid].source)[0]
             continue
-        if not (gid and cell.metadata["nbgrader"].get("solution") and cell.cell_type == "code"):
+        if not (gid and nbgrader_utils.is_solution(cell) and cell.cell_type == "code"):
             continue
         code = solution_code(solutions[gid].source)
         for case in (c for c in cases if c.cell == gid):

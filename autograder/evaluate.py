@@ -25,7 +25,6 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import tempfile
 
 import numpy as np
 
+from autograder.processes import LineProcess
 from autograder.sandbox import Limits, Sandbox
 
 MAX_OUTPUT_BYTES = 256 * 2**20
@@ -106,10 +106,10 @@ class ModelEvaluator:
         self._models: set[str] = set()  # sha256 of the model files the running process holds
 
     def __call__(self, path, inputs, *, batch_size=256) -> dict:
-        from adl_helpers.grading import _check_inputs  # the same validation as in the student's notebook
+        from adl_helpers.grading import model_inputs  # the same validation as in the student's notebook
 
         single = not isinstance(inputs, dict)
-        batches = _check_inputs(inputs)
+        batches = model_inputs(inputs)
         self.calls += 1
         data = self._read_model(os.fspath(path))
         file_name = pathlib.PurePosixPath(os.fspath(path)).name  # _read_model made sure it is a plain file name
@@ -131,7 +131,7 @@ class ModelEvaluator:
                                                       "model": digest, "name": file_name}))
         self._give(req)
         try:
-            line = self._exchange(proc, f"{self.calls}\n")
+            line = self._exchange(proc, str(self.calls))
             if line != "done":
                 raise ValueError(f"evaluate_saved_model: the evaluator stopped ({line or 'no answer'})")
             report = self._read_json(req / "report.json")
@@ -198,9 +198,9 @@ class ModelEvaluator:
             raise ValueError(f"evaluate_saved_model: {path!r} should be a .keras file (model.save('name.keras'))")
         return data
 
-    def _process(self) -> tuple[subprocess.Popen, pathlib.Path]:
+    def _process(self) -> tuple[LineProcess, pathlib.Path]:
         """The job's running evaluator (started on first use, or again if it died: a model that crashed it)."""
-        if self._proc is not None and self._proc.poll() is None:
+        if self._proc is not None and self._proc.alive():
             return self._proc, self._box
         self.close()
         box = pathlib.Path(tempfile.mkdtemp(prefix="adl-eval-", dir=self.scratch))
@@ -212,10 +212,8 @@ class ModelEvaluator:
         env = {**self.env, "HOME": str(box), "TF_CPP_MIN_LOG_LEVEL": self.env.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         # Only its three pipes (and, for bubblewrap, the seccomp filter) are inherited: never the worker's log.
         try:
-            self._proc = subprocess.Popen(sandbox.wrap([sys.executable, "-I", "-c", EVALUATOR_CODE]), cwd=box,
-                                          env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-                                          pass_fds=sandbox.pass_fds)
+            self._proc = LineProcess(sandbox.wrap([sys.executable, "-I", "-c", EVALUATOR_CODE]), cwd=box, env=env,
+                                     pass_fds=sandbox.pass_fds)
         finally:
             sandbox.release()
         self._box = box
@@ -232,32 +230,19 @@ class ModelEvaluator:
             for p in [path, *path.iterdir()] if path.is_dir() else [path]:
                 os.chown(p, self.sandbox_uid, self.sandbox_uid)
 
-    def _exchange(self, proc: subprocess.Popen, request: str | None) -> str | None:
+    def _exchange(self, proc: LineProcess, request: str | None) -> str | None:
         """Send one request line (None: just wait) and read the answer line, within the time limit."""
-        import selectors
-
         try:
-            if request is not None:
-                proc.stdin.write(request)
-                proc.stdin.flush()
-            with selectors.DefaultSelector() as sel:
-                sel.register(proc.stdout, selectors.EVENT_READ)
-                if not sel.select(timeout=self.timeout):
-                    self.close()
-                    raise TimeoutError(f"evaluate_saved_model: loading and running the model took more than "
-                                       f"{self.timeout:g} s")
-            return proc.stdout.readline(4096).strip() or None
-        except (BrokenPipeError, OSError):
-            return None
+            return proc.ask(request, self.timeout)
+        except TimeoutError:
+            self.close()
+            raise TimeoutError(f"evaluate_saved_model: loading and running the model took more than "
+                               f"{self.timeout:g} s") from None
 
     def close(self) -> None:
         """Stop the job's evaluator and remove its folder."""
         if self._proc is not None:
-            try:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            self._proc.wait()
+            self._proc.kill()
         if self._box is not None:
             shutil.rmtree(self._box, ignore_errors=True)
         self._proc, self._box, self._models = None, None, set()

@@ -16,6 +16,7 @@ import logging
 import os
 import pathlib
 import selectors
+import signal
 import subprocess
 import sys
 import threading
@@ -29,17 +30,65 @@ log = logging.getLogger(__name__)
 
 
 def kill_tree(pid: int) -> None:
-    """Kill process ``pid`` and every process below it (children first), ignoring those already gone."""
+    """Kill process ``pid`` and every process below it (children first), and its process group if it leads one
+    (a process started with ``start_new_session``: what it started in the group dies too, found or not)."""
     try:
         parent = psutil.Process(pid)
         procs = parent.children(recursive=True) + [parent]
     except psutil.NoSuchProcess:
-        return
+        procs = []
     for proc in procs:
         try:
             proc.kill()
         except psutil.NoSuchProcess:
             pass
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class LineProcess:
+    """A child process spoken to one line at a time over its stdin and stdout: a request line in, an answer
+    line out, each answer awaited for a limited time. The worker processes of :class:`Pool` and the model
+    evaluator (:mod:`autograder.evaluate`) are both such processes. The child leads a session of its own, so
+    :meth:`kill` takes whatever it started with it."""
+
+    def __init__(self, argv: list[str], *, stderr=subprocess.DEVNULL, **popen):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                     start_new_session=True, **popen)
+
+    def ask(self, request: str | None, timeout: float) -> str | None:
+        """Send ``request`` (a line; None: send nothing) and return the answer line, stripped; None if the
+        process closed its end or died. TimeoutError, the process killed, if no answer came in ``timeout`` s."""
+        try:
+            if request is not None:
+                self.proc.stdin.write(request.rstrip("\n") + "\n")
+                self.proc.stdin.flush()
+            with selectors.DefaultSelector() as sel:
+                sel.register(self.proc.stdout, selectors.EVENT_READ)
+                if not sel.select(timeout=timeout):
+                    self.kill()
+                    raise TimeoutError(f"no answer within {timeout:g} s")
+            return self.proc.stdout.readline(4096).strip() or None
+        except (BrokenPipeError, OSError, ValueError):  # ValueError: a pipe already closed by kill()
+            return None
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        kill_tree(self.proc.pid)
+        self.proc.wait()
+
+    def stop(self, timeout: float = 10) -> None:
+        """End the process by closing its stdin; kill it if it has not ended within ``timeout`` seconds."""
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            self.kill()
 
 
 def kill_slot_users(slot: int) -> None:
@@ -56,47 +105,21 @@ def kill_slot_users(slot: int) -> None:
             pass
 
 
-class Worker:
+class Worker(LineProcess):
     """One ``autograder.worker --serve`` process; its stderr (the kernels' too, between jobs) goes to ``log``."""
 
     def __init__(self, log_file: pathlib.Path):
         log_file.parent.mkdir(parents=True, exist_ok=True)
         self.log = log_file
         with log_file.open("ab") as fh:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "autograder.worker", "--serve"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=fh, text=True, start_new_session=True,
-            )
+            super().__init__([sys.executable, "-m", "autograder.worker", "--serve"], stderr=fh)
 
     def run(self, job_file: pathlib.Path, hard_limit: float) -> str | None:
         """The worker's answer for one job, or None if it died or outlived ``hard_limit`` (then it is killed)."""
         try:
-            self.proc.stdin.write(f"{job_file}\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+            return self.ask(str(job_file), hard_limit)
+        except TimeoutError:
             return None
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout=hard_limit):
-                self.kill()
-                return None
-        line = self.proc.stdout.readline()
-        return line.strip() or None
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        kill_tree(self.proc.pid)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        """End the worker between jobs: close its stdin and wait; kill it if it does not end."""
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            self.kill()
 
 
 class Pool:

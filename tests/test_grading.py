@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from adl_helpers import grading
+from autograder.contract import grader_view
 from autograder.evaluate import ModelEvaluator
 from autograder.sandbox import bwrap_problem
 
@@ -80,9 +81,10 @@ def test_notebook_side_errors_say_what_to_do(saved, monkeypatch):
 def test_grader_evaluates_in_its_own_process(saved, monkeypatch):
     d, model, x = saved
     ev = ModelEvaluator(d, timeout=120, sandbox=bwrap_problem() is None, env={"PATH": os.environ["PATH"]})
-    monkeypatch.setattr(grading, "_evaluator", ev)
-    r = grading.evaluate_saved_model("net.keras", {"a": x, "b": x[:1]})  # the notebook's call, the grader's way
-    again = grading.evaluate_saved_model("net.keras", x[:1])
+    seen = grader_view(grading, evaluate_saved_model=ev)  # what a test cell in the grader sees as adl.grading
+    r = seen.evaluate_saved_model("net.keras", {"a": x, "b": x[:1]})  # the notebook's call, the grader's way
+    again = seen.evaluate_saved_model("net.keras", x[:1])
+    assert grading.evaluate_saved_model is not ev and not hasattr(grading, "_evaluator")  # no hook in the package
     assert ev.calls == 2 and ev.loads == 1  # each model file is loaded once per job
     np.testing.assert_allclose(again["outputs"], r["outputs"]["b"])
     np.testing.assert_allclose(r["outputs"]["a"], model.predict(x, verbose=0), rtol=1e-6)

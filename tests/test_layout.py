@@ -51,3 +51,8 @@ def test_the_longest_first_order_names_files_that_exist():
     spec.loader.exec_module(module)
     missing = [path for path in module.LONGEST_FIRST if not (ROOT / path).is_file()]
     assert missing == []
+
+
+def test_no_module_is_over_400_lines():
+    long = {p.name: n for p in PACKAGE.glob("*.py") if (n := p.read_text().count("\n")) > 400}
+    assert long == {}, "split these by what they do (see the README's module table)"

@@ -399,7 +399,7 @@ def test_sweep_finds_sandbox_processes_a_parent_walk_misses(tmp_path, monkeypatc
 
     import psutil
 
-    from autograder import worker
+    from autograder import kernel as kernel_module
 
     tmp_path.chmod(0o711)
     script = ("import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        time.sleep(120)\n"
@@ -421,12 +421,22 @@ def test_sweep_finds_sandbox_processes_a_parent_walk_misses(tmp_path, monkeypatc
             assert time.monotonic() < deadline and proc.poll() is None, "the sandboxed python did not start"
             time.sleep(0.2)
         kernel = min(pythons, key=lambda p: p.create_time())
-        runner = object.__new__(worker.Runner)
-        runner._keep_for, runner._keep = top.pid, {top.pid, kernel.pid, *(p.pid for p in kernel.parents())}
+        reaper = kernel_module.Reaper(box.uid)
+        keep = {top.pid, kernel.pid, *(p.pid for p in kernel.parents())}
+        reaper._keep_for, reaper._keep = top.pid, keep  # the kernel's own line (an ipykernel's is found by name)
         forks = {p.pid for p in pythons} - {kernel.pid}
-        assert {p.pid for p in runner._sandboxed(top)} - runner._keep == forks
-        monkeypatch.setattr(worker, "_children", lambda proc: [])  # the walk lost them all
-        assert {p.pid for p in runner._sandboxed(top)} - runner._keep == forks
+        assert {p.pid for p in reaper._sandboxed(top)} - keep == forks
+        monkeypatch.setattr(kernel_module, "_children", lambda proc: [])  # the walk lost them all
+        assert {p.pid for p in reaper._sandboxed(top)} - keep == forks
+        assert reaper.reap(top) == len(forks)
+
+        def dead(p):  # killed: gone, or a zombie until its parent waits for it
+            try:
+                return p.status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
+
+        assert all(dead(p) for p in reaper._sandboxed(top) if p.pid not in keep)
     finally:
         proc.kill()
         proc.wait()
