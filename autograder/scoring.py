@@ -199,7 +199,7 @@ def run_cells(run) -> list[dict]:
 
 def valid_text(text: str) -> str:
     """``text`` with any lone UTF-16 surrogate (which UTF-8 cannot write) replaced by U+FFFD."""
-    return text.encode("utf-8", "replace").decode("utf-8") if SURROGATE.search(text) else text
+    return SURROGATE.sub("\ufffd", text)
 
 
 def invalid(student: str, assignment: str, trusted: list[GradeCell], reason: str, key: str) -> Result:
