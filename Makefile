@@ -13,7 +13,7 @@ PY_ID   = $(shell $(PYTHON) -c 'import platform, sys; print(platform.python_vers
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# A read-only copy of the course data (see README, "The data mirror"). Used when present; CI has it.
+# A read-only copy of the course data (see README, "Profiles and data"). Used when present; CI has it.
 ADL_DATA_MIRROR ?= $(wildcard $(CURDIR)/../shared/datasets)
 export ADL_DATA_MIRROR
 # Keep TensorFlow's C++ start-up chatter out of test and demo logs (adl_helpers does the same for students).

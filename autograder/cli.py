@@ -212,7 +212,7 @@ def cmd_demo(args, course):
         with timed("autograde"):
             results = pipeline.autograde(course, a, sorted(got.accepted), args.workers, args.force)
         print(reports.format_table(results))
-        _compare_with_expected(sample, results)
+        _compare_with_expected(sample, results, course.source_notebook(a))
         failed += _grader_failures(results)
         graded = [r for r in results if scoring.GRADER_FAILED not in r.flags]
         failed += _for_each(graded, "feedback", lambda r: reports.write_feedback(course, r))
@@ -226,8 +226,10 @@ def cmd_demo(args, course):
     return _finish(failed)
 
 
-def _compare_with_expected(sample: pathlib.Path, results) -> None:
-    """Say whether the sample class got the grades and flags its expected.json promises."""
+def _compare_with_expected(sample: pathlib.Path, results, source: pathlib.Path | None = None) -> None:
+    """Say whether the sample class got the grades and flags its expected.json promises (and, where an
+    assignment builds on the pretrained backbone and this machine has only its random-weight stand-in, why a
+    grade that depends on accuracy can differ)."""
     if not (sample / EXPECTED_FILE).is_file():
         return
     students = read_expected(sample)
@@ -245,6 +247,14 @@ def _compare_with_expected(sample: pathlib.Path, results) -> None:
     print(f"  expected grades ({EXPECTED_FILE}): {checked - len(wrong)}/{checked} as expected")
     for line in wrong:
         print(f"  UNEXPECTED {line}")
+    if wrong and source is not None and "adl.pretrained" in source.read_text(encoding="utf-8"):
+        from adl_helpers import pretrained
+
+        if pretrained.weights_source((96, 96, 3)) == "stand-in":
+            print("  (expected.json assumes MobileNetV2's ImageNet weights. This machine has neither the data "
+                  "mirror nor a download of them, so the smoke profile's stand-in backbone with random weights "
+                  "was used, and questions judged by accuracy can grade differently. See the README, "
+                  "'Profiles and data'.)")
 
 
 def _by_hand(result) -> list[str]:

@@ -257,3 +257,24 @@ def test_adl_grade_reports_a_malformed_expected_json_as_a_course_error(tmp_path)
         with pytest.raises(ExpectedError, match=r"'ci' must be true or false, got 'no'"):
             reader(tmp_path)
     assert cli._extra_cases(tmp_path / "no-class") == ()  # a class without expected.json: nothing to compare
+
+
+@pytest.mark.parametrize(("weights", "uses_backbone", "explained"), [
+    ("stand-in", True, True), ("keras cache", True, False), ("stand-in", False, False)])
+def test_the_demo_explains_grades_that_need_the_pretrained_weights(tmp_path, monkeypatch, capsys, weights,
+                                                                   uses_backbone, explained):
+    """On a machine without MobileNetV2's ImageNet weights, an accuracy-based grade of an assignment built on
+    the backbone can differ from expected.json: the demo says why instead of leaving a bare UNEXPECTED."""
+    from adl_helpers import pretrained
+    from autograder import cli, scoring
+
+    sample = _expected_dir(tmp_path, {"s01_ann": _student()})
+    source = tmp_path / "hwx.ipynb"
+    source.write_text("adl.pretrained.load_mobilenet_v2(...)" if uses_backbone else "np.mean(x)")
+    monkeypatch.setattr(pretrained, "weights_source", lambda shape: weights)
+    got = scoring.Result("s01_ann", "hwx", [scoring.QuestionResult("q1", 0.0, 2.0, "failed"),
+                                            scoring.QuestionResult("q2", 0.0, 2.0, "failed")], [], 1.0, "k")
+    cli._compare_with_expected(sample, [got], source)
+    out = capsys.readouterr().out
+    assert "0/1 as expected" in out and "UNEXPECTED s01_ann" in out
+    assert ("stand-in backbone with random weights" in out) == explained
