@@ -212,7 +212,7 @@ def cmd_demo(args, course):
         with timed("autograde"):
             results = pipeline.autograde(course, a, sorted(got.accepted), args.workers, args.force)
         print(reports.format_table(results))
-        _compare_with_expected(sample, results, course.source_notebook(a))
+        _compare_with_expected(sample, results, course.source_notebook(a), course.settings(a).profile)
         failed += _grader_failures(results)
         graded = [r for r in results if scoring.GRADER_FAILED not in r.flags]
         failed += _for_each(graded, "feedback", lambda r: reports.write_feedback(course, r))
@@ -226,7 +226,8 @@ def cmd_demo(args, course):
     return _finish(failed)
 
 
-def _compare_with_expected(sample: pathlib.Path, results, source: pathlib.Path | None = None) -> None:
+def _compare_with_expected(sample: pathlib.Path, results, source: pathlib.Path | None = None,
+                           profile: str = "smoke") -> None:
     """Say whether the sample class got the grades and flags its expected.json promises (and, where an
     assignment builds on the pretrained backbone and this machine has only its random-weight stand-in, why a
     grade that depends on accuracy can differ)."""
@@ -250,7 +251,7 @@ def _compare_with_expected(sample: pathlib.Path, results, source: pathlib.Path |
     if wrong and source is not None and "adl.pretrained" in source.read_text(encoding="utf-8"):
         from adl_helpers import pretrained
 
-        if pretrained.weights_source((96, 96, 3)) == "stand-in":
+        if pretrained.weights_source((96, 96, 3), profile=profile) == "stand-in":  # the kernels' profile
             print("  (expected.json assumes MobileNetV2's ImageNet weights. This machine has neither the data "
                   "mirror nor a download of them, so the smoke profile's stand-in backbone with random weights "
                   "was used, and questions judged by accuracy can grade differently. See the README, "

@@ -271,10 +271,10 @@ def test_the_demo_explains_grades_that_need_the_pretrained_weights(tmp_path, mon
     sample = _expected_dir(tmp_path, {"s01_ann": _student()})
     source = tmp_path / "hwx.ipynb"
     source.write_text("adl.pretrained.load_mobilenet_v2(...)" if uses_backbone else "np.mean(x)")
-    monkeypatch.setattr(pretrained, "weights_source", lambda shape: weights)
+    monkeypatch.setattr(pretrained, "weights_source", lambda shape, profile: weights)
     got = scoring.Result("s01_ann", "hwx", [scoring.QuestionResult("q1", 0.0, 2.0, "failed"),
                                             scoring.QuestionResult("q2", 0.0, 2.0, "failed")], [], 1.0, "k")
-    cli._compare_with_expected(sample, [got], source)
+    cli._compare_with_expected(sample, [got], source, "smoke")
     out = capsys.readouterr().out
     assert "0/1 as expected" in out and "UNEXPECTED s01_ann" in out
     assert ("stand-in backbone with random weights" in out) == explained
