@@ -19,7 +19,8 @@ does inside the kernel (redefining ``assert`` helpers, patching NumPy or IPython
 what reaches the grader is numbers, and the grader's own code compares them.
 
 Exceptions raised by the student's function come back by name: a builtin exception type is raised again
-as itself (so ``except ValueError`` in a test works), anything else as :class:`StudentError`. Warnings
+as itself (so ``except ValueError`` in a test works), anything else (and a builtin type that cannot be made
+from a message alone, such as ``UnicodeDecodeError``) as :class:`StudentError`. Warnings
 come back by category and are re-issued, so a test can turn a ``RuntimeWarning`` into an error.
 """
 
