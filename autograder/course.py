@@ -55,7 +55,7 @@ class Course:
     feedback: pathlib.Path
     db_url: str
     settings_file: pathlib.Path = SETTINGS_FILE
-    _settings: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # the file, parsed once
+    settings_doc: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # settings_file, parsed
 
     @property
     def build(self) -> pathlib.Path:
@@ -75,9 +75,7 @@ class Course:
 
     def settings(self, assignment: str) -> AssignmentSettings:
         """How ``assignment`` is graded: its entry in the course's settings file over the defaults."""
-        if not self._settings:
-            self._settings.update(read_settings_file(self.settings_file))
-        return merge_settings(assignment, self._settings, self.settings_file)
+        return merge_settings(assignment, self.settings_doc, self.settings_file)
 
 
 def read_settings_file(path: pathlib.Path) -> dict:
@@ -88,7 +86,7 @@ def read_settings_file(path: pathlib.Path) -> dict:
         raise CourseError(f"cannot read grading settings {path}: {exc}") from exc
     if not isinstance(raw, dict):
         raise CourseError(f"{path}: expected 'defaults:' and 'assignments:' sections, got {type(raw).__name__}")
-    return {"defaults": raw.get("defaults") or {}, "assignments": raw.get("assignments") or {}, "read": True}
+    return {"defaults": raw.get("defaults") or {}, "assignments": raw.get("assignments") or {}}
 
 
 def load_settings(assignment: str, path: pathlib.Path = SETTINGS_FILE) -> AssignmentSettings:
@@ -98,8 +96,8 @@ def load_settings(assignment: str, path: pathlib.Path = SETTINGS_FILE) -> Assign
 
 def merge_settings(assignment: str, raw: dict, path: pathlib.Path) -> AssignmentSettings:
     """``assignment``'s entry in the parsed settings ``raw`` over the file's and the built-in defaults, checked."""
-    merged = {"notebook": f"{assignment}.ipynb", **raw["defaults"]}
-    merged.update(raw["assignments"].get(assignment) or {})
+    merged = {"notebook": f"{assignment}.ipynb", **raw.get("defaults", {})}
+    merged.update(raw.get("assignments", {}).get(assignment) or {})
     known = {f.name for f in dataclasses.fields(AssignmentSettings)} - {"name"}
     unknown = sorted(set(merged) - known)
     if unknown:
@@ -155,6 +153,7 @@ def load_course(root: str | pathlib.Path | None = None) -> Course:
     def sub(name: str, default: str) -> pathlib.Path:
         return base / cd.get(name, default)
 
+    settings_file = base / COURSE_SETTINGS if (base / COURSE_SETTINGS).is_file() else SETTINGS_FILE
     return Course(
         root=base,
         course_id=cd.get("course_id", "course"),
@@ -164,5 +163,6 @@ def load_course(root: str | pathlib.Path | None = None) -> Course:
         autograded=sub("autograded_directory", "autograded"),
         feedback=sub("feedback_directory", "feedback"),
         db_url=cd.get("db_url", f"sqlite:///{base / 'gradebook.db'}"),
-        settings_file=base / COURSE_SETTINGS if (base / COURSE_SETTINGS).is_file() else SETTINGS_FILE,
+        settings_file=settings_file,
+        settings_doc=read_settings_file(settings_file),
     )
