@@ -39,7 +39,7 @@ help:
 	@echo "make lab       start JupyterLab on the repository (notebooks/ first)"
 	@echo "make release   regenerate release/ from source/ with nbgrader"
 	@echo "make images    build the student and instructor images with podman or docker"
-	@echo "make lint      ruff on the code and the notebooks"
+	@echo "make lint      ruff check (code and notebooks), ruff format --check (code), mypy on autograder/"
 	@echo "make lock      re-resolve requirements.lock and requirements-student.lock (needs the package index)"
 	@echo "make lock-colab  re-make requirements-colab.lock from ../shared/colab/pip-freeze.txt"
 
@@ -101,8 +101,12 @@ SLIDES_OUT ?= build/slides
 slides: $(STAMP)
 	$(BIN)/python course/slides.py build --out $(SLIDES_OUT) $(if $(filter 1,$(EXECUTE)),--execute) $(NOTEBOOKS)
 
+# ruff's rules and its formatter on every Python file (pyproject.toml leaves the notebooks out of the format),
+# and mypy on autograder/ ([tool.mypy]). tests/test_lint.py runs the same three.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks \
@@ -129,4 +133,4 @@ lock-colab: $(LOCK_VENV)/bin/uv
 	$(LOCK_VENV)/bin/python course/locks.py colab ../shared/colab/pip-freeze.txt
 
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build .pytest_cache .mypy_cache

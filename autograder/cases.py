@@ -13,7 +13,7 @@ Each assignment from hw2 on keeps ``source/<assignment>/wrong_answers.yml`` besi
 :func:`build_class` turns the file into sample submissions, built from the student release the way a student
 fills it in: every ``# YOUR CODE HERE`` stub replaced by the solution's code, then the case's one edit.
 ``tools/make_sample_class.py`` writes them under ``autograder/samples/<assignment>/`` with ``expected.json``
-(read back by ``autograder/sample_class.py``'s ``read_expected``); the demo and the tests grade them with the real
+(read back by ``autograder/expected.py``'s ``read_expected``); the demo and the tests grade them with the real
 autograder, and ``tools/check_cases.py`` does it for one assignment in a scratch course. (hw1's class is written
 by hand instead: ``source/hw1/sample_class.yml``, see ``autograder/sample_class.py``.)
 
@@ -153,7 +153,9 @@ def build_class(assignment: str, source_nb, release_nb, source_dir: pathlib.Path
     student is caught; a leak between two mistakes of one student is caught only by the one-case students."""
     found = load_cases(source_dir, source_nb)
     manual = manual_ids(source_nb)
-    students, covered, first = [], set(), []
+    students: list[dict] = []
+    covered: set[str] = set()
+    first: list[Case] = []
     for i, case in enumerate(found, start=1):
         if not set(case.loses) <= covered:
             first.append(case)

@@ -10,10 +10,10 @@ import pathlib
 import sys
 import time
 
-from autograder import gradebook, pipeline, preflight, reports, scoring
+from autograder import gradebook, ingest, pipeline, preflight, reports, scoring
 from autograder.course import CourseError, load_course
+from autograder.expected import compare_with_expected, extra_cases, needs_sandbox
 from autograder.ingest import printable
-from autograder.sample_class import EXPECTED_FILE, read_expected
 
 SAMPLES = pathlib.Path(__file__).with_name("samples")
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def _print_sandbox(course, assignment):
 
 def cmd_autograde(args, course):
     batches = {a: args.student or None for a in args.assignment}
-    pipeline.grading_tasks(course, batches)  # refuse before printing anything
+    ingest.grading_tasks(course, batches)  # refuse before printing anything
     for a in batches:
         if len(batches) > 1:
             print(f"  {a}:")
@@ -196,11 +196,11 @@ def cmd_demo(args, course):
         if not sample.is_dir():
             continue
         print(f"== collect the sample class of {a} ({sample.relative_to(course.root)})")
-        unsafe = _needs_sandbox(sample) if not preflight.sandbox_isolated(course, a) else ()
+        unsafe = needs_sandbox(sample) if not preflight.sandbox_isolated(course, a) else ()
         if unsafe:
             print(f"  not grading {len(unsafe)} submissions that attack the course's files: without bubblewrap "
                   f"they would succeed ({', '.join(unsafe)}). Install bubblewrap to grade them.")
-        extra = () if args.all_cases else _extra_cases(sample)
+        extra = () if args.all_cases else extra_cases(sample)
         if extra:
             print(f"  grading two students who make one mistake per question between them; {len(extra)} single "
                   "mistakes more with 'adl-grade demo --all-cases'")
@@ -212,7 +212,7 @@ def cmd_demo(args, course):
         with timed("autograde"):
             results = pipeline.autograde(course, a, sorted(got.accepted), args.workers, args.force)
         print(reports.format_table(results))
-        _compare_with_expected(sample, results, course.source_notebook(a), course.settings(a).profile)
+        compare_with_expected(sample, results, course.source_notebook(a), course.settings(a).profile)
         failed += _grader_failures(results)
         graded = [r for r in results if scoring.GRADER_FAILED not in r.flags]
         failed += _for_each(graded, "feedback", lambda r: reports.write_feedback(course, r))
@@ -224,58 +224,6 @@ def cmd_demo(args, course):
         print(f"  report:   {report.relative_to(course.root)} (+ score_distribution.png)")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return _finish(failed)
-
-
-def _compare_with_expected(sample: pathlib.Path, results, source: pathlib.Path | None = None,
-                           profile: str = "smoke") -> None:
-    """Say whether the sample class got the grades and flags its expected.json promises (and, where an
-    assignment builds on the pretrained backbone and this machine has only its random-weight stand-in, why a
-    grade that depends on accuracy can differ)."""
-    if not (sample / EXPECTED_FILE).is_file():
-        return
-    students = read_expected(sample)
-    wrong = []
-    for r in results:
-        exp = students.get(r.student)
-        if exp is None:
-            continue
-        points = {q.grade_id: q.points for q in r.questions if not q.manual}  # graded by hand: not autograded
-        if points != {k: float(v) for k, v in exp["points"].items()} or r.flags != exp["flags"] \
-                or _by_hand(r) != exp.get("manual", []):
-            wrong.append(f"{printable(r.student)}: got {r.score:g} {r.flags} by hand {_by_hand(r)}, expected "
-                         f"{exp['total']} {exp['flags']} by hand {exp.get('manual', [])}")
-    checked = sum(1 for r in results if r.student in students)
-    print(f"  expected grades ({EXPECTED_FILE}): {checked - len(wrong)}/{checked} as expected")
-    for line in wrong:
-        print(f"  UNEXPECTED {line}")
-    if wrong and source is not None and "adl.pretrained" in source.read_text(encoding="utf-8"):
-        from adl_helpers import pretrained
-
-        if pretrained.weights_source((96, 96, 3), profile=profile) == "stand-in":  # the kernels' profile
-            print("  (expected.json assumes MobileNetV2's ImageNet weights. This machine has neither the data "
-                  "mirror nor a download of them, so the smoke profile's stand-in backbone with random weights "
-                  "was used, and questions judged by accuracy can grade differently. See the README, "
-                  "'Profiles and data'.)")
-
-
-def _by_hand(result) -> list[str]:
-    """The questions of ``result`` answered and left to hand grading (awaiting a grade, or graded)."""
-    return [q.grade_id for q in result.questions if q.manual and q.status in (scoring.PENDING, scoring.GRADED_BY_HAND)]
-
-
-def _extra_cases(sample: pathlib.Path) -> tuple[str, ...]:
-    """The one-mistake students (``"ci": false`` in expected.json): the plain demo grades only the two students
-    who make the first mistake of each test cell between them (see autograder/cases.py)."""
-    if not (sample / EXPECTED_FILE).is_file():
-        return ()
-    return tuple(sorted(e["file"] for e in read_expected(sample).values() if e.get("ci") is False))
-
-
-def _needs_sandbox(sample: pathlib.Path) -> tuple[str, ...]:
-    """Files of the sample class that may be graded only inside the sandbox (see expected.json)."""
-    if not (sample / EXPECTED_FILE).is_file():
-        return ()
-    return tuple(sorted(e["file"] for e in read_expected(sample).values() if e.get("needs_sandbox")))
 
 
 def build_parser() -> argparse.ArgumentParser:

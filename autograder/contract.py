@@ -98,7 +98,7 @@ class Link:
         found = answer.get("names")
         if type(found) is not dict:
             raise ProtocolError("the kernel did not list its names")
-        out = {}
+        out: dict[str, object] = {}
         for name, data in found.items():
             if name not in names:
                 continue
@@ -118,7 +118,7 @@ class Link:
         try:
             return self._call(name, args, kwargs)
         except Exception as exc:
-            exc.adl_function = name
+            setattr(exc, "adl_function", name)  # noqa: B010 (any exception's type: mypy cannot know the attribute)
             raise
 
     def _call(self, name: str, args: tuple, kwargs: dict):
@@ -196,7 +196,7 @@ class TrustedTests:
             self._student_names = set(fetched)
             self.ns.update(fetched)
 
-    _student_names: set[str] = frozenset()
+    _student_names: set[str] | frozenset[str] = frozenset()
 
 
 # ------------------------------------------------------------------------------ what a failure may say

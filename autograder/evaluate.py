@@ -26,7 +26,6 @@ import os
 import pathlib
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 
@@ -101,7 +100,7 @@ class ModelEvaluator:
         self.calls = 0
         self.loads = 0  # model files sent to an evaluator process (each is loaded there once)
         self.starts = 0  # evaluator processes started
-        self._proc: subprocess.Popen | None = None
+        self._proc: LineProcess | None = None
         self._box: pathlib.Path | None = None  # the process's folder: models/, requests/
         self._models: set[str] = set()  # sha256 of the model files the running process holds
 
@@ -200,7 +199,7 @@ class ModelEvaluator:
 
     def _process(self) -> tuple[LineProcess, pathlib.Path]:
         """The job's running evaluator (started on first use, or again if it died: a model that crashed it)."""
-        if self._proc is not None and self._proc.alive():
+        if self._proc is not None and self._box is not None and self._proc.alive():
             return self._proc, self._box
         self.close()
         box = pathlib.Path(tempfile.mkdtemp(prefix="adl-eval-", dir=self.scratch))
@@ -212,17 +211,17 @@ class ModelEvaluator:
         env = {**self.env, "HOME": str(box), "TF_CPP_MIN_LOG_LEVEL": self.env.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         # Only its three pipes (and, for bubblewrap, the seccomp filter) are inherited: never the worker's log.
         try:
-            self._proc = LineProcess(sandbox.wrap([sys.executable, "-I", "-c", EVALUATOR_CODE]), cwd=box, env=env,
-                                     pass_fds=sandbox.pass_fds)
+            proc = LineProcess(sandbox.wrap([sys.executable, "-I", "-c", EVALUATOR_CODE]), cwd=box, env=env,
+                               pass_fds=sandbox.pass_fds)
         finally:
             sandbox.release()
-        self._box = box
+        self._proc, self._box = proc, box
         self.starts += 1
-        line = self._exchange(self._proc, None)
+        line = self._exchange(proc, None)
         if line != "ready":
             self.close()
             raise ValueError(f"evaluate_saved_model: the evaluator did not start ({line or 'no answer'})")
-        return self._proc, self._box
+        return proc, box
 
     def _give(self, path: pathlib.Path) -> None:
         """Hand a file or folder the grader wrote over to the evaluator's user."""

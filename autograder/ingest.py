@@ -24,6 +24,7 @@ import stat
 import zipfile
 
 from autograder.course import Course, CourseError
+from autograder.folders import check_socket_room
 
 MAX_FILE_BYTES = 20 * 2**20  # a notebook larger than 20 MiB is refused (outputs should be cleared)
 MAX_TOTAL_BYTES = 2 * 2**30  # the whole download may inflate to 2 GiB at most
@@ -225,3 +226,31 @@ def ingest(course: Course, assignment: str, download: pathlib.Path, pattern: str
         if due is not None and member.timestamp > due:
             late.append(student)
     return Ingested(accepted, rejected, late)
+
+
+def submitted_students(course: Course, assignment: str) -> list[str]:
+    """The students with a collected submission of ``assignment`` in ``submitted/``, sorted."""
+    notebook = course.settings(assignment).notebook
+    if not course.submitted.is_dir():
+        return []
+    return sorted(p.name for p in course.submitted.iterdir() if (p / assignment / notebook).is_file())
+
+
+def grading_tasks(course: Course, batches: dict[str, list[str] | None]) -> list[tuple[str, str]]:
+    """The ``(assignment, student)`` pairs :func:`autograder.pipeline.autograde_all` grades, in order; a CourseError, before
+    anything is graded, for an assignment without a source notebook or without submissions."""
+    tasks = []
+    for assignment, students in batches.items():
+        if not course.source_notebook(assignment).is_file():
+            raise CourseError(f"autograde: no source notebook {course.source_notebook(assignment)}: is "
+                              f"{assignment!r} spelled right?")
+        submitted = submitted_students(course, assignment)
+        if not submitted:
+            raise CourseError(f"autograde: no submissions of {assignment} in {course.submitted}; run collect first")
+        missing = [s for s in students or () if s not in submitted]
+        if missing:
+            raise CourseError(f"autograde: no submission of {assignment} by {', '.join(missing)} in "
+                              f"{course.submitted}; run collect first, or check the name")
+        check_socket_room(assignment)
+        tasks += [(assignment, s) for s in (submitted if students is None else students)]
+    return tasks

@@ -3,7 +3,7 @@
 :class:`SandboxedKernelManager` starts ipykernel inside :class:`autograder.sandbox.Sandbox` with nothing of the
 worker's but what it needs; :class:`BoundedClient` is nbclient's executor with output limits; :class:`Reaper`
 kills what a cell leaves running in the sandbox besides the kernel; :func:`folder_usage` measures the kernel's
-folder against its disk limit.
+folder and :func:`folder_over_limit` holds it to its disk limit.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import pathlib
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 
 import nbformat
 import psutil
-from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.manager import AsyncKernelManager, KernelManager
 from nbclient import NotebookClient
 
-from autograder.sandbox import Sandbox
+from autograder.sandbox import Limits, Sandbox
 
 # Messages whose content the executed notebook keeps: counted against the output limits.
 OUTPUT_MESSAGES = {"stream", "display_data", "execute_result", "error", "update_display_data", "comm_open",
@@ -72,15 +73,15 @@ def folder_usage(folder: pathlib.Path, stop_at: int) -> tuple[int, int]:
     du = shutil.which("du")
     if du is not None:
         try:
-            size = subprocess.run([du, "-s", "-x", "-B1", "--apparent-size", str(folder)], capture_output=True,
-                                  text=True, timeout=60)
-            count = subprocess.run([du, "-s", "-x", "--inodes", str(folder)], capture_output=True, text=True,
-                                   timeout=60)
-            return int(size.stdout.split()[0]), int(count.stdout.split()[0]) - 1  # less the folder itself
+            sized = subprocess.run([du, "-s", "-x", "-B1", "--apparent-size", str(folder)], capture_output=True,
+                                   text=True, timeout=60)
+            counted = subprocess.run([du, "-s", "-x", "--inodes", str(folder)], capture_output=True, text=True,
+                                     timeout=60)
+            return int(sized.stdout.split()[0]), int(counted.stdout.split()[0]) - 1  # less the folder itself
         except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
             pass  # not GNU du: walk below
     size = count = 0
-    pending = [folder]
+    pending: list[str | pathlib.Path] = [folder]
     while pending and count <= stop_at:
         try:
             with os.scandir(pending.pop()) as it:
@@ -98,18 +99,42 @@ def folder_usage(folder: pathlib.Path, stop_at: int) -> tuple[int, int]:
     return size, count
 
 
+def folder_over_limit(folder: pathlib.Path, limits: Limits) -> str | None:
+    """None while the kernel's folder is within its disk limit (bytes, files and folders), else what it reached.
+    Under a root grader the folder is a tmpfs of that size and file count, so a write past it fails at once
+    (ENOSPC) and the tmpfs is full once either its blocks or its inodes are; elsewhere this check is the bound."""
+    size, count = folder_usage(folder, limits.files)
+    exhausted = False
+    if os.path.ismount(folder):
+        fs = os.statvfs(folder)
+        exhausted = fs.f_bavail == 0 or fs.f_favail == 0
+    if size < limits.disk and count < limits.files and not exhausted:
+        return None
+    what = f"{count} files and folders" if count >= limits.files else f"{size / 2**20:.0f} MiB"
+    return f"the notebook's folder reached its limit ({limits.disk / 2**20:g} MiB, {limits.files} files and folders): {what}"
+
+
 class BoundedClient(NotebookClient):
     """nbclient's executor with bounded outputs: a cell keeps at most ``cell_output_limit`` characters of
     output and the notebook at most ``notebook_output_limit``; the rest is dropped as it arrives (a stream is
-    cut at the limit), with one note in the cell saying so. Errors are always kept (their traceback cut)."""
+    cut at the limit), with one note in the cell saying so. Errors are always kept (their traceback cut).
+    ``manager_factory`` makes each kernel's manager (the sandboxed one) in nbclient's place."""
 
-    def __init__(self, nb, cell_output_limit: int, notebook_output_limit: int, **kw):
+    def __init__(self, nb, cell_output_limit: int, notebook_output_limit: int,
+                 manager_factory: Callable[[], KernelManager] | None = None, **kw):
         super().__init__(nb, **kw)
+        self.manager_factory = manager_factory
         self.cell_output_limit = cell_output_limit
         self.notebook_output_limit = notebook_output_limit
         self.output_used: dict[int, int] = {}
         self.output_total = 0
         self.truncated: set[int] = set()
+
+    def create_kernel_manager(self) -> KernelManager:
+        if self.manager_factory is None:
+            return super().create_kernel_manager()
+        self.km = self.manager_factory()
+        return self.km
 
     def process_message(self, msg, cell, cell_index):
         kind = msg.get("msg_type")

@@ -32,6 +32,8 @@ HIDDEN_END = "### END HIDDEN TESTS"
 HIDDEN_TESTS = re.compile(rf"^[ \t]*{HIDDEN_BEGIN}.*?^[ \t]*{HIDDEN_END}[^\n]*\n?", re.M | re.S)
 log = logging.getLogger(__name__)
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the colours of an IPython traceback
+CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +123,7 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
     Linear in the number of cells; the result is validated once, as a whole.
     """
     known = {c.grade_id: c for c in source_cells}
-    answers: dict[str, nbformat.NotebookNode] = {}
+    answers: dict[str, dict] = {}
     after: dict[str | None, list] = {None: []}
     anchor = None
     notes: list[str] = []
@@ -154,8 +156,8 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
                 flags.append("test edited")
         else:
             after.setdefault(anchor, []).append(_clean(cell))
-    meta = submission.get("metadata") if isinstance(submission, dict) else None
-    spec = meta.get("kernelspec") if isinstance(meta, dict) else None
+    nb_meta = submission.get("metadata") if isinstance(submission, dict) else None
+    spec = nb_meta.get("kernelspec") if isinstance(nb_meta, dict) else None
     if isinstance(spec, dict) and spec.get("name") not in (None, KERNELSPEC["name"]):
         notes.append(f"the notebook asked for the kernel {_short(spec.get('name'))}; it was graded with Python 3")
         flags.append("metadata changed")
@@ -254,3 +256,22 @@ def _source(cell) -> str:
 
 def _norm(source: str) -> str:
     return "\n".join(line.strip() for line in source.splitlines() if line.strip())
+
+
+def error_of(cell) -> dict | None:
+    """The first error output of an executed cell: its exception's type, text (cut) and line in the cell."""
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            line = None
+            for frame in out.get("traceback", []):
+                m = CELL_LINE.search(ANSI.sub("", frame))
+                if m:
+                    line = int(m.group(1))
+                    break
+            return {"ename": out.get("ename", ""), "evalue": str(out.get("evalue", ""))[:2000], "line": line}
+    return None
+
+
+def is_test_cell(cell) -> bool:
+    """An autograded test cell: run by the trusted grader, never by the kernel."""
+    return cell.cell_type == "code" and bool(nbgrader_utils.is_grade(cell)) and not nbgrader_utils.is_solution(cell)

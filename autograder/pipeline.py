@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
-import functools
-import hashlib
 import logging
 import pathlib
 import subprocess
@@ -26,18 +24,17 @@ from autograder import gradebook, processes, uids
 from autograder.course import Course, CourseError
 from autograder.files import write_json
 from autograder.folders import (
-    check_socket_room,
     new_submission_folder,
     prepare_submission_folder,
     remove_grading_folder,
 )
 from autograder.gradebook import tools_on_path
-from autograder.ingest import Ingested, ingest
+from autograder.ingest import Ingested, grading_tasks, ingest
 from autograder.job import kernel_limits, submission_job
 from autograder.notebook import GradeCell, InvalidNotebook, parse_submission, read_source, restore, unanswered
 from autograder.preflight import sandbox_problem
 from autograder.processes import kill_slot_users
-from autograder.scoring import Result, failed, invalid, score_run
+from autograder.scoring import Result, failed, invalid, result_key, score_run
 
 WORKER_GRACE = 120  # seconds on top of the notebook limit before a worker is killed outright
 DASK_CONNECT_TIMEOUT = 30  # seconds to reach a Dask scheduler
@@ -68,26 +65,6 @@ def collect(course: Course, assignment: str, download: pathlib.Path, pattern: st
     return ingest(course, assignment, pathlib.Path(download), pattern=pattern, due=due, ignore=ignore)
 
 
-def submitted_students(course: Course, assignment: str) -> list[str]:
-    notebook = course.settings(assignment).notebook
-    if not course.submitted.is_dir():
-        return []
-    return sorted(p.name for p in course.submitted.iterdir() if (p / assignment / notebook).is_file())
-
-
-@functools.cache
-def grader_fingerprint() -> str:
-    """A hash of the grader's own code (this package and the helpers the tests import): part of every cached
-    result's key, so a grader that changed how it grades or words its feedback grades again."""
-    import adl_helpers
-
-    digest = hashlib.sha256()
-    for folder in (pathlib.Path(__file__).parent, pathlib.Path(adl_helpers.__file__).parent):
-        for path in sorted(folder.glob("*.py")):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
 def grade_one(course: Course, assignment: str, student: str, force: bool = False) -> Result:
     """Grade one collected submission in its own worker process; cache the result by content hash."""
     settings = course.settings(assignment)
@@ -95,9 +72,7 @@ def grade_one(course: Course, assignment: str, student: str, force: bool = False
     _, trusted = read_source(source_path)
     sub_path = course.submitted / student / assignment / settings.notebook
     data = sub_path.read_bytes()
-    key = hashlib.sha256(
-        b"\0".join([data, source_path.read_bytes(), repr(settings).encode(), grader_fingerprint().encode()])
-    ).hexdigest()
+    key = result_key(data, source_path.read_bytes(), settings)
     outdir = course.autograded / student / assignment
     result_file = outdir / "result.json"
     cached = None if force else Result.read(result_file)
@@ -184,26 +159,6 @@ def autograde_all(course: Course, batches: dict[str, list[str] | None], workers:
     finally:
         bar.close()
     return {a: [results[a, s] for a2, s in tasks if a2 == a] for a in batches}
-
-
-def grading_tasks(course: Course, batches: dict[str, list[str] | None]) -> list[tuple[str, str]]:
-    """The ``(assignment, student)`` pairs :func:`autograde_all` grades, in order; a CourseError, before
-    anything is graded, for an assignment without a source notebook or without submissions."""
-    tasks = []
-    for assignment, students in batches.items():
-        if not course.source_notebook(assignment).is_file():
-            raise CourseError(f"autograde: no source notebook {course.source_notebook(assignment)}: is "
-                              f"{assignment!r} spelled right?")
-        submitted = submitted_students(course, assignment)
-        if not submitted:
-            raise CourseError(f"autograde: no submissions of {assignment} in {course.submitted}; run collect first")
-        missing = [s for s in students or () if s not in submitted]
-        if missing:
-            raise CourseError(f"autograde: no submission of {assignment} by {', '.join(missing)} in "
-                              f"{course.submitted}; run collect first, or check the name")
-        check_socket_room(assignment)
-        tasks += [(assignment, s) for s in (submitted if students is None else students)]
-    return tasks
 
 
 def _grade_all(course, tasks, workers, force, dask):

@@ -87,7 +87,7 @@ def manual_questions(notebook) -> list[ManualQuestion]:
         if not is_manual(cell):
             continue
         meta = nbgrader_meta(cell)
-        prompt = []
+        prompt: list[str] = []
         for above in reversed(nb.cells[:index]):
             if above.cell_type != "markdown" or is_manual(above) or nbgrader_meta(above).get("solution"):
                 break

@@ -15,16 +15,16 @@ import logging
 import os
 import pathlib
 import queue
-import re
 import secrets
 import stat
 import time
 
 import nbformat
 import psutil
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from nbgrader import utils as nbgrader_utils
 
 from autograder.contract import (
     KERNEL_SIDE,
@@ -37,31 +37,12 @@ from autograder.contract import (
     read_answer,
 )
 from autograder.evaluate import ModelEvaluator
-from autograder.kernel import BoundedClient, Reaper, SandboxedKernelManager, folder_usage
+from autograder.kernel import BoundedClient, Reaper, SandboxedKernelManager, folder_over_limit
+from autograder.notebook import error_of, is_test_cell
 from autograder.sandbox import Sandbox
 
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
 PROBE_TIMEOUT = 5
 log = logging.getLogger("autograder.worker")
-
-
-def _error_of(cell) -> dict | None:
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "error":
-            line = None
-            for frame in out.get("traceback", []):
-                m = CELL_LINE.search(ANSI.sub("", frame))
-                if m:
-                    line = int(m.group(1))
-                    break
-            return {"ename": out.get("ename", ""), "evalue": str(out.get("evalue", ""))[:2000], "line": line}
-    return None
-
-
-def is_test_cell(cell) -> bool:
-    """An autograded test cell: run by the trusted grader, never by the kernel."""
-    return cell.cell_type == "code" and bool(nbgrader_utils.is_grade(cell)) and not nbgrader_utils.is_solution(cell)
 
 
 class Runner:
@@ -98,8 +79,8 @@ class Runner:
             record_timing=False,
             resources={"metadata": {"path": str(workdir)}},
             on_cell_executed=self._on_executed,
+            manager_factory=self._kernel_manager,
         )
-        self.client.create_kernel_manager = self._kernel_manager
         self.last_status: str | None = None
         self.last_reply: dict = {}
         provided = {}
@@ -112,7 +93,7 @@ class Runner:
         self.test_budget = 0.0  # seconds the current test cell may still spend waiting for the kernel
         self.broken: str | None = None  # set when the kernel stopped answering for good
 
-    def _kernel_manager(self):
+    def _kernel_manager(self) -> SandboxedKernelManager:
         km = SandboxedKernelManager(kernel_name="python3")
         km.sandbox = self.sandbox
         kdir = self.workdir / ".kernel"
@@ -166,9 +147,9 @@ class Runner:
                         self.client.execute_cell(cell, index)
                     finally:
                         self._reap_strays(index)
-                    err = _error_of(cell)
+                    err = error_of(cell)
                     if self.last_status == "error" and not err:  # the error output came late or not at all
-                        err = _error_of({"outputs": [{"output_type": "error", **self.last_reply}]})
+                        err = error_of({"outputs": [{"output_type": "error", **self.last_reply}]})
                     if err:
                         entry.update(status="error", **err)
                     elif self.last_status != "ok":
@@ -189,30 +170,23 @@ class Runner:
         return results
 
     def _check_folder(self, index: int, gid: str | None, entry: dict) -> None:
-        """After a cell: the notebook's folder within its disk limit (bytes, files and folders), else this cell
-        fails and no later cell runs. Under a root grader the folder is a tmpfs of that size and file count,
-        so a write past it fails at once (ENOSPC); elsewhere this check is the bound."""
-        if self.sandbox is None:
+        """After a cell: the notebook's folder within its disk limit (:func:`folder_over_limit`), else this cell
+        fails and no later cell runs."""
+        reached = None if self.sandbox is None else folder_over_limit(self.workdir, self.sandbox.limits)
+        if reached is None:
             return
-        lim = self.sandbox.limits
-        size, count = folder_usage(self.workdir, lim.files)
-        exhausted = False
-        if os.path.ismount(self.workdir):  # the root grader's tmpfs: full once either its blocks or inodes are
-            fs = os.statvfs(self.workdir)
-            exhausted = fs.f_bavail == 0 or fs.f_favail == 0
-        if size < lim.disk and count < lim.files and not exhausted:
-            return
-        what = f"{count} files and folders" if count >= lim.files else f"{size / 2**20:.0f} MiB"
-        self.full = (f"the notebook's folder reached its limit ({lim.disk / 2**20:g} MiB, {lim.files} files "
-                     f"and folders): {what} after cell {index}; later cells were not run")
+        self.full = f"{reached} after cell {index}; later cells were not run"
         entry.update(status="disk", ename="DiskLimitExceeded", evalue=self.full, line=None)
         self.events.append(f"cell {index} ({gid or 'no id'}): {self.full}")
 
     def _reap_strays(self, index: int) -> None:
         """After a cell: kill what it left running in the sandbox besides the kernel (see :class:`Reaper`)."""
+        process = getattr(getattr(self.client.km, "provisioner", None), "process", None)
+        if process is None:  # no kernel, or not a local process
+            return
         try:
-            top = psutil.Process(self.client.km.provisioner.process.pid)
-        except (psutil.Error, AttributeError):
+            top = psutil.Process(process.pid)
+        except psutil.Error:
             return
         killed = self.reaper.reap(top)
         if killed:
@@ -222,7 +196,7 @@ class Runner:
         """Run one test cell in this process against the kernel (the grading contract)."""
         # The cell time limit counts the student's code (the kernel's answers), not the grader's own work in
         # the test (importing TensorFlow, evaluating a saved model).
-        self.test_budget = float(self.client.timeout)
+        self.test_budget = float(self.client.timeout or 0)  # set before every cell
         try:
             outcome = self.tests.run(cell.source, gid or f"cell {index}")
         except KernelUnavailable as exc:
@@ -294,8 +268,15 @@ class Runner:
         CellTimeoutError / DeadKernelError by then. Sets ``last_status`` and ``last_reply``."""
         run_sync(self._async_scratch)(source, max(0.5, timeout))
 
+    def _kernel(self) -> tuple[AsyncKernelManager, AsyncKernelClient]:
+        """The kernel's manager and client (nbclient's, optional there): DeadKernelError if there is none."""
+        km, kc = self.client.km, self.client.kc
+        if not isinstance(km, AsyncKernelManager) or not isinstance(kc, AsyncKernelClient):
+            raise DeadKernelError("no kernel is running")
+        return km, kc
+
     async def _async_scratch(self, source: str, timeout: float) -> None:
-        kc = self.client.kc
+        km, kc = self._kernel()
         msg_id = kc.execute(source, silent=False, store_history=False, allow_stdin=False, stop_on_error=False)
         deadline = time.monotonic() + timeout
         while True:
@@ -305,7 +286,7 @@ class Runner:
             try:
                 msg = await kc.get_shell_msg(timeout=min(remaining, 1.0))
             except queue.Empty:
-                if not await ensure_async(self.client.km.is_alive()):
+                if not await ensure_async(km.is_alive()):
                     raise DeadKernelError("the kernel died") from None
                 continue
             if msg.get("parent_header", {}).get("msg_id") == msg_id:
@@ -331,7 +312,7 @@ class Runner:
     def _recover(self, failed: int, done: list[dict], interrupt: bool) -> None:
         if interrupt:
             try:
-                run_sync(self.client.km.interrupt_kernel)()
+                run_sync(self._kernel()[0].interrupt_kernel)()
             except Exception as exc:  # a dead kernel cannot be interrupted
                 self.events.append(f"interrupt failed: {exc}")
             if self._probe():

@@ -1,4 +1,4 @@
-"""The sample classes of ``autograder/samples/``: hw1's roster and every class's ``expected.json``, read and checked.
+"""The sample classes of ``autograder/samples/``: hw1's roster, read and checked against the release.
 
 hw1's class is written by hand in ``source/hw1/sample_class.yml`` (not released: ``nbgrader_config.py`` ignores
 it): the correct answers, written the way a student would, then one entry per student::
@@ -18,45 +18,30 @@ it): the correct answers, written the way a student would, then one entry per st
 that ``tools/make_sample_class.py`` can build the submissions and their ``expected.json`` without surprises.
 From hw2 on the classes come from ``wrong_answers.yml`` instead (``autograder/cases.py``).
 
-:func:`read_expected` reads any class's ``expected.json`` (what ``adl-grade demo`` and the tests compare the
-grades with) and refuses a malformed one.
+Every class's ``expected.json`` (what ``adl-grade demo`` and the tests compare the grades with) is read by
+:func:`autograder.expected.read_expected`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import re
 from collections.abc import Collection, Mapping
-from typing import NotRequired, TypedDict
 
 import yaml
 
 from autograder import rubric
-from autograder.course import CourseError
 from autograder.notebook import nbgrader_meta
 
 ROSTER_FILE = "sample_class.yml"
-EXPECTED_FILE = "expected.json"
 STUB_LINE = "# YOUR CODE HERE"
 RAISE_LINE = "raise NotImplementedError()"
 STUDENT_ID = re.compile(r"s\d+_[a-z]+")
-REGENERATE = "run `.venv/bin/python tools/make_sample_class.py` to rewrite it"
 
 
 class RosterError(ValueError):
     """sample_class.yml is malformed, or does not fit the release notebook."""
-
-
-class ExpectedError(CourseError):
-    """An expected.json that is malformed, or names a submission that is not beside it (``adl-grade`` reports it
-    as it reports a course it cannot use)."""
-
-
-# ----------------------------------------------------------------------------------------------------------
-# hw1's roster
-# ----------------------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,89 +270,3 @@ def load_roster(path: pathlib.Path, release_nb, tampers: Collection[str] = (),
     if len(set(ids)) != len(ids):
         raise RosterError(f"{path.name}: student ids must be unique: {sorted({i for i in ids if ids.count(i) > 1})}")
     return students
-
-
-# ----------------------------------------------------------------------------------------------------------
-# expected.json
-# ----------------------------------------------------------------------------------------------------------
-
-
-class ExpectedStudent(TypedDict):
-    """One student of expected.json: the grade the sample submission must get."""
-
-    file: str  # the submission, beside expected.json
-    points: dict[str, float]  # autograded test cell (grade id) -> points (a question graded by hand is not one)
-    total: float  # the sum of ``points``
-    note: str  # what the submission exercises
-    flags: list[str]  # the labels the grader must put on it ("timeout", ...)
-    failing: NotRequired[dict[str, str]]  # hw1: test cell -> why it fails
-    needs_sandbox: NotRequired[bool]  # hw1: graded only inside bubblewrap (it attacks the course's files)
-    ci: NotRequired[bool]  # wrong-answer classes: graded by CI and the plain demo
-    manual: NotRequired[list[str]]  # questions graded by hand that the student answered (awaiting a grade)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-_EXPECTED_TYPES = {  # key: (required, check, what it must be)
-    "file": (True, lambda v: isinstance(v, str), "a file name"),
-    "points": (True, lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_number(p)
-                                                            for k, p in v.items()),
-               "a mapping of grade id to a number"),
-    "total": (True, _is_number, "a number"),
-    "note": (True, lambda v: isinstance(v, str), "a string"),
-    "flags": (True, lambda v: isinstance(v, list) and all(isinstance(f, str) for f in v), "a list of strings"),
-    "failing": (False, lambda v: isinstance(v, dict) and all(isinstance(r, str) for r in v.values()),
-                "a mapping of grade id to a reason"),
-    "needs_sandbox": (False, lambda v: isinstance(v, bool), "true or false"),
-    "ci": (False, lambda v: isinstance(v, bool), "true or false"),
-    "manual": (False, lambda v: isinstance(v, list) and all(isinstance(g, str) for g in v), "a list of grade ids"),
-}
-
-
-def read_expected(sample_dir: pathlib.Path) -> dict[str, ExpectedStudent]:
-    """The students of ``sample_dir/expected.json``, checked: student id -> what the submission must get.
-
-    Args:
-        sample_dir: a sample class folder (``autograder/samples/<assignment>``).
-
-    Returns:
-        Student id -> :class:`ExpectedStudent`, in the file's order.
-
-    Raises:
-        ExpectedError: the file is missing, not JSON, has no ``students``, a student lacks a key or has one of
-            the wrong type, its total is not the sum of its points, or its submission is not in ``sample_dir``.
-    """
-    path = pathlib.Path(sample_dir) / EXPECTED_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ExpectedError(f"{path}: no such file: {REGENERATE}") from None
-    except json.JSONDecodeError as exc:
-        raise ExpectedError(f"{path}: not valid JSON ({exc}): {REGENERATE}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("students"), dict):
-        raise ExpectedError(f"{path}: expected a JSON object with a 'students' object: {REGENERATE}")
-    out: dict[str, ExpectedStudent] = {}
-    for sid, entry in data["students"].items():
-        where = f"{path}, student {sid!r}"
-        if not isinstance(entry, dict):
-            raise ExpectedError(f"{where}: expected an object, got {type(entry).__name__}: {REGENERATE}")
-        missing = sorted(k for k, (required, _, _) in _EXPECTED_TYPES.items() if required and k not in entry)
-        unknown = sorted(set(entry) - set(_EXPECTED_TYPES))
-        if missing or unknown:
-            raise ExpectedError(f"{where}: " + "; ".join(
-                [f"missing {missing}"] * bool(missing) + [f"unknown keys {unknown}"] * bool(unknown))
-                + f": {REGENERATE} (or add a new key to ExpectedStudent)")
-        for key, value in entry.items():
-            _, check, what = _EXPECTED_TYPES[key]
-            if not check(value):
-                raise ExpectedError(f"{where}: '{key}' must be {what}, got {value!r}: {REGENERATE}")
-        if abs(entry["total"] - sum(entry["points"].values())) > 1e-9:
-            raise ExpectedError(f"{where}: 'total' is {entry['total']} but its points add up to "
-                                f"{sum(entry['points'].values())}: {REGENERATE}")
-        name = entry["file"]
-        if pathlib.PurePath(name).name != name or name in ("", ".", "..") or not (path.parent / name).is_file():
-            raise ExpectedError(f"{where}: its submission {name!r} is not a file in {path.parent}: {REGENERATE}")
-        out[sid] = ExpectedStudent(**entry)
-    return out

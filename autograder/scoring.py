@@ -9,6 +9,8 @@ lost its points for the student, and never with anything a hidden test computed.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import json
 import pathlib
 import re
@@ -175,9 +177,31 @@ def score_run(student: str, assignment: str, trusted: list[GradeCell], run: dict
         flags.append("kernel tampered")
         notes.append("the notebook's code changed how the kernel runs cells, so the grader could not read "
                      "your answers for some questions")
-    elapsed = run.get("elapsed") if isinstance(run, dict) else None
-    elapsed = float(elapsed) if type(elapsed) in (int, float) and abs(elapsed) < 1e9 else 0.0  # not NaN either
+    raw = run.get("elapsed") if isinstance(run, dict) else None
+    elapsed = 0.0
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and abs(raw) < 1e9:  # not NaN either
+        elapsed = float(raw)
     return Result(student, assignment, questions, flags, elapsed, key, notes)
+
+
+@functools.cache
+def grader_fingerprint() -> str:
+    """A hash of the grader's own code (this package and the helpers the tests import): part of every
+    :func:`result_key`, so a grader that changed how it grades or words its feedback grades again."""
+    import adl_helpers
+
+    digest = hashlib.sha256()
+    for folder in (pathlib.Path(__file__).parent, pathlib.Path(adl_helpers.__file__).parent):
+        for path in sorted(folder.glob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def result_key(submission: bytes, source: bytes, settings: object) -> str:
+    """The key a cached :class:`Result` is kept under: a hash of the submission's bytes, the source notebook's,
+    the grading settings and :func:`grader_fingerprint`; the same key, the same result."""
+    parts = [submission, source, repr(settings).encode(), grader_fingerprint().encode()]
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()
 
 
 def run_cells(run) -> list[dict]:

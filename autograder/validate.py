@@ -12,6 +12,8 @@ import collections
 import json
 import logging
 import re
+from collections.abc import Iterable
+from typing import Any
 
 import nbformat
 from nbformat.corpus.words import generate_corpus_id
@@ -164,7 +166,8 @@ def _check_values(raw: dict, surrogates: bool) -> None:
         if depth > MAX_DEPTH:
             raise InvalidNotebook(TOO_DEEP.format(where=f" (more than {MAX_DEPTH} levels, at {_path(link)})"))
         is_dict = isinstance(value, dict)
-        for key, item in value.items() if is_dict else enumerate(value):
+        pairs: Iterable[tuple[Any, Any]] = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in pairs:
             if surrogates and is_dict and SURROGATE.search(key):
                 _surrogate_at(f"{_path(link)} (a key: {key!r})")
             if isinstance(item, str):

@@ -64,7 +64,7 @@ class Unreadable:
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __getitem__ = _fail
     __rtruediv__ = __floordiv__ = __mod__ = __pow__ = __rpow__ = __matmul__ = __neg__ = __abs__ = _fail
     __round__ = __contains__ = _fail
-    __hash__ = None
+    # and unhashable: a class that defines __eq__ but not __hash__ gets __hash__ = None from Python
 
 
 class StudentFunction:

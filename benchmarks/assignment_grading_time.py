@@ -31,7 +31,7 @@ NBGRADER_AUTOGRADE_ON = "--Autograde.exporter_class=nbconvert.exporters.Notebook
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder import pipeline, preflight, processes  # noqa: E402
+from autograder import ingest, pipeline, preflight, processes  # noqa: E402
 from autograder.course import load_course  # noqa: E402
 
 BUDGET = 120.0  # seconds per submission (issue 5)
@@ -61,7 +61,7 @@ def _nbgrader(course, assignment: str) -> dict[str, tuple[float, float]]:
     env = dict(os.environ, ADL_PROFILE="smoke",
                PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     times = {}
-    for student in pipeline.submitted_students(course, assignment):
+    for student in ingest.submitted_students(course, assignment):
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "nbgrader", "autograde", assignment, "--student", student, "--force",
                         "--ExecutePreprocessor.timeout=120", "--log-level=ERROR", NBGRADER_AUTOGRADE_ON],
@@ -95,7 +95,7 @@ def main() -> int:
             peer = _nbgrader(course, a)
             pipeline.autograde(course, a, ["blank"], workers=1, force=True, progress=False)  # start the worker
             ours = {}
-            for student in pipeline.submitted_students(course, a):
+            for student in ingest.submitted_students(course, a):
                 start = time.perf_counter()
                 (r,) = pipeline.autograde(course, a, [student], workers=1, force=True, progress=False)
                 ours[student] = (time.perf_counter() - start, r.score)

@@ -37,7 +37,7 @@ SLOWEST_FIRST = ["hw4", "hw6", "hw7", "hw3", "hw5", "hw2", "midterm"]
 
 
 def _expected(assignment: str) -> dict:
-    from autograder.sample_class import read_expected
+    from autograder.expected import read_expected
 
     return read_expected(SAMPLES / assignment)
 

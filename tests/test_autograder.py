@@ -46,7 +46,7 @@ def course(tmp_path_factory):
 
 def _unsafe(assignment: str) -> set[str]:
     """Sample files that attack the course's files: graded only inside the sandbox (else they would succeed)."""
-    from autograder.sample_class import read_expected
+    from autograder.expected import read_expected
 
     return {e["file"] for e in read_expected(SAMPLES / assignment).values() if e.get("needs_sandbox")}
 

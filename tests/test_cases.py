@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from autograder import cases
-from autograder.sample_class import read_expected
+from autograder.expected import read_expected
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WITH_CASES = sorted(p.parent.name for p in (ROOT / "source").glob("*/wrong_answers.yml"))

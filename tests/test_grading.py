@@ -12,7 +12,7 @@ import pytest
 from adl_helpers import grading
 from autograder.contract import grader_view
 from autograder.evaluate import ModelEvaluator
-from autograder.sandbox import bwrap_problem
+from autograder.host import bwrap_problem
 
 keras = pytest.importorskip("keras")
 

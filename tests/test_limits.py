@@ -19,8 +19,9 @@ from helpers import scratch_course
 from autograder import evaluate, folders, pipeline
 from autograder.contract import MAX_ITEMS, MAX_NESTING, ProtocolError, read_answer
 from autograder.course import CourseError, load_course, load_settings
+from autograder.host import bwrap_path
 from autograder.job import Job, SandboxSpec
-from autograder.sandbox import Limits, SandboxError, bwrap_path
+from autograder.sandbox import Limits, SandboxError
 
 pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
 

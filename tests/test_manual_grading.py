@@ -21,8 +21,8 @@ from helpers import ROOT, jupyter_server, scratch_course
 
 from autograder import cases, cli, gradebook, pipeline, reports, rubric, scoring
 from autograder.course import load_course
+from autograder.expected import read_expected
 from autograder.notebook import read_source, released_source, restore, unanswered
-from autograder.sample_class import read_expected
 
 sys.path.insert(0, str(ROOT / "course"))
 import student_edition  # noqa: E402

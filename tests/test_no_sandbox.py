@@ -18,10 +18,9 @@ import tempfile
 import pytest
 from helpers import scratch_course
 
-from autograder import cli, pipeline, preflight, processes
-from autograder import sandbox as sandbox_module
+from autograder import cli, host, pipeline, preflight, processes
 from autograder.course import CourseError, load_course
-from autograder.sample_class import read_expected
+from autograder.expected import needs_sandbox, read_expected
 
 pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
 
@@ -65,7 +64,7 @@ def graded(tmp_path_factory):
     mp.setenv("PATH", _path_without_bwrap(tmp_path_factory.mktemp("bin")))
     scratch_course(tmp, ["hw1"], mp, cell_timeout=TEST_CELL_TIMEOUT)
     processes.shutdown()  # a worker looks for bubblewrap on its own PATH: start them with this one
-    sandbox_module.bwrap_problem.cache_clear()
+    host.bwrap_problem.cache_clear()
     try:
         course = load_course(tmp)
         assert not preflight.sandbox_isolated(course, "hw1")
@@ -80,7 +79,7 @@ def graded(tmp_path_factory):
     finally:
         processes.shutdown()
         mp.undo()
-        sandbox_module.bwrap_problem.cache_clear()
+        host.bwrap_problem.cache_clear()
 
 
 def test_sample_class_gets_expected_grades_without_bubblewrap(graded):
@@ -98,7 +97,7 @@ def test_sample_class_gets_expected_grades_without_bubblewrap(graded):
 def test_only_the_attacks_on_the_course_need_the_sandbox():
     expected = read_expected(SAMPLES)
     assert {s for s, e in expected.items() if e["needs_sandbox"]} == set(ONLY_THE_SANDBOX_STOPS)
-    assert cli._needs_sandbox(SAMPLES) == tuple(f"{s}_hw1.ipynb" for s in sorted(ONLY_THE_SANDBOX_STOPS))
+    assert needs_sandbox(SAMPLES) == tuple(f"{s}_hw1.ipynb" for s in sorted(ONLY_THE_SANDBOX_STOPS))
 
 
 def test_adl_grade_says_what_is_not_enforced(graded, capsys):

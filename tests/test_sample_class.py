@@ -12,9 +12,9 @@ import textwrap
 import nbformat
 import pytest
 
-from autograder import cli
 from autograder.course import CourseError
-from autograder.sample_class import Answer, ExpectedError, RosterError, fill, load_roster, read_expected
+from autograder.expected import ExpectedError, compare_with_expected, extra_cases, needs_sandbox, read_expected
+from autograder.sample_class import Answer, RosterError, fill, load_roster
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "autograder" / "samples"
@@ -170,8 +170,7 @@ def test_hw1_roster_fits_the_release_and_expected_json():
     expected = read_expected(SAMPLES / "hw1")
     assert [s.id for s in students] == list(expected)
     assert {s.id: list(s.flags) for s in students} == {sid: e["flags"] for sid, e in expected.items()}
-    assert cli._needs_sandbox(SAMPLES / "hw1") == tuple(sorted(f"{s.id}_hw1.ipynb" for s in students
-                                                               if s.needs_sandbox))
+    assert needs_sandbox(SAMPLES / "hw1") == tuple(sorted(f"{s.id}_hw1.ipynb" for s in students if s.needs_sandbox))
 
 
 def test_make_sample_class_stops_on_a_bad_roster_with_its_message(tmp_path):
@@ -253,10 +252,10 @@ def test_a_missing_or_malformed_file_is_refused(tmp_path):
 def test_adl_grade_reports_a_malformed_expected_json_as_a_course_error(tmp_path):
     _expected_dir(tmp_path, {"s01_ann": _student(ci="no")})
     assert issubclass(ExpectedError, CourseError)  # cli.main prints it as "adl-grade: error: ..."
-    for reader in (cli._extra_cases, cli._needs_sandbox):
+    for reader in (extra_cases, needs_sandbox):
         with pytest.raises(ExpectedError, match=r"'ci' must be true or false, got 'no'"):
             reader(tmp_path)
-    assert cli._extra_cases(tmp_path / "no-class") == ()  # a class without expected.json: nothing to compare
+    assert extra_cases(tmp_path / "no-class") == ()  # a class without expected.json: nothing to compare
 
 
 @pytest.mark.parametrize(("weights", "uses_backbone", "explained"), [
@@ -266,7 +265,7 @@ def test_the_demo_explains_grades_that_need_the_pretrained_weights(tmp_path, mon
     """On a machine without MobileNetV2's ImageNet weights, an accuracy-based grade of an assignment built on
     the backbone can differ from expected.json: the demo says why instead of leaving a bare UNEXPECTED."""
     from adl_helpers import pretrained
-    from autograder import cli, scoring
+    from autograder import scoring
 
     sample = _expected_dir(tmp_path, {"s01_ann": _student()})
     source = tmp_path / "hwx.ipynb"
@@ -274,7 +273,7 @@ def test_the_demo_explains_grades_that_need_the_pretrained_weights(tmp_path, mon
     monkeypatch.setattr(pretrained, "weights_source", lambda shape, profile: weights)
     got = scoring.Result("s01_ann", "hwx", [scoring.QuestionResult("q1", 0.0, 2.0, "failed"),
                                             scoring.QuestionResult("q2", 0.0, 2.0, "failed")], [], 1.0, "k")
-    cli._compare_with_expected(sample, [got], source, "smoke")
+    compare_with_expected(sample, [got], source, "smoke")
     out = capsys.readouterr().out
     assert "0/1 as expected" in out and "UNEXPECTED s01_ann" in out
     assert ("stand-in backbone with random weights" in out) == explained

@@ -19,10 +19,12 @@ import threading
 import nbformat
 import pytest
 
-from autograder import sandbox as sandbox_module
+from autograder import host
+from autograder.host import bwrap_path
 from autograder.job import Job, SandboxSpec
-from autograder.sandbox import SLOT_UID_BASE, Limits, Sandbox, SandboxError, bwrap_path, parse_size
-from autograder.uids import kernel_uid
+from autograder.preflight import enforced
+from autograder.sandbox import Limits, Sandbox, SandboxError, parse_size
+from autograder.uids import SLOT_UID_BASE, kernel_uid
 
 pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make test-fast
 
@@ -271,10 +273,10 @@ def test_parse_size_and_errors():
 @pytest.fixture
 def no_bwrap(monkeypatch):
     """bubblewrap hidden from this process (CI installs it)."""
-    monkeypatch.setattr("autograder.sandbox.bwrap_path", lambda: None)
-    sandbox_module.bwrap_problem.cache_clear()
+    monkeypatch.setattr("autograder.host.bwrap_path", lambda: None)
+    host.bwrap_problem.cache_clear()
     yield
-    sandbox_module.bwrap_problem.cache_clear()
+    host.bwrap_problem.cache_clear()
 
 
 @pytest.fixture
@@ -290,10 +292,10 @@ def folders():
 
 
 def test_describe_says_what_is_not_enforced(tmp_path, no_bwrap):
-    text = "\n".join(Sandbox(tmp_path, Limits(), enabled=False).describe())
+    text = "\n".join(enforced(Sandbox(tmp_path, Limits(), enabled=False)))
     assert "NOT ISOLATED (sandbox: false in assignments.yml)" in text
     assert "memory 5 GiB (4 GiB address space, 256 MiB each for /tmp and /dev/shm, 512 MiB and 10000 files" in text
-    text = "\n".join(Sandbox(tmp_path, Limits()).describe())
+    text = "\n".join(enforced(Sandbox(tmp_path, Limits())))
     assert "NOT ISOLATED (bubblewrap (bwrap) is not installed)" in text and "use the network" in text
     assert "Install bubblewrap (apt-get install bubblewrap)" in text
     if os.geteuid() == 0:
@@ -317,7 +319,7 @@ def test_without_bwrap_a_folder_the_kernel_cannot_enter_is_covered(no_bwrap, fol
     (locked / "data").chmod(0o777)  # only the read-only mount keeps the kernel from writing here
     (locked / "data" / "x.txt").write_text("data")
     box = Sandbox(work, Limits(), slot=12, readonly=(locked / "data",))
-    assert locked in box.unreachable and str(locked / "data") in "\n".join(box.describe())
+    assert locked in box.unreachable and str(locked / "data") in "\n".join(enforced(box))
     code = ("import json, os, pathlib\n"
             f"d = pathlib.Path({str(locked)!r})\n"
             "facts = {'uid': os.getuid(), 'cwd': os.getcwd(), 'listing': sorted(os.listdir(d)),\n"
@@ -357,12 +359,12 @@ def test_root_without_bwrap_or_mount_namespaces_refuses(no_bwrap, folders, monke
     does not apply (a fork bomb would take the machine): it refuses, and says what to install."""
     locked, work = folders
     (locked / "data").mkdir()
-    monkeypatch.setattr(sandbox_module, "unshare_problem", lambda: "no mount namespace can be made here (test)")
+    monkeypatch.setattr(host, "unshare_problem", lambda: "no mount namespace can be made here (test)")
     box = Sandbox(work, Limits(), slot=14, readonly=(locked / "data",))
     with pytest.raises(SandboxError, match=r"cannot enter .*, which holds .*/data, and no mount namespace .* "
                                            r"Install bubblewrap \(apt-get install bubblewrap\)"):
         box.wrap(["/bin/true"])
-    assert f"CANNOT GRADE: the kernel's user (uid {kernel_uid(14)})" in "\n".join(box.describe())
+    assert f"CANNOT GRADE: the kernel's user (uid {kernel_uid(14)})" in "\n".join(enforced(box))
     assert "no mount namespace can be made here (test)" in box.probe([sys.executable, "-c", "pass"])
 
 
@@ -370,15 +372,15 @@ def test_bwrap_that_cannot_make_namespaces_is_reported(tmp_path, monkeypatch):
     fake = tmp_path / "bwrap"
     fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n")
     fake.chmod(0o755)
-    monkeypatch.setattr("autograder.sandbox.bwrap_path", lambda: str(fake))
-    sandbox_module.bwrap_problem.cache_clear()
+    monkeypatch.setattr("autograder.host.bwrap_path", lambda: str(fake))
+    host.bwrap_problem.cache_clear()
     try:
         box = Sandbox(tmp_path, Limits())
         assert not box.isolated
-        assert "cannot create namespaces here" in "\n".join(box.describe())
+        assert "cannot create namespaces here" in "\n".join(enforced(box))
         assert "--unshare-net" not in box.wrap(["/bin/true"])  # limits only, and said so
     finally:
-        sandbox_module.bwrap_problem.cache_clear()
+        host.bwrap_problem.cache_clear()
 
 
 @needs_bwrap
@@ -537,7 +539,7 @@ def test_seccomp_filter_and_nested_bwrap_in_the_command(tmp_path):
     fd = int(cmd[cmd.index("--seccomp") + 1])
     assert box.pass_fds == (fd,) and os.read(fd, 8)  # a BPF program
     assert cmd.count("--disable-userns") == 1 and cmd[cmd.index("--tmpfs") - 1] == str(32 * 2**20)
-    if os.geteuid() == 0 and sandbox_module.nested_problem() is None:
+    if os.geteuid() == 0 and host.nested_problem() is None:
         assert cmd.index("--reuid=" + str(kernel_uid(4))) < cmd.index("--disable-userns")
     box.release()
     assert box.pass_fds == ()
