@@ -11,6 +11,7 @@ worker that died or outlived the job's hard limit is killed with its whole proce
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import logging
 import os
@@ -58,20 +59,23 @@ class LineProcess:
     def __init__(self, argv: list[str], *, stderr=subprocess.DEVNULL, **popen):
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
                                      start_new_session=True, **popen)
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and stdout is not None  # both are pipes (PIPE above)
+        self.stdin, self.stdout = stdin, stdout
 
     def ask(self, request: str | None, timeout: float) -> str | None:
         """Send ``request`` (a line; None: send nothing) and return the answer line, stripped; None if the
         process closed its end or died. TimeoutError, the process killed, if no answer came in ``timeout`` s."""
         try:
             if request is not None:
-                self.proc.stdin.write(request.rstrip("\n") + "\n")
-                self.proc.stdin.flush()
+                self.stdin.write(request.rstrip("\n") + "\n")
+                self.stdin.flush()
             with selectors.DefaultSelector() as sel:
-                sel.register(self.proc.stdout, selectors.EVENT_READ)
+                sel.register(self.stdout, selectors.EVENT_READ)
                 if not sel.select(timeout=timeout):
                     self.kill()
                     raise TimeoutError(f"no answer within {timeout:g} s")
-            return self.proc.stdout.readline(4096).strip() or None
+            return self.stdout.readline(4096).strip() or None
         except (BrokenPipeError, OSError, ValueError):  # ValueError: a pipe already closed by kill()
             return None
 
@@ -85,7 +89,7 @@ class LineProcess:
     def stop(self, timeout: float = 10) -> None:
         """End the process by closing its stdin; kill it if it has not ended within ``timeout`` seconds."""
         try:
-            self.proc.stdin.close()
+            self.stdin.close()
             self.proc.wait(timeout=timeout)
         except (OSError, subprocess.TimeoutExpired):
             self.kill()
@@ -111,6 +115,7 @@ class Worker(LineProcess):
     def __init__(self, log_file: pathlib.Path):
         log_file.parent.mkdir(parents=True, exist_ok=True)
         self.log = log_file
+        self.inherited = inherited()
         with log_file.open("ab") as fh:
             super().__init__([sys.executable, "-m", "autograder.worker", "--serve"], stderr=fh)
 
@@ -122,8 +127,18 @@ class Worker(LineProcess):
             return None
 
 
+def inherited() -> str:
+    """A digest of what a worker started now would inherit and keep for its life: the interpreter, the working
+    folder and the whole environment (PATH decides whether it finds bubblewrap, say)."""
+    state = [sys.executable, os.getcwd(), sorted(os.environ.items())]
+    return hashlib.sha256(json.dumps(state).encode()).hexdigest()
+
+
 class Pool:
-    """Idle workers of this process, by log file (a course's workers log into its build folder)."""
+    """Idle workers of this process. A worker serves any later job started with the same environment
+    (:func:`inherited`), also another course's: what it knows of a job comes in the job file, and it restores its
+    own environment after each one. One started for this course's log folder is preferred; a worker's messages
+    between jobs stay in the log of the course it was started for."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -131,13 +146,16 @@ class Pool:
         self._started = 0
 
     def take(self, logs: pathlib.Path) -> Worker:
+        key = inherited()
         with self._lock:
             for worker in list(self._idle):
                 if not worker.alive():
                     self._idle.remove(worker)
-                elif worker.log.parent == logs:
-                    self._idle.remove(worker)
-                    return worker
+            same = [w for w in self._idle if w.inherited == key]
+            if same:
+                worker = next((w for w in same if w.log.parent == logs), same[0])
+                self._idle.remove(worker)
+                return worker
             self._started += 1
             number = self._started
         return Worker(logs / f"worker-{os.getpid()}-{number}.log")

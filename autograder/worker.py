@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-import re
 import resource
 import sys
 import threading
@@ -29,19 +28,26 @@ from autograder.processes import kill_tree
 from autograder.runner import Runner
 from autograder.sandbox import Limits, Sandbox
 
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-CELL_LINE = re.compile(r"Cell In\[\d+\], line (\d+)")
-PROBE_TIMEOUT = 5
 log = logging.getLogger("autograder.worker")
 
 
 def run_job(job_path: str) -> None:
-    """Grade the job described by ``job_path``; write the executed notebook and the JSON result."""
-    job = Job.read(job_path)
+    """Grade the job described by ``job_path``; write the executed notebook and the JSON result. The job's
+    settings for the trusted tests (:attr:`Job.grader_env`) hold while it runs; then this process's own
+    environment is restored, so that nothing of one job's (another course's data folder, say) reaches the next."""
+    own = dict(os.environ)
+    try:
+        _run_job(Job.read(job_path))
+    finally:
+        os.environ.clear()
+        os.environ.update(own)
+
+
+def _run_job(job: Job) -> None:
+    os.environ.update(job.grader_env)  # the trusted tests' own data settings
     workdir = pathlib.Path(job.workdir)
     nb = nbformat.read(job.notebook, as_version=4)  # kept outside the kernel's reach
     control = pathlib.Path(job.control) if job.control else None
-    os.environ.update(job.grader_env)  # the trusted tests' own data settings
     box = job.sandbox
     sandbox = None
     if box is not None:
@@ -50,7 +56,7 @@ def run_job(job_path: str) -> None:
             Limits(memory=box.memory, processes=box.processes, cpu_seconds=int(job.notebook_timeout) * 2 + 60,
                    disk=box.disk, files=box.files, tmp_size=box.tmp_size),
             slot=box.slot,
-            readonly=tuple(pathlib.Path(p) for p in [*box.readonly, *([control] if control else [])]),
+            readonly=tuple(map(pathlib.Path, box.readonly)) + ((control,) if control else ()),
             enabled=box.enabled,
         )
     start = time.monotonic()
