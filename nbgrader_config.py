@@ -26,10 +26,17 @@ c.CourseDirectory.db_url = os.environ.get(
 )
 # Never copy caches, checkpoints or stray binaries from source/ into the student release: running a source
 # notebook (nbval in CI, an instructor checking it) leaves the models it saves next to it.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store",
-                            "*.keras", "*.h5",
-                            "wrong_answers.yml",  # the instructor's wrong-answer cases (autograder/cases.py)
-                            "sample_class.yml"]  # hw1's sample class (autograder/sample_class.py)
+c.CourseDirectory.ignore = [
+    ".ipynb_checkpoints",
+    "*.pyc",
+    "__pycache__",
+    "feedback",
+    ".DS_Store",
+    "*.keras",
+    "*.h5",
+    "wrong_answers.yml",  # the instructor's wrong-answer cases (autograder/cases.py)
+    "sample_class.yml",
+]  # hw1's sample class (autograder/sample_class.py)
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"

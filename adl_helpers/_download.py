@@ -95,10 +95,14 @@ class FileSpec:
     text_sha256: str | None = None
 
     def __post_init__(self):
-        if not isinstance(self.sources, tuple) or not self.sources or not all(
-                isinstance(source, Source) for source in self.sources):
-            raise ValueError(f"FileSpec {self.folder}/{self.name}: sources must be a non-empty tuple of Source, "
-                             f"got {self.sources!r}")
+        if (
+            not isinstance(self.sources, tuple)
+            or not self.sources
+            or not all(isinstance(source, Source) for source in self.sources)
+        ):
+            raise ValueError(
+                f"FileSpec {self.folder}/{self.name}: sources must be a non-empty tuple of Source, got {self.sources!r}"
+            )
 
     @property
     def url(self) -> str:
@@ -265,8 +269,10 @@ def download(spec: FileSpec, caller: str) -> pathlib.Path:
             reasons.append(str(failed))
             last = failed
             if i + 1 < len(spec.sources):
-                print(f"adl_helpers: could not get {spec.name} from {source.describe()} ({failed}); "
-                      f"trying {spec.sources[i + 1].describe()}")
+                print(
+                    f"adl_helpers: could not get {spec.name} from {source.describe()} ({failed}); "
+                    f"trying {spec.sources[i + 1].describe()}"
+                )
     # chained to the last failure's own cause (a URLError, a BadZipFile...), not to the internal _SourceFailed
     if len(reasons) == 1:
         raise unavailable(spec, caller, reasons[0]) from last.__cause__
@@ -323,9 +329,13 @@ def _stream(spec: FileSpec, source: Source, path: pathlib.Path) -> str:
                 length = response.headers.get("Content-Length") if response.headers else None
                 promised = int(length) if length and length.strip().isdigit() else None
                 received = 0
-                with tqdm(total=promised or (spec.size if whole_file else None), unit="B", unit_scale=True,
-                          unit_divisor=1024, desc=spec.name if whole_file else source.url.rsplit("/", 1)[-1]
-                          ) as bar:
+                with tqdm(
+                    total=promised or (spec.size if whole_file else None),
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=spec.name if whole_file else source.url.rsplit("/", 1)[-1],
+                ) as bar:
                     while chunk := response.read(_CHUNK):
                         out.write(chunk)
                         digest.update(chunk)
@@ -360,8 +370,10 @@ def _extract(spec: FileSpec, source: Source, archive: pathlib.Path, out_path: pa
             listed = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
             raise _SourceFailed(f"the downloaded zip has no {member}; it holds {listed or 'nothing'}") from None
         if info.file_size > limit:
-            raise _SourceFailed(f"{member} in the downloaded zip inflates to {info.file_size:,} bytes, over the "
-                                f"{limit:,}-byte limit for this file")
+            raise _SourceFailed(
+                f"{member} in the downloaded zip inflates to {info.file_size:,} bytes, over the "
+                f"{limit:,}-byte limit for this file"
+            )
         digest = hashlib.sha256()
         size = 0
         try:
@@ -369,11 +381,14 @@ def _extract(spec: FileSpec, source: Source, archive: pathlib.Path, out_path: pa
                 while chunk := src.read(_CHUNK):
                     size += len(chunk)
                     if size > limit:  # bounded, whatever the header claims
-                        raise _SourceFailed(f"{member} in the downloaded zip inflates past the {limit:,}-byte "
-                                            f"limit for this file (its header understates it)")
+                        raise _SourceFailed(
+                            f"{member} in the downloaded zip inflates past the {limit:,}-byte "
+                            f"limit for this file (its header understates it)"
+                        )
                     out.write(chunk)
                     digest.update(chunk)
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError, NotImplementedError) as err:
-            raise _SourceFailed(f"cannot take {member} out of the downloaded zip ({type(err).__name__}: "
-                                f"{err})") from err
+            raise _SourceFailed(
+                f"cannot take {member} out of the downloaded zip ({type(err).__name__}: {err})"
+            ) from err
     return digest.hexdigest()

@@ -92,8 +92,9 @@ def _warp(src: np.ndarray, inverse: np.ndarray, out_center: np.ndarray, size: in
     return ndimage.map_coordinates(src.astype(np.float32), coords, order=1, mode="constant", cval=0.0)
 
 
-def _affine(rng: np.random.Generator, n: int, scale: np.ndarray, aspect: np.ndarray, max_angle: float,
-            max_shear: float) -> np.ndarray:
+def _affine(
+    rng: np.random.Generator, n: int, scale: np.ndarray, aspect: np.ndarray, max_angle: float, max_shear: float
+) -> np.ndarray:
     """Inverse affine maps (output offset -> source offset) for scale, aspect, rotation and shear."""
     angle = np.deg2rad(rng.uniform(-max_angle, max_angle, n))
     shear = rng.uniform(-max_shear, max_shear, n)
@@ -138,8 +139,9 @@ def _to_uint8(images: np.ndarray) -> np.ndarray:
 # SVHN
 
 
-def svhn_standin(n: int, *, split: str, seed: int, strokes: tuple[np.ndarray, np.ndarray] | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def svhn_standin(
+    n: int, *, split: str, seed: int, strokes: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Colored, unevenly lit house-number crops built from real MNIST strokes, in SVHN's stored layout.
 
     Each 32x32 crop centres one digit (the label), drawn in a random colour on a random background with
@@ -186,8 +188,9 @@ def svhn_standin(n: int, *, split: str, seed: int, strokes: tuple[np.ndarray, np
 
     # Uneven lighting: a linear gradient in a random direction, a global gain, and sensor noise.
     theta = rng.uniform(0, 2 * np.pi, n).astype(np.float32)
-    rr, cc = np.meshgrid(np.linspace(-1, 1, 32, dtype=np.float32), np.linspace(-1, 1, 32, dtype=np.float32),
-                         indexing="ij")
+    rr, cc = np.meshgrid(
+        np.linspace(-1, 1, 32, dtype=np.float32), np.linspace(-1, 1, 32, dtype=np.float32), indexing="ij"
+    )
     ramp = np.cos(theta)[:, None, None] * rr + np.sin(theta)[:, None, None] * cc
     gain = rng.uniform(0.65, 1.1, n).astype(np.float32)[:, None, None]
     light = gain + rng.uniform(0.15, 0.45, n).astype(np.float32)[:, None, None] * ramp
@@ -205,8 +208,16 @@ def svhn_standin(n: int, *, split: str, seed: int, strokes: tuple[np.ndarray, np
 # CIFAR-10
 
 CIFAR_STANDIN_CLASSES = (
-    "disk", "square", "triangle", "ring", "plus", "horizontal stripes", "vertical stripes",
-    "checkerboard", "diagonal stripes", "dots",
+    "disk",
+    "square",
+    "triangle",
+    "ring",
+    "plus",
+    "horizontal stripes",
+    "vertical stripes",
+    "checkerboard",
+    "diagonal stripes",
+    "dots",
 )
 
 
@@ -227,8 +238,9 @@ def cifar10_standin(n: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
     y = rng.permutation(np.arange(n) % 10).astype(np.uint8)
     grid = np.arange(32, dtype=np.float32)
     rr, cc = grid[None, :, None], grid[None, None, :]
-    cy, cx, radius = (rng.uniform(lo, hi, n).astype(np.float32)[:, None, None] for lo, hi in
-                      ((11, 21), (11, 21), (6, 10)))
+    cy, cx, radius = (
+        rng.uniform(lo, hi, n).astype(np.float32)[:, None, None] for lo, hi in ((11, 21), (11, 21), (6, 10))
+    )
     wave = (2 * np.pi / rng.uniform(5, 9, n)).astype(np.float32)[:, None, None]
     phase = rng.uniform(0, 2 * np.pi, n).astype(np.float32)[:, None, None]
     dot_y, dot_x = rng.uniform(2, 30, (2, 7, n)).astype(np.float32)[..., None, None]

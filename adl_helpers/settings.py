@@ -291,8 +291,9 @@ def set_seed(seed: int = DEFAULT_SEED, deterministic: bool = True, tensorflow: b
         tf.config.experimental.enable_op_determinism()
 
 
-def setup(seed: int = DEFAULT_SEED, profile: str | None = None, quiet: bool = False,
-          tensorflow: bool = True) -> Profile:
+def setup(
+    seed: int = DEFAULT_SEED, profile: str | None = None, quiet: bool = False, tensorflow: bool = True
+) -> Profile:
     """The one call at the top of every notebook: pick the profile, seed everything, say what was chosen.
 
     It also keeps TensorFlow quiet: ``TF_CPP_MIN_LOG_LEVEL=2`` unless set (as importing ``adl_helpers``
@@ -318,8 +319,10 @@ def setup(seed: int = DEFAULT_SEED, profile: str | None = None, quiet: bool = Fa
     set_seed(seed, tensorflow=tensorflow)
     _quiet_tensorflow_loggers()
     if not quiet:
-        caps = "no caps" if active.max_epochs is None else (
-            f"at most {active.max_epochs} epochs, {active.max_samples} samples, {active.max_steps} steps"
+        caps = (
+            "no caps"
+            if active.max_epochs is None
+            else (f"at most {active.max_epochs} epochs, {active.max_samples} samples, {active.max_steps} steps")
         )
         print(f"adl_helpers: profile '{active.name}' ({caps}), seed {seed}")
     return active

@@ -55,8 +55,11 @@ class Case:
 
 
 def _cells(nb) -> dict[str, nbformat.NotebookNode]:
-    return {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells
-            if c.metadata.get("nbgrader", {}).get("grade_id")}
+    return {
+        c.metadata.get("nbgrader", {}).get("grade_id"): c
+        for c in nb.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id")
+    }
 
 
 def solution_code(source: str) -> str:
@@ -89,27 +92,38 @@ def load_cases(source_dir: pathlib.Path, source_nb) -> list[Case]:
         missing = {"id", "cell", "replace", "with", "loses", "why"} - set(raw)
         if missing:
             raise CaseError(f"{where}: missing {sorted(missing)}")
-        case = Case(str(raw["id"]), str(raw["cell"]), str(raw["replace"]), str(raw["with"]),
-                    tuple(str(g) for g in raw["loses"]), str(raw["why"]))
+        case = Case(
+            str(raw["id"]),
+            str(raw["cell"]),
+            str(raw["replace"]),
+            str(raw["with"]),
+            tuple(str(g) for g in raw["loses"]),
+            str(raw["why"]),
+        )
         where = f"{path.name}, case {case.id!r}"
         if not re.fullmatch(r"(?:[a-z0-9][a-z0-9-]*)?[a-z]", case.id) or case.id in seen:
             # a sample file w03_<id>_hw3.ipynb whose id ends in digits reads as an LMS file name with a
             # submission number (Canvas' <student>_<number>_hw3.ipynb): the student would lose them
-            raise CaseError(f"{where}: ids are unique slugs (lowercase letters, digits, dashes) that end in a "
-                            "letter (spell a final number out: 'stride-one', not 'stride-1')")
+            raise CaseError(
+                f"{where}: ids are unique slugs (lowercase letters, digits, dashes) that end in a "
+                "letter (spell a final number out: 'stride-one', not 'stride-1')"
+            )
         seen.add(case.id)
         cell = cells.get(case.cell)
         if cell is None or not nbgrader_utils.is_solution(cell):
             raise CaseError(f"{where}: {case.cell!r} is not a solution cell of the notebook")
         if rubric.is_manual(cell) or cell.cell_type != "code":
-            raise CaseError(f"{where}: {case.cell!r} is graded by hand, not by a test: a case edits the code of an "
-                            "answer whose test cells it then names in 'loses'")
+            raise CaseError(
+                f"{where}: {case.cell!r} is graded by hand, not by a test: a case edits the code of an "
+                "answer whose test cells it then names in 'loses'"
+            )
         n = solution_code(cell.source).count(case.replace)
         if n != 1:
             raise CaseError(f"{where}: 'replace' must occur exactly once in {case.cell}, found {n} times")
         if not case.loses or set(case.loses) - graded:
-            raise CaseError(f"{where}: 'loses' must name graded test cells (not a question graded by hand), got "
-                            f"{list(case.loses)}")
+            raise CaseError(
+                f"{where}: 'loses' must name graded test cells (not a question graded by hand), got {list(case.loses)}"
+            )
         cases.append(case)
     covered = {g for c in cases for g in c.loses}
     if cases and graded - covered:
@@ -133,8 +147,10 @@ def fill_release(release_nb, source_nb, *cases: Case):
         code = solution_code(solutions[gid].source)
         for case in (c for c in cases if c.cell == gid):
             if code.count(case.replace) != 1:
-                raise CaseError(f"case {case.id!r}: after the other edits in {gid}, 'replace' occurs "
-                                f"{code.count(case.replace)} times instead of once; these cases cannot be combined")
+                raise CaseError(
+                    f"case {case.id!r}: after the other edits in {gid}, 'replace' occurs "
+                    f"{code.count(case.replace)} times instead of once; these cases cannot be combined"
+                )
             code = code.replace(case.replace, case.with_, 1)
         cell.source = code
         cell.outputs, cell.execution_count = [], None
@@ -160,28 +176,32 @@ def build_class(assignment: str, source_nb, release_nb, source_dir: pathlib.Path
         if not set(case.loses) <= covered:
             first.append(case)
         covered |= set(case.loses)
-        students.append({
-            "id": f"w{i:02d}_{case.id.replace('-', '_')}",
-            "notebook": fill_release(release_nb, source_nb, case),
-            "loses": list(case.loses),
-            "manual": manual,
-            "note": f"{case.why} (in {case.cell}): loses {', '.join(case.loses)} and nothing else.",
-            "ci": False,
-        })
+        students.append(
+            {
+                "id": f"w{i:02d}_{case.id.replace('-', '_')}",
+                "notebook": fill_release(release_nb, source_nb, case),
+                "loses": list(case.loses),
+                "manual": manual,
+                "note": f"{case.why} (in {case.cell}): loses {', '.join(case.loses)} and nothing else.",
+                "ci": False,
+            }
+        )
     order = [gid for gid in _cells(source_nb) if gid in covered]
     for name, group in (("a", first[0::2]), ("b", first[1::2])):
         if not group:
             continue
         loses = [gid for gid in order if any(gid in c.loses for c in group)]
-        students.append({
-            "id": f"wx_several_mistakes_{name}",
-            "notebook": fill_release(release_nb, source_nb, *group),
-            "loses": loses,
-            "manual": manual,
-            "note": f"{len(group)} mistakes at once ({', '.join(c.id for c in group)}): loses "
-                    f"{', '.join(loses)} and nothing else.",
-            "ci": True,
-        })
+        students.append(
+            {
+                "id": f"wx_several_mistakes_{name}",
+                "notebook": fill_release(release_nb, source_nb, *group),
+                "loses": loses,
+                "manual": manual,
+                "note": f"{len(group)} mistakes at once ({', '.join(c.id for c in group)}): loses "
+                f"{', '.join(loses)} and nothing else.",
+                "ci": True,
+            }
+        )
     return students
 
 

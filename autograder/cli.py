@@ -83,8 +83,11 @@ def cmd_autograde(args, course):
 
 def _grader_failures(results) -> list[str]:
     """``assignment/student: reason`` for each submission the grader itself failed on (see scoring.failed)."""
-    return [f"{r.assignment}/{printable(r.student)}: {printable(r.notes[0] if r.notes else '', limit=400)}"
-            for r in results if scoring.GRADER_FAILED in r.flags]
+    return [
+        f"{r.assignment}/{printable(r.student)}: {printable(r.notes[0] if r.notes else '', limit=400)}"
+        for r in results
+        if scoring.GRADER_FAILED in r.flags
+    ]
 
 
 def _for_each(results, what: str, action) -> list[str]:
@@ -96,8 +99,10 @@ def _for_each(results, what: str, action) -> list[str]:
             action(r)
         except Exception as exc:  # noqa: BLE001 - one student's file must not cost the others theirs
             log.exception("%s/%s: could not write the %s", r.assignment, printable(r.student), what)
-            failed.append(f"{r.assignment}/{printable(r.student)}: could not write the {what} "
-                          f"({printable(f'{type(exc).__name__}: {exc}', limit=300)})")
+            failed.append(
+                f"{r.assignment}/{printable(r.student)}: could not write the {what} "
+                f"({printable(f'{type(exc).__name__}: {exc}', limit=300)})"
+            )
     return failed
 
 
@@ -105,12 +110,18 @@ def _finish(failed: list[str]) -> int:
     """Exit status 0, or 1 after naming the submissions the grader failed on (everything else is done)."""
     if not failed:
         return 0
-    print(f"adl-grade: error: the grader failed on {len(failed)} submission{'s' if len(failed) > 1 else ''} "
-          "(not the students' doing; everyone else is done):", file=sys.stderr)
+    print(
+        f"adl-grade: error: the grader failed on {len(failed)} submission{'s' if len(failed) > 1 else ''} "
+        "(not the students' doing; everyone else is done):",
+        file=sys.stderr,
+    )
     for line in failed:
         print(f"  {line}", file=sys.stderr)
-    print("  The tracebacks are in the log above. Fix the cause and run the command again: finished submissions "
-          "are not graded again.", file=sys.stderr)
+    print(
+        "  The tracebacks are in the log above. Fix the cause and run the command again: finished submissions "
+        "are not graded again.",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -121,19 +132,25 @@ def cmd_feedback(args, course):
     print(f"wrote feedback for {len(graded) - len(unwritten)} students under {course.feedback}")
     cap = course.settings(args.assignment).feedback_rounds
     if cap is not None and not args.final:
-        held = [r.student for r in results
-                if (rounds := reports.feedback_rounds(course, args.assignment, r.student)) and rounds[-1].get("withheld")]
-        print(f"  feedback rounds: at most {cap} per student (assignments.yml); withheld past the cap for "
-              f"{len(held)}: {', '.join(printable(s) for s in held) or 'nobody'}. After the deadline: "
-              f"adl-grade feedback {args.assignment} --final")
+        held = [
+            r.student
+            for r in results
+            if (rounds := reports.feedback_rounds(course, args.assignment, r.student)) and rounds[-1].get("withheld")
+        ]
+        print(
+            f"  feedback rounds: at most {cap} per student (assignments.yml); withheld past the cap for "
+            f"{len(held)}: {', '.join(printable(s) for s in held) or 'nobody'}. After the deadline: "
+            f"adl-grade feedback {args.assignment} --final"
+        )
     return _finish(_grader_failures(results) + unwritten)
 
 
 def cmd_export(args, course):
     output = pathlib.Path(args.output) if args.output else None
     if args.canvas:
-        path, unknown = reports.export_canvas(course, args.assignment, output,
-                                               pathlib.Path(args.roster) if args.roster else None, args.column)
+        path, unknown = reports.export_canvas(
+            course, args.assignment, output, pathlib.Path(args.roster) if args.roster else None, args.column
+        )
         print(f"wrote {path} (Canvas: Grades > Import)")
         if unknown:
             print(f"  not in the roster, left out: {', '.join(printable(s) for s in unknown)}")
@@ -154,9 +171,11 @@ def _print_awaiting(course, assignment: str) -> None:
         return
     shown = "; ".join(f"{printable(s)} ({', '.join(q)})" for s, q in sorted(awaiting.items())[:20])
     more = f" and {len(awaiting) - 20} more" if len(awaiting) > 20 else ""
-    print(f"  provisional: {len(awaiting)} student{'s' if len(awaiting) != 1 else ''} with questions awaiting a grade "
-          f"by hand, counted as 0: {shown}{more}. Grade them in the formgrader (adl-grade rubric {assignment}) "
-          "and export again.")
+    print(
+        f"  provisional: {len(awaiting)} student{'s' if len(awaiting) != 1 else ''} with questions awaiting a grade "
+        f"by hand, counted as 0: {shown}{more}. Grade them in the formgrader (adl-grade rubric {assignment}) "
+        "and export again."
+    )
 
 
 def cmd_rubric(args, course):
@@ -198,12 +217,16 @@ def cmd_demo(args, course):
         print(f"== collect the sample class of {a} ({sample.relative_to(course.root)})")
         unsafe = needs_sandbox(sample) if not preflight.sandbox_isolated(course, a) else ()
         if unsafe:
-            print(f"  not grading {len(unsafe)} submissions that attack the course's files: without bubblewrap "
-                  f"they would succeed ({', '.join(unsafe)}). Install bubblewrap to grade them.")
+            print(
+                f"  not grading {len(unsafe)} submissions that attack the course's files: without bubblewrap "
+                f"they would succeed ({', '.join(unsafe)}). Install bubblewrap to grade them."
+            )
         extra = () if args.all_cases else extra_cases(sample)
         if extra:
-            print(f"  grading two students who make one mistake per question between them; {len(extra)} single "
-                  "mistakes more with 'adl-grade demo --all-cases'")
+            print(
+                f"  grading two students who make one mistake per question between them; {len(extra)} single "
+                "mistakes more with 'adl-grade demo --all-cases'"
+            )
         got = pipeline.collect(course, a, sample, ignore=("expected.json", "README.md", *unsafe, *extra))
         print(f"  {len(got.accepted)} submissions; rejected: {len(got.rejected)}")
         _print_rejected(got.rejected)
@@ -220,7 +243,9 @@ def cmd_demo(args, course):
         canvas_path, _ = reports.export_canvas(course, a)
         report = reports.write_report(course, a, results)
         print(f"  feedback: {course.feedback.relative_to(course.root)}/<student>/{a}/feedback.html")
-        print(f"  grades:   {csv_path.relative_to(course.root)} (Canvas import: {canvas_path.relative_to(course.root)})")
+        print(
+            f"  grades:   {csv_path.relative_to(course.root)} (Canvas import: {canvas_path.relative_to(course.root)})"
+        )
         print(f"  report:   {report.relative_to(course.root)} (+ score_distribution.png)")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return _finish(failed)
@@ -254,14 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("assignment")
         p.add_argument("--workers", type=int, default=2)
         if name == "feedback":
-            p.add_argument("--final", action="store_true",
-                           help="after the deadline: full feedback for everyone, past any feedback_rounds cap "
-                                "(counts no round)")
+            p.add_argument(
+                "--final",
+                action="store_true",
+                help="after the deadline: full feedback for everyone, past any feedback_rounds cap (counts no round)",
+            )
         if name == "autograde":
             p.add_argument("--student", action="append", help="grade only this student (repeatable)")
             p.add_argument("--force", action="store_true", help="grade again even if nothing changed")
-            p.add_argument("--dask", metavar="SCHEDULER_ADDRESS",
-                           help="grade on a Dask distributed cluster (workers must share the course folder)")
+            p.add_argument(
+                "--dask",
+                metavar="SCHEDULER_ADDRESS",
+                help="grade on a Dask distributed cluster (workers must share the course folder)",
+            )
         p.set_defaults(func=func)
 
     p = sub.add_parser("export", help="write grades from the gradebook as CSV")
@@ -272,8 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--column", help="the assignment's column name in Canvas, e.g. 'hw1 (12345)'")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("rubric", help="print the prompt, points, rubric and sample answer of each question graded "
-                                      "by hand (from source/: for graders only)")
+    p = sub.add_parser(
+        "rubric",
+        help="print the prompt, points, rubric and sample answer of each question graded "
+        "by hand (from source/: for graders only)",
+    )
     p.add_argument("assignment")
     p.add_argument("--output", help="write it to this Markdown file instead (keep it out of anything students get)")
     p.set_defaults(func=cmd_rubric)
@@ -281,8 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="release, then grade the bundled sample class end to end")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--force", action="store_true", help="grade again even if nothing changed")
-    p.add_argument("--all-cases", action="store_true",
-                   help="hw2 on: grade every one-mistake student too (default: the two students with several mistakes)")
+    p.add_argument(
+        "--all-cases",
+        action="store_true",
+        help="hw2 on: grade every one-mistake student too (default: the two students with several mistakes)",
+    )
     p.set_defaults(func=cmd_demo)
     return parser
 

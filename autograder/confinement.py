@@ -62,7 +62,8 @@ class Limits:
                 f"memory limit {self.memory / 2**30:g} GiB is too small: /tmp and /dev/shm "
                 f"({self.tmp_size / 2**20:g} MiB each) and the folder ({self.disk / 2**20:g} MiB) count against "
                 f"it and leave {self.address_space / 2**30:.2f} GiB of address space; the kernel needs at least "
-                "1 GiB (TensorFlow about 2.5). Raise memory_limit or lower disk_limit in assignments.yml")
+                "1 GiB (TensorFlow about 2.5). Raise memory_limit or lower disk_limit in assignments.yml"
+            )
 
     def prlimit_args(self) -> list[str]:
         self.check()
@@ -81,16 +82,56 @@ class Limits:
 # and fork use clone without them. clone3 answers ENOSYS: its flags sit in memory a filter cannot read, and
 # the C library then falls back to clone, whose flags it can.
 DENIED_SYSCALLS = (
-    "setns", "mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
-    "open_tree", "mount_setattr", "ptrace", "process_vm_readv", "process_vm_writev", "keyctl", "add_key",
-    "request_key", "bpf", "perf_event_open", "userfaultfd", "kexec_load", "kexec_file_load", "init_module",
-    "finit_module", "delete_module", "open_by_handle_at", "name_to_handle_at", "io_uring_setup",
-    "io_uring_enter", "io_uring_register", "swapon", "swapoff", "reboot", "acct", "quotactl", "syslog",
-    "iopl", "ioperm", "uselib", "vhangup", "lookup_dcookie",
+    "setns",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "acct",
+    "quotactl",
+    "syslog",
+    "iopl",
+    "ioperm",
+    "uselib",
+    "vhangup",
+    "lookup_dcookie",
 )
 NAMESPACE_FLAGS = {  # linux/sched.h
-    "CLONE_NEWNS": 0x00020000, "CLONE_NEWCGROUP": 0x02000000, "CLONE_NEWUTS": 0x04000000,
-    "CLONE_NEWIPC": 0x08000000, "CLONE_NEWUSER": 0x10000000, "CLONE_NEWPID": 0x20000000,
+    "CLONE_NEWNS": 0x00020000,
+    "CLONE_NEWCGROUP": 0x02000000,
+    "CLONE_NEWUTS": 0x04000000,
+    "CLONE_NEWIPC": 0x08000000,
+    "CLONE_NEWUSER": 0x10000000,
+    "CLONE_NEWPID": 0x20000000,
     "CLONE_NEWNET": 0x40000000,
 }
 CLONE_NEWTIME = 0x00000080  # unshare only (in clone's flags these bits are the exit signal)

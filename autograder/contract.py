@@ -53,8 +53,9 @@ from autograder.wire import (  # noqa: F401 (the wire's names are the contract's
     read_answer,
 )
 
-TRUSTED_IMPORTS = {"np": "numpy", "tf": "tensorflow", "adl": "adl_helpers", "math": "math",
-                   "warnings": "warnings"}
+TRUSTED_IMPORTS = {"np": "numpy", "tf": "tensorflow", "adl": "adl_helpers", "math": "math", "warnings": "warnings"}
+
+
 def grader_view(module: types.ModuleType, **replaced) -> types.ModuleType:
     """A copy of ``module``'s namespace with ``replaced`` names: what a test sees as the module, in the grader.
     The module itself is unchanged, so nothing the grader sets is reachable through the student's package.
@@ -167,8 +168,16 @@ class TrustedTests:
         try:
             code = compile(source, filename, "exec")
         except SyntaxError as exc:
-            return {"status": "error", "ename": "SyntaxError", "evalue": str(exc), "line": exc.lineno,
-                    "origin": "test", "function": None, "message": None, "stdout": ""}
+            return {
+                "status": "error",
+                "ename": "SyntaxError",
+                "evalue": str(exc),
+                "line": exc.lineno,
+                "origin": "test",
+                "function": None,
+                "message": None,
+                "stdout": "",
+            }
         try:
             self._bind(code)
             with contextlib.redirect_stdout(out), warnings.catch_warnings():
@@ -265,7 +274,10 @@ def instructor_message(source: str, line: int | None) -> str | None:
     best = None
     for node in ast.walk(tree):
         if isinstance(node, ast.stmt) and node.lineno <= line <= (node.end_lineno or node.lineno):
-            if best is None or (node.end_lineno or node.lineno) - node.lineno <= (best.end_lineno or best.lineno) - best.lineno:
+            if (
+                best is None
+                or (node.end_lineno or node.lineno) - node.lineno <= (best.end_lineno or best.lineno) - best.lineno
+            ):
                 best = node
     if best is None:
         return None
@@ -275,8 +287,9 @@ def instructor_message(source: str, line: int | None) -> str | None:
     elif isinstance(best, ast.Raise) and isinstance(best.exc, ast.Call) and best.exc.args:
         text = _literal_text(best.exc.args[0])
     else:
-        calls = [n for n in ast.walk(best) if isinstance(n, ast.Call)
-                 and n.lineno <= line <= (n.end_lineno or n.lineno)]
+        calls = [
+            n for n in ast.walk(best) if isinstance(n, ast.Call) and n.lineno <= line <= (n.end_lineno or n.lineno)
+        ]
         for call in sorted(calls, key=lambda n: (n.end_lineno or n.lineno) - n.lineno):
             for kw in call.keywords:
                 if kw.arg in MESSAGE_KEYWORDS:

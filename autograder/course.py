@@ -133,8 +133,10 @@ def merge_settings(assignment: str, raw: dict, path: pathlib.Path) -> Assignment
         raise CourseError(f"{path}: max_processes for {assignment!r} must be an integer of at least 16")
     rounds = merged.get("feedback_rounds")
     if rounds is not None and (type(rounds) is not int or rounds < 1):
-        raise CourseError(f"{path}: feedback_rounds for {assignment!r} must be a whole number of at least 1, or "
-                          f"null for no cap; got {rounds!r}")
+        raise CourseError(
+            f"{path}: feedback_rounds for {assignment!r} must be a whole number of at least 1, or "
+            f"null for no cap; got {rounds!r}"
+        )
     return AssignmentSettings(name=assignment, **merged)
 
 

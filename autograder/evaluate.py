@@ -88,8 +88,16 @@ class ModelEvaluator:
             leaves no student file behind in a shared place); default: the system's temporary folder.
     """
 
-    def __init__(self, workdir: pathlib.Path, timeout: float, slot: int = 0, limits: Limits | None = None,
-                 sandbox: bool = True, env: dict | None = None, scratch: pathlib.Path | None = None):
+    def __init__(
+        self,
+        workdir: pathlib.Path,
+        timeout: float,
+        slot: int = 0,
+        limits: Limits | None = None,
+        sandbox: bool = True,
+        env: dict | None = None,
+        scratch: pathlib.Path | None = None,
+    ):
         self.workdir = pathlib.Path(workdir)
         self.scratch = scratch
         self.timeout = timeout
@@ -126,8 +134,9 @@ class ModelEvaluator:
         names = list(batches)
         for i, name in enumerate(names):
             np.save(req / f"input-{i}.npy", batches[name], allow_pickle=False)
-        (req / "request.json").write_text(json.dumps({"names": names, "batch_size": int(batch_size),
-                                                      "model": digest, "name": file_name}))
+        (req / "request.json").write_text(
+            json.dumps({"names": names, "batch_size": int(batch_size), "model": digest, "name": file_name})
+        )
         self._give(req)
         try:
             line = self._exchange(proc, str(self.calls))
@@ -168,8 +177,9 @@ class ModelEvaluator:
         """The model file's bytes: a plain file name in the submission's folder, a regular file, not too big."""
         name = pathlib.PurePosixPath(path)
         if name.is_absolute() or len(name.parts) != 1 or name.name in (".", ".."):
-            raise ValueError(f"evaluate_saved_model: give the model as a file name in the notebook's folder, "
-                             f"got {path!r}")
+            raise ValueError(
+                f"evaluate_saved_model: give the model as a file name in the notebook's folder, got {path!r}"
+            )
         from adl_helpers.grading import MAX_MODEL_BYTES
 
         dirfd = os.open(self.workdir, os.O_RDONLY | os.O_DIRECTORY)
@@ -179,7 +189,8 @@ class ModelEvaluator:
             except FileNotFoundError:
                 raise FileNotFoundError(
                     f"evaluate_saved_model: no model file {path!r}: the notebook did not save it (run the cell "
-                    "that trains the model and saves it with model.save(...))") from None
+                    "that trains the model and saves it with model.save(...))"
+                ) from None
             except OSError as exc:  # ELOOP: a symlink
                 raise ValueError(f"evaluate_saved_model: {path!r} is not a regular file ({exc.strerror})") from None
         finally:
@@ -191,8 +202,9 @@ class ModelEvaluator:
         with os.fdopen(fd, "rb") as src:
             data = src.read(MAX_MODEL_BYTES + 1)
         if len(data) > MAX_MODEL_BYTES:
-            raise ValueError(f"evaluate_saved_model: {path!r} is larger than the {MAX_MODEL_BYTES // 2**20} MiB "
-                             "a course model needs")
+            raise ValueError(
+                f"evaluate_saved_model: {path!r} is larger than the {MAX_MODEL_BYTES // 2**20} MiB a course model needs"
+            )
         if name.suffix != ".keras":
             raise ValueError(f"evaluate_saved_model: {path!r} should be a .keras file (model.save('name.keras'))")
         return data
@@ -211,8 +223,9 @@ class ModelEvaluator:
         env = {**self.env, "HOME": str(box), "TF_CPP_MIN_LOG_LEVEL": self.env.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         # Only its three pipes (and, for bubblewrap, the seccomp filter) are inherited: never the worker's log.
         try:
-            proc = LineProcess(sandbox.wrap([sys.executable, "-I", "-c", EVALUATOR_CODE]), cwd=box, env=env,
-                               pass_fds=sandbox.pass_fds)
+            proc = LineProcess(
+                sandbox.wrap([sys.executable, "-I", "-c", EVALUATOR_CODE]), cwd=box, env=env, pass_fds=sandbox.pass_fds
+            )
         finally:
             sandbox.release()
         self._proc, self._box = proc, box
@@ -235,8 +248,9 @@ class ModelEvaluator:
             return proc.ask(request, self.timeout)
         except TimeoutError:
             self.close()
-            raise TimeoutError(f"evaluate_saved_model: loading and running the model took more than "
-                               f"{self.timeout:g} s") from None
+            raise TimeoutError(
+                f"evaluate_saved_model: loading and running the model took more than {self.timeout:g} s"
+            ) from None
 
     def close(self) -> None:
         """Stop the job's evaluator and remove its folder."""
@@ -252,8 +266,9 @@ class ModelEvaluator:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             os.close(fd)
-            raise ValueError(f"evaluate_saved_model: the evaluator's {path.name} is not a regular file of at "
-                             f"most {limit} bytes")
+            raise ValueError(
+                f"evaluate_saved_model: the evaluator's {path.name} is not a regular file of at most {limit} bytes"
+            )
         return os.fdopen(fd, "rb")
 
     def _read_json(self, path: pathlib.Path) -> dict | None:
@@ -262,8 +277,9 @@ class ModelEvaluator:
                 data = json.loads(fh.read())
         except (OSError, ValueError):
             return None
-        ok = isinstance(data, dict) and ("ok" in data or (isinstance(data.get("error"), list)
-                                                          and len(data["error"]) == 2))
+        ok = isinstance(data, dict) and (
+            "ok" in data or (isinstance(data.get("error"), list) and len(data["error"]) == 2)
+        )
         return data if ok else None
 
     def _read_array(self, path: pathlib.Path) -> np.ndarray:
@@ -276,14 +292,21 @@ class ModelEvaluator:
 
 def _checked_report(report) -> dict:
     """The evaluator's JSON, with the types the tests rely on (it is read, never trusted blindly)."""
+
     def shape(v):
         return v is None or (isinstance(v, list) and all(d is None or type(d) is int or shape(d) for d in v))
 
-    ok = (isinstance(report, dict) and type(report.get("trainable_params")) is int
-          and type(report.get("non_trainable_params")) is int and shape(report.get("input_shape"))
-          and shape(report.get("output_shape")) and isinstance(report.get("layer_types"), list)
-          and all(isinstance(t, str) for t in report["layer_types"]))
+    ok = (
+        isinstance(report, dict)
+        and type(report.get("trainable_params")) is int
+        and type(report.get("non_trainable_params")) is int
+        and shape(report.get("input_shape"))
+        and shape(report.get("output_shape"))
+        and isinstance(report.get("layer_types"), list)
+        and all(isinstance(t, str) for t in report["layer_types"])
+    )
     if not ok:
         raise ValueError("evaluate_saved_model: the evaluator's report is malformed")
-    return {k: report[k] for k in ("trainable_params", "non_trainable_params", "input_shape", "output_shape",
-                                   "layer_types")}
+    return {
+        k: report[k] for k in ("trainable_params", "non_trainable_params", "input_shape", "output_shape", "layer_types")
+    }

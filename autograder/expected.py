@@ -46,14 +46,19 @@ def _is_number(value) -> bool:
 
 _EXPECTED_TYPES = {  # key: (required, check, what it must be)
     "file": (True, lambda v: isinstance(v, str), "a file name"),
-    "points": (True, lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_number(p)
-                                                            for k, p in v.items()),
-               "a mapping of grade id to a number"),
+    "points": (
+        True,
+        lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_number(p) for k, p in v.items()),
+        "a mapping of grade id to a number",
+    ),
     "total": (True, _is_number, "a number"),
     "note": (True, lambda v: isinstance(v, str), "a string"),
     "flags": (True, lambda v: isinstance(v, list) and all(isinstance(f, str) for f in v), "a list of strings"),
-    "failing": (False, lambda v: isinstance(v, dict) and all(isinstance(r, str) for r in v.values()),
-                "a mapping of grade id to a reason"),
+    "failing": (
+        False,
+        lambda v: isinstance(v, dict) and all(isinstance(r, str) for r in v.values()),
+        "a mapping of grade id to a reason",
+    ),
     "needs_sandbox": (False, lambda v: isinstance(v, bool), "true or false"),
     "ci": (False, lambda v: isinstance(v, bool), "true or false"),
     "manual": (False, lambda v: isinstance(v, list) and all(isinstance(g, str) for g in v), "a list of grade ids"),
@@ -90,16 +95,20 @@ def read_expected(sample_dir: pathlib.Path) -> dict[str, ExpectedStudent]:
         missing = sorted(k for k, (required, _, _) in _EXPECTED_TYPES.items() if required and k not in entry)
         unknown = sorted(set(entry) - set(_EXPECTED_TYPES))
         if missing or unknown:
-            raise ExpectedError(f"{where}: " + "; ".join(
-                [f"missing {missing}"] * bool(missing) + [f"unknown keys {unknown}"] * bool(unknown))
-                + f": {REGENERATE} (or add a new key to ExpectedStudent)")
+            raise ExpectedError(
+                f"{where}: "
+                + "; ".join([f"missing {missing}"] * bool(missing) + [f"unknown keys {unknown}"] * bool(unknown))
+                + f": {REGENERATE} (or add a new key to ExpectedStudent)"
+            )
         for key, value in entry.items():
             _, check, what = _EXPECTED_TYPES[key]
             if not check(value):
                 raise ExpectedError(f"{where}: '{key}' must be {what}, got {value!r}: {REGENERATE}")
         if abs(entry["total"] - sum(entry["points"].values())) > 1e-9:
-            raise ExpectedError(f"{where}: 'total' is {entry['total']} but its points add up to "
-                                f"{sum(entry['points'].values())}: {REGENERATE}")
+            raise ExpectedError(
+                f"{where}: 'total' is {entry['total']} but its points add up to "
+                f"{sum(entry['points'].values())}: {REGENERATE}"
+            )
         name = entry["file"]
         if pathlib.PurePath(name).name != name or name in ("", ".", "..") or not (path.parent / name).is_file():
             raise ExpectedError(f"{where}: its submission {name!r} is not a file in {path.parent}: {REGENERATE}")
@@ -107,8 +116,9 @@ def read_expected(sample_dir: pathlib.Path) -> dict[str, ExpectedStudent]:
     return out
 
 
-def compare_with_expected(sample: pathlib.Path, results, source: pathlib.Path | None = None,
-                          profile: str = "smoke") -> None:
+def compare_with_expected(
+    sample: pathlib.Path, results, source: pathlib.Path | None = None, profile: str = "smoke"
+) -> None:
     """Print whether the sample class got the grades and flags its expected.json promises (and, where an
     assignment builds on the pretrained backbone and this machine has only its random-weight stand-in, why a
     grade that depends on accuracy can differ)."""
@@ -121,10 +131,15 @@ def compare_with_expected(sample: pathlib.Path, results, source: pathlib.Path | 
         if exp is None:
             continue
         points = {q.grade_id: q.points for q in r.questions if not q.manual}  # graded by hand: not autograded
-        if points != {k: float(v) for k, v in exp["points"].items()} or r.flags != exp["flags"] \
-                or _by_hand(r) != exp.get("manual", []):
-            wrong.append(f"{printable(r.student)}: got {r.score:g} {r.flags} by hand {_by_hand(r)}, expected "
-                         f"{exp['total']} {exp['flags']} by hand {exp.get('manual', [])}")
+        if (
+            points != {k: float(v) for k, v in exp["points"].items()}
+            or r.flags != exp["flags"]
+            or _by_hand(r) != exp.get("manual", [])
+        ):
+            wrong.append(
+                f"{printable(r.student)}: got {r.score:g} {r.flags} by hand {_by_hand(r)}, expected "
+                f"{exp['total']} {exp['flags']} by hand {exp.get('manual', [])}"
+            )
     checked = sum(1 for r in results if r.student in students)
     print(f"  expected grades ({EXPECTED_FILE}): {checked - len(wrong)}/{checked} as expected")
     for line in wrong:
@@ -133,10 +148,12 @@ def compare_with_expected(sample: pathlib.Path, results, source: pathlib.Path | 
         from adl_helpers import pretrained
 
         if pretrained.weights_source((96, 96, 3), profile=profile) == "stand-in":  # the kernels' profile
-            print("  (expected.json assumes MobileNetV2's ImageNet weights. This machine has neither the data "
-                  "mirror nor a download of them, so the smoke profile's stand-in backbone with random weights "
-                  "was used, and questions judged by accuracy can grade differently. See the README, "
-                  "'Profiles and data'.)")
+            print(
+                "  (expected.json assumes MobileNetV2's ImageNet weights. This machine has neither the data "
+                "mirror nor a download of them, so the smoke profile's stand-in backbone with random weights "
+                "was used, and questions judged by accuracy can grade differently. See the README, "
+                "'Profiles and data'.)"
+            )
 
 
 def _by_hand(result) -> list[str]:

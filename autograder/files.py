@@ -75,8 +75,13 @@ def remove_tree(path: str | os.PathLike) -> list[str]:
     if not left:
         return []
     locked = _lock(path)
-    log.warning("could not delete everything in %s (%s); what is left is %s. Delete it as root: "
-                "rm -rf --one-file-system %s", path, "; ".join(left), locked, path)
+    log.warning(
+        "could not delete everything in %s (%s); what is left is %s. Delete it as root: rm -rf --one-file-system %s",
+        path,
+        "; ".join(left),
+        locked,
+        path,
+    )
     return left
 
 
@@ -86,8 +91,9 @@ def _rm(path: str) -> list[str]:
     if rm is None:
         return _rm_python(path)
     env = dict(os.environ, LC_ALL="C")  # plain English diagnostics, file names quoted as $'\377'
-    proc = subprocess.run([rm, "-rf", "--one-file-system", "--", path], capture_output=True, env=env,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [rm, "-rf", "--one-file-system", "--", path], capture_output=True, env=env, stdin=subprocess.DEVNULL
+    )
     if not os.path.lexists(path):
         return []
     lines = proc.stderr.decode("ascii", "backslashreplace").splitlines()

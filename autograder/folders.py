@@ -34,17 +34,21 @@ def grading_root() -> pathlib.Path:
     the grader. A short path on purpose: the kernel talks to the worker over Unix sockets in the submission's
     folder, and a socket's path has at most 107 bytes (a course under a long path would otherwise start no
     kernel at all). Refused if another user owns it or it is a link (someone may have made it first)."""
-    root = pathlib.Path(os.environ.get("ADL_GRADING_DIR") or
-                        pathlib.Path(tempfile.gettempdir()) / f"adl-grading-{os.geteuid()}")
+    root = pathlib.Path(
+        os.environ.get("ADL_GRADING_DIR") or pathlib.Path(tempfile.gettempdir()) / f"adl-grading-{os.geteuid()}"
+    )
     try:
         root.mkdir(mode=0o711, parents=True, exist_ok=True)
         info = os.lstat(root)
     except OSError as exc:
-        raise CourseError(f"cannot make the grading folder {root}: {exc}; set ADL_GRADING_DIR to a folder of "
-                          "your own") from None
+        raise CourseError(
+            f"cannot make the grading folder {root}: {exc}; set ADL_GRADING_DIR to a folder of your own"
+        ) from None
     if not stat_mod.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-        raise CourseError(f"the grading folder {root} is not a folder of this user (a link, or made by another "
-                          "user); remove it or set ADL_GRADING_DIR to a folder of your own")
+        raise CourseError(
+            f"the grading folder {root} is not a folder of this user (a link, or made by another "
+            "user); remove it or set ADL_GRADING_DIR to a folder of your own"
+        )
     root.chmod(0o711)
     return root
 
@@ -54,9 +58,11 @@ def check_socket_room(assignment: str) -> None:
     ``assignment`` would pass the 107-byte limit of a Unix socket's path: no kernel would start."""
     folder = grading_root() / f"{os.getpid()}-{int(psutil.Process().create_time())}" / f"{assignment[:40]}-xxxxxxxx"
     if len(os.fsencode(folder)) + SOCKET_TAIL > UNIX_SOCKET_PATH:
-        raise CourseError(f"the grading folder {grading_root()} is too deep: the kernel's sockets in it would "
-                          f"pass the {UNIX_SOCKET_PATH}-byte limit of a Unix socket's path; set ADL_GRADING_DIR "
-                          "to a short path such as /tmp/adl")
+        raise CourseError(
+            f"the grading folder {grading_root()} is too deep: the kernel's sockets in it would "
+            f"pass the {UNIX_SOCKET_PATH}-byte limit of a Unix socket's path; set ADL_GRADING_DIR "
+            "to a short path such as /tmp/adl"
+        )
 
 
 def grading_folder() -> pathlib.Path:
@@ -97,8 +103,9 @@ def new_submission_folder(assignment: str) -> pathlib.Path:
     return base
 
 
-def prepare_submission_folder(base: pathlib.Path, limits: Limits,
-                              data_files: list[pathlib.Path]) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
+def prepare_submission_folder(
+    base: pathlib.Path, limits: Limits, data_files: list[pathlib.Path]
+) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
     """Make ``base``'s ``home`` (the kernel's working folder, the only place it writes: a tmpfs of the limits
     when the grader may mount one; holding a copy of each of ``data_files``), ``control`` (files the grader
     writes for the kernel: read-only to it) and ``private`` (the notebook with its tests and the job: never

@@ -41,12 +41,51 @@ KEPT_OUTPUT_TYPES = frozenset({"text/plain", "image/png", "image/jpeg"})
 IMAGE_MAGIC = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}
 # What nbconvert's Markdown renderer makes of plain Markdown (paragraphs, headings, emphasis, lists, quotes,
 # code, tables, rules): a cell that renders to these tags alone is shown as the student wrote it.
-SAFE_TAGS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "em", "strong", "del", "s", "code", "pre", "span",
-                       "div", "ul", "ol", "li", "blockquote", "br", "hr", "a", "table", "thead", "tbody", "tr",
-                       "th", "td", "sup", "sub"})
-SAFE_ATTRIBUTES = {"a": {"href", "title", "class"}, "div": {"class"}, "span": {"class"}, "pre": {"class"},
-                   "code": {"class"}, "ol": {"start"}, "th": {"style"}, "td": {"style"},
-                   **{f"h{i}": {"id"} for i in range(1, 7)}}
+SAFE_TAGS = frozenset(
+    {
+        "p",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "em",
+        "strong",
+        "del",
+        "s",
+        "code",
+        "pre",
+        "span",
+        "div",
+        "ul",
+        "ol",
+        "li",
+        "blockquote",
+        "br",
+        "hr",
+        "a",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "sup",
+        "sub",
+    }
+)
+SAFE_ATTRIBUTES = {
+    "a": {"href", "title", "class"},
+    "div": {"class"},
+    "span": {"class"},
+    "pre": {"class"},
+    "code": {"class"},
+    "ol": {"start"},
+    "th": {"style"},
+    "td": {"style"},
+    **{f"h{i}": {"id"} for i in range(1, 7)},
+}
 SAFE_HREF = re.compile(r"\A(?:https?://|mailto:|#)[^\s\x00-\x1f\x7f\\]*\Z", re.IGNORECASE)
 SAFE_STYLE = re.compile(r"\A\s*text-align\s*:\s*(?:left|right|center)\s*;?\s*\Z", re.IGNORECASE)
 # TeX macros with which MathJax makes links, styles, classes, HTML or loads extensions (MathJax reads the page's
@@ -54,19 +93,23 @@ SAFE_STYLE = re.compile(r"\A\s*text-align\s*:\s*(?:left|right|center)\s*;?\s*\Z"
 UNSAFE_TEX = re.compile(r"\\(?:href|url|style|class|cssId|unicode|require|html|data|bbox|toggle|mmlToken)\b")
 MAX_MARKDOWN = 100_000  # characters of a student's Markdown cell rendered as Markdown
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")  # no place in HTML; browsers and parsers differ on them
-AS_TEXT_NOTE = ("*Shown as text by the grader: this cell holds HTML, an image or a link that could run in "
-                "the instructor's browser.*")
+AS_TEXT_NOTE = (
+    "*Shown as text by the grader: this cell holds HTML, an image or a link that could run in "
+    "the instructor's browser.*"
+)
 NBGRADER_STEP_OFF = {
     "autograde": (
         "nbgrader's autograde is turned off for this course: adl-grade grades the submissions (sandboxed, tests "
         "outside the student's kernel), and nbgrader's autograde would grade them again unsandboxed and replace "
         "those results. Run `adl-grade autograde {assignment}` (add `--force` to grade again) in the course "
-        "folder; the formgrader then shows its scores. See autograder/README.md, 'The formgrader'."),
+        "folder; the formgrader then shows its scores. See autograder/README.md, 'The formgrader'."
+    ),
     "generate_feedback": (
         "nbgrader's generate_feedback is turned off for this course: its feedback would show the students the "
         "hidden tests (the autograded notebook holds them) and replace adl-grade's feedback in the same folder. "
         "Run `adl-grade feedback {assignment}` in the course folder; Release Feedback then hands out its "
-        "feedback.html. See autograder/README.md, 'The formgrader'."),
+        "feedback.html. See autograder/README.md, 'The formgrader'."
+    ),
 }
 
 
@@ -175,7 +218,8 @@ class SanitizeStudentContent(SanitizeHTML):
     stores and, from ``nbgrader_config.py``, by the formgrader's ``HTMLExporter`` when it renders one."""
 
     safe_output_keys = Set({"metadata", *KEPT_OUTPUT_TYPES}, help="Output types kept (images if valid)").tag(
-        config=True)
+        config=True
+    )
     sanitized_output_types = Set(set(), help="Output types kept after cleaning with bleach: none").tag(config=True)
 
     def preprocess_cell(self, cell, resources, index):
@@ -205,9 +249,12 @@ class SanitizeStudentContent(SanitizeHTML):
                 name = output.get("name") if output.get("name") in ("stdout", "stderr") else "stdout"
                 return nbformat.v4.new_output("stream", name=name, text=_text(output.get("text", "")))
             if kind == "error":
-                return nbformat.v4.new_output("error", ename=_text(output.get("ename", "")),
-                                              evalue=_text(output.get("evalue", "")),
-                                              traceback=[_text(line) for line in output.get("traceback") or []])
+                return nbformat.v4.new_output(
+                    "error",
+                    ename=_text(output.get("ename", "")),
+                    evalue=_text(output.get("evalue", "")),
+                    traceback=[_text(line) for line in output.get("traceback") or []],
+                )
             if kind in ("display_data", "execute_result"):
                 data = output.get("data") or {}
                 kept = {k: _text(v) for k, v in data.items() if k in KEPT_OUTPUT_TYPES and self._valid(k, v)}

@@ -28,7 +28,6 @@ def tools_on_path() -> None:
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
 
-
 def record(course: Course, result: Result) -> None:
     """Write one result into nbgrader's gradebook (idempotent: the same result twice gives the same rows).
 
@@ -55,8 +54,7 @@ def record(course: Course, result: Result) -> None:
         try:
             stamp = parse_utc(stamp_file.read_text().strip())
         except (ValueError, OverflowError) as exc:  # the formgrader cannot read it either
-            log.warning("%s: unreadable time stamp (%s); recorded without one",
-                                                stamp_file, exc)
+            log.warning("%s: unreadable time stamp (%s); recorded without one", stamp_file, exc)
     with warnings.catch_warnings(), Gradebook(course.db_url, course_id=course.course_id) as gb:
         # nbgrader's own session use makes SQLAlchemy warn about autoflush; the rows are written correctly.
         warnings.simplefilter("ignore", category=sqlalchemy.exc.SAWarning)
@@ -113,8 +111,12 @@ def awaiting(course: Course, assignment: str) -> dict[str, list[str]]:
         except MissingEntry:
             return {}
         for sub in submissions:
-            waiting = [grade.name for nb in sub.notebooks for grade in nb.grades
-                       if grade.auto_score is None and grade.manual_score is None]
+            waiting = [
+                grade.name
+                for nb in sub.notebooks
+                for grade in nb.grades
+                if grade.auto_score is None and grade.manual_score is None
+            ]
             if waiting:
                 out[sub.student.id] = waiting
     return out

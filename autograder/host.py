@@ -31,8 +31,22 @@ def bwrap_problem() -> str | None:
     path = bwrap_path()
     if path is None:
         return "bubblewrap (bwrap) is not installed"
-    cmd = [path, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
-           "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"]
+    cmd = [
+        path,
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--die-with-parent",
+        "--ro-bind",
+        "/",
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "true",
+    ]
     if os.geteuid() != 0:
         cmd.insert(1, "--unshare-user")
     try:
@@ -40,8 +54,10 @@ def bwrap_problem() -> str | None:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bubblewrap does not run here ({exc})"
     if proc.returncode != 0:
-        return (f"bubblewrap cannot create namespaces here ({proc.stderr.strip()[:200]}); inside Docker, grade "
-                "on the host or give the container the privilege to create namespaces")
+        return (
+            f"bubblewrap cannot create namespaces here ({proc.stderr.strip()[:200]}); inside Docker, grade "
+            "on the host or give the container the privilege to create namespaces"
+        )
     return None
 
 
@@ -53,9 +69,33 @@ def nested_problem() -> str | None:
     path, setpriv = bwrap_path(), tool("setpriv")
     if path is None or setpriv is None:
         return "bubblewrap or setpriv is not installed"
-    cmd = [path, "--unshare-pid", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
-           "--", setpriv, f"--reuid={SLOT_UID_BASE}", f"--regid={SLOT_UID_BASE}", "--clear-groups",
-           "--no-new-privs", "--", path, "--unshare-user", "--disable-userns", "--dev-bind", "/", "/", "--", "true"]
+    cmd = [
+        path,
+        "--unshare-pid",
+        "--die-with-parent",
+        "--ro-bind",
+        "/",
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--",
+        setpriv,
+        f"--reuid={SLOT_UID_BASE}",
+        f"--regid={SLOT_UID_BASE}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--",
+        path,
+        "--unshare-user",
+        "--disable-userns",
+        "--dev-bind",
+        "/",
+        "/",
+        "--",
+        "true",
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd="/")
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -72,8 +112,9 @@ def unshare_problem() -> str | None:
     if path is None:
         return "unshare (util-linux) is not installed"
     try:
-        proc = subprocess.run([path, "--mount", "--propagation", "private", "true"], capture_output=True, text=True,
-                              timeout=30)
+        proc = subprocess.run(
+            [path, "--mount", "--propagation", "private", "true"], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unshare does not run here ({exc})"
     if proc.returncode != 0:

@@ -130,7 +130,9 @@ def _members_of_zip(path: pathlib.Path, rejected: list[tuple[str, str]]):
                 rejected.append((name, f"inflates to {info.file_size:,} bytes, over the {MAX_FILE_BYTES:,} limit"))
                 continue
             if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 2**20:
-                rejected.append((name, f"compression ratio {info.file_size / info.compress_size:.0f}:1 looks like a zip bomb"))
+                rejected.append(
+                    (name, f"compression ratio {info.file_size / info.compress_size:.0f}:1 looks like a zip bomb")
+                )
                 continue
             if total + info.file_size > MAX_TOTAL_BYTES:
                 rejected.append((name, "the download inflates past its total size limit; the rest was not read"))
@@ -161,8 +163,14 @@ def _members_of_folder(path: pathlib.Path, rejected: list[tuple[str, str]]):
         yield item.name, stamp, item.read_bytes()
 
 
-def ingest(course: Course, assignment: str, download: pathlib.Path, pattern: str | None = None,
-           due: datetime.datetime | None = None, ignore: tuple[str, ...] = ()) -> Ingested:
+def ingest(
+    course: Course,
+    assignment: str,
+    download: pathlib.Path,
+    pattern: str | None = None,
+    due: datetime.datetime | None = None,
+    ignore: tuple[str, ...] = (),
+) -> Ingested:
     """Copy the notebooks of an LMS download (a ``.zip`` or a folder) into nbgrader's submitted/ layout.
 
     Args:
@@ -242,15 +250,18 @@ def grading_tasks(course: Course, batches: dict[str, list[str] | None]) -> list[
     tasks = []
     for assignment, students in batches.items():
         if not course.source_notebook(assignment).is_file():
-            raise CourseError(f"autograde: no source notebook {course.source_notebook(assignment)}: is "
-                              f"{assignment!r} spelled right?")
+            raise CourseError(
+                f"autograde: no source notebook {course.source_notebook(assignment)}: is {assignment!r} spelled right?"
+            )
         submitted = submitted_students(course, assignment)
         if not submitted:
             raise CourseError(f"autograde: no submissions of {assignment} in {course.submitted}; run collect first")
         missing = [s for s in students or () if s not in submitted]
         if missing:
-            raise CourseError(f"autograde: no submission of {assignment} by {', '.join(missing)} in "
-                              f"{course.submitted}; run collect first, or check the name")
+            raise CourseError(
+                f"autograde: no submission of {assignment} by {', '.join(missing)} in "
+                f"{course.submitted}; run collect first, or check the name"
+            )
         check_socket_room(assignment)
         tasks += [(assignment, s) for s in (submitted if students is None else students)]
     return tasks

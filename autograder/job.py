@@ -178,29 +178,46 @@ def grader_env(course: Course, profile: str) -> dict[str, str]:
 
 def kernel_limits(settings: AssignmentSettings) -> Limits:
     """The resource limits of an assignment's grading kernels, from its settings (assignments.yml)."""
-    return Limits(memory=parse_size(settings.memory_limit), processes=settings.max_processes,
-                  disk=parse_size(settings.disk_limit), files=settings.max_files,
-                  tmp_size=parse_size(settings.tmp_size))
+    return Limits(
+        memory=parse_size(settings.memory_limit),
+        processes=settings.max_processes,
+        disk=parse_size(settings.disk_limit),
+        files=settings.max_files,
+        tmp_size=parse_size(settings.tmp_size),
+    )
 
 
-def submission_job(course: Course, assignment: str, student: str, base: pathlib.Path, slot: int,
-                   outdir: pathlib.Path) -> Job:
+def submission_job(
+    course: Course, assignment: str, student: str, base: pathlib.Path, slot: int, outdir: pathlib.Path
+) -> Job:
     """The job of one submission prepared in ``base`` (see :func:`autograder.folders.prepare_submission_folder`),
     graded in grading slot ``slot``, its executed notebook and run written to ``outdir``."""
     settings = course.settings(assignment)
     limits = kernel_limits(settings)
     home, data = base / "home", mirror()
     return Job(
-        workdir=str(home), notebook=str(base / "private" / settings.notebook),
-        executed=str(outdir / settings.notebook), result=str(outdir / "run.json"),
-        cell_timeout=settings.cell_timeout, notebook_timeout=settings.notebook_timeout,
+        workdir=str(home),
+        notebook=str(base / "private" / settings.notebook),
+        executed=str(outdir / settings.notebook),
+        result=str(outdir / "run.json"),
+        cell_timeout=settings.cell_timeout,
+        notebook_timeout=settings.notebook_timeout,
         env=kernel_env(settings.profile, home),
-        sandbox=SandboxSpec(slot=slot, memory=limits.memory, processes=limits.processes, disk=limits.disk,
-                            files=limits.files, tmp_size=limits.tmp_size,
-                            readonly=(str(data),) if data else (), enabled=settings.sandbox),
-        control=str(base / "control"), grader_env=grader_env(course, settings.profile),
+        sandbox=SandboxSpec(
+            slot=slot,
+            memory=limits.memory,
+            processes=limits.processes,
+            disk=limits.disk,
+            files=limits.files,
+            tmp_size=limits.tmp_size,
+            readonly=(str(data),) if data else (),
+            enabled=settings.sandbox,
+        ),
+        control=str(base / "control"),
+        grader_env=grader_env(course, settings.profile),
         output_limit=parse_size(settings.output_limit),
         notebook_output_limit=parse_size(settings.notebook_output_limit),
-        grader_memory=parse_size(settings.grader_memory), scratch=str(base),
+        grader_memory=parse_size(settings.grader_memory),
+        scratch=str(base),
         log=str(course.build / "logs" / assignment / f"{student}.log"),
     )

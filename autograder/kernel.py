@@ -24,8 +24,7 @@ from nbclient import NotebookClient
 from autograder.sandbox import Limits, Sandbox
 
 # Messages whose content the executed notebook keeps: counted against the output limits.
-OUTPUT_MESSAGES = {"stream", "display_data", "execute_result", "error", "update_display_data", "comm_open",
-                   "comm_msg"}
+OUTPUT_MESSAGES = {"stream", "display_data", "execute_result", "error", "update_display_data", "comm_open", "comm_msg"}
 KERNEL_LOG_LIMIT = 64 * 2**10  # bytes of the kernel's own stderr (start-up errors) kept in the job's log
 REAP_ROUNDS = 50  # a fork bomb is frozen in a few rounds; the cap only guards against a pathological tree
 QUIET_ROUNDS = 5  # passes of freeze-then-kill until one finds nothing left
@@ -39,7 +38,7 @@ def _drain(fd: int) -> None:
     with os.fdopen(fd, "rb") as pipe:
         for line in pipe:
             if kept < KERNEL_LOG_LIMIT:
-                text = line[:KERNEL_LOG_LIMIT - kept].decode("utf-8", "replace").rstrip("\n")
+                text = line[: KERNEL_LOG_LIMIT - kept].decode("utf-8", "replace").rstrip("\n")
                 log.warning("kernel: %r", text)  # repr: the kernel's text cannot pass for the grader's own lines
                 kept += len(line)
                 if kept >= KERNEL_LOG_LIMIT:
@@ -73,10 +72,12 @@ def folder_usage(folder: pathlib.Path, stop_at: int) -> tuple[int, int]:
     du = shutil.which("du")
     if du is not None:
         try:
-            sized = subprocess.run([du, "-s", "-x", "-B1", "--apparent-size", str(folder)], capture_output=True,
-                                   text=True, timeout=60)
-            counted = subprocess.run([du, "-s", "-x", "--inodes", str(folder)], capture_output=True, text=True,
-                                     timeout=60)
+            sized = subprocess.run(
+                [du, "-s", "-x", "-B1", "--apparent-size", str(folder)], capture_output=True, text=True, timeout=60
+            )
+            counted = subprocess.run(
+                [du, "-s", "-x", "--inodes", str(folder)], capture_output=True, text=True, timeout=60
+            )
             return int(sized.stdout.split()[0]), int(counted.stdout.split()[0]) - 1  # less the folder itself
         except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
             pass  # not GNU du: walk below
@@ -120,8 +121,14 @@ class BoundedClient(NotebookClient):
     cut at the limit), with one note in the cell saying so. Errors are always kept (their traceback cut).
     ``manager_factory`` makes each kernel's manager (the sandboxed one) in nbclient's place."""
 
-    def __init__(self, nb, cell_output_limit: int, notebook_output_limit: int,
-                 manager_factory: Callable[[], KernelManager] | None = None, **kw):
+    def __init__(
+        self,
+        nb,
+        cell_output_limit: int,
+        notebook_output_limit: int,
+        manager_factory: Callable[[], KernelManager] | None = None,
+        **kw,
+    ):
         super().__init__(nb, **kw)
         self.manager_factory = manager_factory
         self.cell_output_limit = cell_output_limit
@@ -145,8 +152,7 @@ class BoundedClient(NotebookClient):
             size = _weight(content, room) + sum(len(b) for b in msg.get("buffers") or [])
             if kind == "error":
                 tb = [str(line)[:2000] for line in (content.get("traceback") or [])[-30:]]
-                msg = {**msg, "content": {**content, "evalue": str(content.get("evalue", ""))[:2000],
-                                          "traceback": tb}}
+                msg = {**msg, "content": {**content, "evalue": str(content.get("evalue", ""))[:2000], "traceback": tb}}
                 size = min(size, room)
             elif size > room:
                 if kind == "stream" and room > 0 and isinstance(content.get("text"), str):
@@ -155,9 +161,16 @@ class BoundedClient(NotebookClient):
                     msg, size = None, 0
                 if cell_index not in self.truncated:
                     self.truncated.add(cell_index)
-                    cell.outputs.append(nbformat.v4.new_output("stream", name="stderr", text=(
-                        f"\n[output truncated by the grader: a cell keeps {self.cell_output_limit >> 10} KiB of "
-                        f"output, the notebook {self.notebook_output_limit >> 20} MiB]\n")))
+                    cell.outputs.append(
+                        nbformat.v4.new_output(
+                            "stream",
+                            name="stderr",
+                            text=(
+                                f"\n[output truncated by the grader: a cell keeps {self.cell_output_limit >> 10} KiB of "
+                                f"output, the notebook {self.notebook_output_limit >> 20} MiB]\n"
+                            ),
+                        )
+                    )
             self.output_used[cell_index] = used + size
             self.output_total += size
             if msg is None:
@@ -195,8 +208,12 @@ class SandboxedKernelManager(AsyncKernelManager):
         a pipe this process drains into the job's log (marked as the kernel's, cut at KERNEL_LOG_LIMIT), and
         the seccomp filter's descriptor for bubblewrap. Never the worker's log or any other open file."""
         read_end, write_end = os.pipe()
-        kw.update(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=write_end,
-                  pass_fds=self.sandbox.pass_fds if self.sandbox is not None else ())
+        kw.update(
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=write_end,
+            pass_fds=self.sandbox.pass_fds if self.sandbox is not None else (),
+        )
         try:
             await super()._async_launch_kernel(kernel_cmd, **kw)
         except BaseException:

@@ -138,9 +138,16 @@ def restore(submission: nbformat.NotebookNode, source_cells: list[GradeCell]) ->
             after.setdefault(gid, [])
             trusted = known[gid]
             meta = nbgrader_meta(cell)
-            changed = [k for k, want in (("points", trusted.points), ("grade", trusted.grade),
-                                         ("solution", trusted.solution), ("locked", trusted.locked))
-                       if k in meta and _differs(meta[k], want)]
+            changed = [
+                k
+                for k, want in (
+                    ("points", trusted.points),
+                    ("grade", trusted.grade),
+                    ("solution", trusted.solution),
+                    ("locked", trusted.locked),
+                )
+                if k in meta and _differs(meta[k], want)
+            ]
             if cell.get("cell_type") != trusted.cell_type and not trusted.solution:
                 changed.append("cell type")
             if changed:
@@ -234,8 +241,12 @@ def _new_cell(cell_type: str, source: str) -> nbformat.NotebookNode:
     """A new cell of ``cell_type`` (code, raw, else markdown), as ``nbformat.v4.new_*_cell`` makes it but
     without validating each cell on its own with jsonschema (about 0.1 ms a cell): :func:`restore` validates
     the notebook once."""
-    cell = {"id": generate_corpus_id(), "cell_type": cell_type if cell_type in ("code", "raw") else "markdown",
-            "metadata": {}, "source": source}
+    cell = {
+        "id": generate_corpus_id(),
+        "cell_type": cell_type if cell_type in ("code", "raw") else "markdown",
+        "metadata": {},
+        "source": source,
+    }
     if cell_type == "code":
         cell.update(outputs=[], execution_count=None)
     return nbformat.from_dict(cell)

@@ -58,8 +58,14 @@ def release(course: Course, assignment: str) -> pathlib.Path:
     return course.release_notebook(assignment)
 
 
-def collect(course: Course, assignment: str, download: pathlib.Path, pattern: str | None = None,
-            ignore: tuple[str, ...] = (), due: datetime.datetime | None = None) -> Ingested:
+def collect(
+    course: Course,
+    assignment: str,
+    download: pathlib.Path,
+    pattern: str | None = None,
+    ignore: tuple[str, ...] = (),
+    due: datetime.datetime | None = None,
+) -> Ingested:
     """Copy an LMS download (a ``.zip`` or a folder of ``<student_id>_<assignment>.ipynb`` files) into
     nbgrader's ``submitted/<student_id>/<assignment>/`` layout; see :mod:`autograder.ingest`."""
     return ingest(course, assignment, pathlib.Path(download), pattern=pattern, due=due, ignore=ignore)
@@ -92,12 +98,14 @@ def grade_one(course: Course, assignment: str, student: str, force: bool = False
     try:
         kill_slot_users(lease.slot)  # a process of this slot's users left by a killed grader
         home, control, private = prepare_submission_folder(
-            base, kernel_limits(settings), [course.source / assignment / name for name in settings.data_files])
+            base, kernel_limits(settings), [course.source / assignment / name for name in settings.data_files]
+        )
         nbformat.write(restored.notebook, str(private / settings.notebook))
         job = submission_job(course, assignment, student, base, lease.slot, outdir)
         job.write(private / "job.json")
-        run = processes.run_job(private / "job.json", job, course.build / "logs",
-                                settings.notebook_timeout + WORKER_GRACE)
+        run = processes.run_job(
+            private / "job.json", job, course.build / "logs", settings.notebook_timeout + WORKER_GRACE
+        )
     finally:
         kill_slot_users(lease.slot)
         lease.release()
@@ -112,8 +120,15 @@ def grade_one(course: Course, assignment: str, student: str, force: bool = False
     return result
 
 
-def autograde(course: Course, assignment: str, students: list[str] | None = None, workers: int = 2,
-              force: bool = False, progress: bool = True, dask: str | None = None) -> list[Result]:
+def autograde(
+    course: Course,
+    assignment: str,
+    students: list[str] | None = None,
+    workers: int = 2,
+    force: bool = False,
+    progress: bool = True,
+    dask: str | None = None,
+) -> list[Result]:
     """Grade submissions in parallel and record each in the gradebook as it finishes.
 
     By default a local pool runs ``workers`` submissions at a time. With ``dask`` (a scheduler address such
@@ -124,8 +139,14 @@ def autograde(course: Course, assignment: str, students: list[str] | None = None
     return autograde_all(course, {assignment: students}, workers, force, progress, dask)[assignment]
 
 
-def autograde_all(course: Course, batches: dict[str, list[str] | None], workers: int = 2, force: bool = False,
-                  progress: bool = True, dask: str | None = None) -> dict[str, list[Result]]:
+def autograde_all(
+    course: Course,
+    batches: dict[str, list[str] | None],
+    workers: int = 2,
+    force: bool = False,
+    progress: bool = True,
+    dask: str | None = None,
+) -> dict[str, list[Result]]:
     """:func:`autograde` for several assignments at once, ``{assignment: students or None (all)}``, in one
     queue: a free worker takes the next submission whatever its assignment, so no worker waits for an
     assignment's slowest submission. Submissions start in the order given: put the slowest assignment first.
@@ -142,8 +163,9 @@ def autograde_all(course: Course, batches: dict[str, list[str] | None], workers:
     for assignment in batches if dask is None else ():  # a cluster's machines are not this one
         problem = sandbox_problem(course, assignment)
         if problem:
-            raise CourseError(f"autograde: {assignment} cannot be graded on this machine, every question would "
-                              f"score 0: {problem}")
+            raise CourseError(
+                f"autograde: {assignment} cannot be graded on this machine, every question would score 0: {problem}"
+            )
     results: dict[tuple[str, str], Result] = {}
     desc = f"grading {', '.join(batches)}"
     bar = tqdm(total=len(tasks), desc=desc, unit="nb", disable=not progress)
@@ -177,8 +199,15 @@ def _grade_all(course, tasks, workers, force, dask):
     except OSError as exc:
         raise CourseError(f"cannot reach the Dask scheduler at {dask!r}: {exc}") from None
     with client:
-        futures = client.map(grade_one, [course] * len(tasks), [a for a, _ in tasks], [s for _, s in tasks],
-                             [force] * len(tasks), pure=False, key=[f"grade-{a}-{s}" for a, s in tasks])
+        futures = client.map(
+            grade_one,
+            [course] * len(tasks),
+            [a for a, _ in tasks],
+            [s for _, s in tasks],
+            [force] * len(tasks),
+            pure=False,
+            key=[f"grade-{a}-{s}" for a, s in tasks],
+        )
         by_key = {f.key: task for f, task in zip(futures, tasks, strict=True)}
         for future in as_completed(futures):
             yield _outcome(course, future, *by_key[future.key])
@@ -189,8 +218,7 @@ def _outcome(course: Course, future, assignment: str, student: str) -> Result:
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - any bug of the grader's, for this submission only
-        log.error("%s/%s: the grader failed; the student is recorded as not graded", assignment, student,
-                  exc_info=exc)
+        log.error("%s/%s: the grader failed; the student is recorded as not graded", assignment, student, exc_info=exc)
         return failed(student, assignment, _trusted(course, assignment), exc)
 
 

@@ -27,8 +27,9 @@ def sandbox_summary(course: Course, assignment: str) -> list[str]:
     settings = course.settings(assignment)
     limits = kernel_limits(settings)
     data = mirror()
-    box = Sandbox(pathlib.Path(tempfile.gettempdir()), limits, readonly=(data,) if data else (),
-                  enabled=settings.sandbox)
+    box = Sandbox(
+        pathlib.Path(tempfile.gettempdir()), limits, readonly=(data,) if data else (), enabled=settings.sandbox
+    )
     return enforced(box)
 
 
@@ -45,37 +46,54 @@ def enforced(box: Sandbox) -> list[str]:
     if box.uid is not None:
         lines.append(f"user: uid {box.uid}, no capabilities, no_new_privs")
     else:
-        lines.append(f"user: the grader's own (uid {os.getuid()}{', in a user namespace' if box.isolated else ''}); "
-                     "the process limit also counts that user's other processes")
+        lines.append(
+            f"user: the grader's own (uid {os.getuid()}{', in a user namespace' if box.isolated else ''}); "
+            "the process limit also counts that user's other processes"
+        )
     if box.isolated:
-        lines.append("file system: only the Python installation, the helper package and the data mirror "
-                     "(read-only) and the submission's own folder; no course folder, no other submissions")
+        lines.append(
+            "file system: only the Python installation, the helper package and the data mirror "
+            "(read-only) and the submission's own folder; no course folder, no other submissions"
+        )
         lines.append("network: none (own network namespace); processes: its own PID namespace")
         problem = seccomp_problem()
-        lines.append("system calls: no new user namespace (--disable-userns); " + (
-            f"NO SECCOMP FILTER: {problem}" if problem else
-            "a seccomp filter refuses namespaces, mount, ptrace, keyrings, BPF, io_uring and other calls a "
-            "notebook never needs"))
+        lines.append(
+            "system calls: no new user namespace (--disable-userns); "
+            + (
+                f"NO SECCOMP FILTER: {problem}"
+                if problem
+                else "a seccomp filter refuses namespaces, mount, ptrace, keyrings, BPF, io_uring and other calls a "
+                "notebook never needs"
+            )
+        )
         return lines
     why = "sandbox: false in assignments.yml" if not box.enabled else host.bwrap_problem()
     if box.uid is None:
-        lines.append(f"NOT ISOLATED ({why}): the kernel can read, change and delete whatever the grader's user "
-                     "can (the course folder, the gradebook, other submissions), use the network and signal "
-                     "the grader's processes")
+        lines.append(
+            f"NOT ISOLATED ({why}): the kernel can read, change and delete whatever the grader's user "
+            "can (the course folder, the gradebook, other submissions), use the network and signal "
+            "the grader's processes"
+        )
     else:
-        lines.append(f"NOT ISOLATED ({why}): the kernel can read every file uid {box.uid} may read (the "
-                     "course folder too, unless its permissions keep other users out), use the network and "
-                     "see the machine's processes; it cannot change or signal what it does not own")
+        lines.append(
+            f"NOT ISOLATED ({why}): the kernel can read every file uid {box.uid} may read (the "
+            "course folder too, unless its permissions keep other users out), use the network and "
+            "see the machine's processes; it cannot change or signal what it does not own"
+        )
         tops = box.unreachable
         problem = host.unshare_problem() if tops else None
         if problem:
             lines.append(f"CANNOT GRADE: {box.cannot_reach(tops, problem)}")
         elif tops:
-            lines.append(f"uid {box.uid} cannot enter {', '.join(map(str, tops))}: in a mount namespace of "
-                         f"the kernel's own (unshare) it sees there only {box.inside(tops)}")
+            lines.append(
+                f"uid {box.uid} cannot enter {', '.join(map(str, tops))}: in a mount namespace of "
+                f"the kernel's own (unshare) it sees there only {box.inside(tops)}"
+            )
     if box.enabled:
-        lines.append("Install bubblewrap (apt-get install bubblewrap) where namespaces work: each kernel is "
-                     "then isolated (no course folder, no network)")
+        lines.append(
+            "Install bubblewrap (apt-get install bubblewrap) where namespaces work: each kernel is "
+            "then isolated (no course folder, no network)"
+        )
     return lines
 
 
@@ -98,8 +116,14 @@ def sandbox_problem(course: Course, assignment: str) -> str | None:
 
     settings = course.settings(assignment)
     memory, data = parse_size(settings.memory_limit), mirror()
-    key = (settings.sandbox, kernel_limits(settings), data, host.bwrap_problem(), os.environ.get("PATH"),
-           sys.executable)
+    key = (
+        settings.sandbox,
+        kernel_limits(settings),
+        data,
+        host.bwrap_problem(),
+        os.environ.get("PATH"),
+        sys.executable,
+    )
     if key in _PROBED:
         return _PROBED[key]
     base = pathlib.Path(tempfile.mkdtemp(prefix=f"adl-probe-{assignment}-"))
@@ -108,12 +132,14 @@ def sandbox_problem(course: Course, assignment: str) -> str | None:
     try:
         kill_slot_users(slot)  # what a killed grader left running as the slot's users
         base.chmod(0o755)
-        kernel = Sandbox(base, kernel_limits(settings), slot=slot,
-                         readonly=(data,) if data else (), enabled=settings.sandbox)
+        kernel = Sandbox(
+            base, kernel_limits(settings), slot=slot, readonly=(data,) if data else (), enabled=settings.sandbox
+        )
         problem = kernel.probe([sys.executable, "-c", "import ipykernel"])
         if problem is None:
-            evaluator = ModelEvaluator(base, timeout=60, slot=slot, limits=Limits(memory=memory, processes=64),
-                                       sandbox=settings.sandbox)
+            evaluator = ModelEvaluator(
+                base, timeout=60, slot=slot, limits=Limits(memory=memory, processes=64), sandbox=settings.sandbox
+            )
             problem = evaluator.probe()
             problem = problem and f"the model evaluator: {problem}"
         else:

@@ -57,8 +57,15 @@ class LineProcess:
     :meth:`kill` takes whatever it started with it."""
 
     def __init__(self, argv: list[str], *, stderr=subprocess.DEVNULL, **popen):
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                     start_new_session=True, **popen)
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            start_new_session=True,
+            **popen,
+        )
         stdin, stdout = self.proc.stdin, self.proc.stdout
         assert stdin is not None and stdout is not None  # both are pipes (PIPE above)
         self.stdin, self.stdout = stdin, stdout

@@ -33,8 +33,10 @@ def feedback_rounds(course: Course, assignment: str, student: str) -> list[dict]
     except FileNotFoundError:
         return []
     except ValueError as exc:
-        raise CourseError(f"the feedback record {path} is not valid JSON ({exc}); restore it from a backup or "
-                          "delete it to count this student's rounds from zero") from None
+        raise CourseError(
+            f"the feedback record {path} is not valid JSON ({exc}); restore it from a backup or "
+            "delete it to count this student's rounds from zero"
+        ) from None
     return rounds if isinstance(rounds, list) else []
 
 
@@ -78,8 +80,14 @@ def write_feedback(course: Course, result: Result, final: bool = False) -> pathl
             number = keys.index(key) + 1
         else:
             number = len(rounds) + 1
-            rounds.append({"key": key, "time": now.isoformat(timespec="seconds"), "score": result.score,
-                           "withheld": cap is not None and number > cap})
+            rounds.append(
+                {
+                    "key": key,
+                    "time": now.isoformat(timespec="seconds"),
+                    "score": result.score,
+                    "withheld": cap is not None and number > cap,
+                }
+            )
             path = _rounds_file(course, result.assignment, result.student)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json(path, rounds)
@@ -90,8 +98,10 @@ def write_feedback(course: Course, result: Result, final: bool = False) -> pathl
     )
     page = env.get_template("feedback.html.j2").render(
         result=result,
-        public={q.grade_id: by_id[q.grade_id].public_source.strip() if by_id[q.grade_id].autograded_test else ""
-                for q in result.questions},
+        public={
+            q.grade_id: by_id[q.grade_id].public_source.strip() if by_id[q.grade_id].autograded_test else ""
+            for q in result.questions
+        },
         generated=now.strftime("%Y-%m-%d %H:%M UTC"),
         round=number,
         cap=cap,
@@ -122,8 +132,9 @@ def export_csv(course: Course, assignment: str, path: pathlib.Path | None = None
     # errors=: a student id that UTF-8 cannot write (a folder made by hand) is written escaped, not a crash
     with path.open("w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["student_id", "assignment", *[c.grade_id for c in graded], "score", "max_score",
-                         "awaiting_grade"])
+        writer.writerow(
+            ["student_id", "assignment", *[c.grade_id for c in graded], "score", "max_score", "awaiting_grade"]
+        )
         for student in sorted(scores):
             waiting = awaiting.get(student, [])
             row = [scores[student].get(c.grade_id, 0.0) for c in graded]
@@ -135,8 +146,13 @@ def export_csv(course: Course, assignment: str, path: pathlib.Path | None = None
 CANVAS_ID_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 
 
-def export_canvas(course: Course, assignment: str, path: pathlib.Path | None = None,
-                  roster: pathlib.Path | None = None, column: str | None = None) -> tuple[pathlib.Path, list[str]]:
+def export_canvas(
+    course: Course,
+    assignment: str,
+    path: pathlib.Path | None = None,
+    roster: pathlib.Path | None = None,
+    column: str | None = None,
+) -> tuple[pathlib.Path, list[str]]:
     """The assignment's totals as a CSV that Canvas' gradebook imports (Grades > Import).
 
     Canvas matches rows by ``ID`` (its user id, which is what its submission downloads put in file names),
@@ -158,8 +174,10 @@ def export_canvas(course: Course, assignment: str, path: pathlib.Path | None = N
                 reader = csv.DictReader(fh)
                 missing = [c for c in ("Student", "ID") if c not in (reader.fieldnames or [])]
                 if missing:
-                    raise CourseError(f"{roster}: not a Canvas gradebook export (no column {missing[0]!r}); "
-                                      "export it from Canvas: Grades > Export > Export Entire Gradebook")
+                    raise CourseError(
+                        f"{roster}: not a Canvas gradebook export (no column {missing[0]!r}); "
+                        "export it from Canvas: Grades > Export > Export Entire Gradebook"
+                    )
                 for row in reader:
                     if (row.get("Student") or "").strip() in ("", "Points Possible", "Test Student"):
                         continue
@@ -169,11 +187,15 @@ def export_canvas(course: Course, assignment: str, path: pathlib.Path | None = N
         except OSError as exc:
             raise CourseError(f"cannot read the Canvas roster {roster}: {exc}") from None
         except UnicodeDecodeError as exc:
-            raise CourseError(f"the Canvas roster {roster} is not UTF-8 text (byte {exc.start}): export it from "
-                              "Canvas again (Grades > Export > Export Entire Gradebook) and use that file") from None
+            raise CourseError(
+                f"the Canvas roster {roster} is not UTF-8 text (byte {exc.start}): export it from "
+                "Canvas again (Grades > Export > Export Entire Gradebook) and use that file"
+            ) from None
         except csv.Error as exc:
-            raise CourseError(f"the Canvas roster {roster} is not a readable CSV file ({exc}): export it from "
-                              "Canvas again (Grades > Export > Export Entire Gradebook) and use that file") from None
+            raise CourseError(
+                f"the Canvas roster {roster} is not a readable CSV file ({exc}): export it from "
+                "Canvas again (Grades > Export > Export Entire Gradebook) and use that file"
+            ) from None
     unknown = []
     path = path or course.build / "grades" / f"{assignment}-canvas.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,8 +236,14 @@ def format_table(results: list[Result]) -> str:
     legend = ", ".join(f"{h}={printable(g, limit=60)}" for h, g in zip(heads, ids, strict=True))
     pending = sum(1 for r in results if r.pending)
     assignment = printable(results[0].assignment, limit=60)
-    note = [f"(pend: graded by hand, no grade yet; {pending} of {len(results)} totals are provisional. Grade them "
-            f"in the formgrader; adl-grade rubric {assignment} prints the rubric)"] if pending else []
+    note = (
+        [
+            f"(pend: graded by hand, no grade yet; {pending} of {len(results)} totals are provisional. Grade them "
+            f"in the formgrader; adl-grade rubric {assignment} prints the rubric)"
+        ]
+        if pending
+        else []
+    )
     return "\n".join(lines + [f"({legend})"] + note)
 
 
@@ -251,8 +279,9 @@ def write_report(course: Course, assignment: str, results: list[Result]) -> path
     scores = [r.score for r in results]
     max_score = max((r.max_score for r in results), default=0)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(scores, bins=min(100, max(1, int(max_score)) + 1), range=(-0.5, max_score + 0.5), color="#3b6ea5",
-            rwidth=0.9)
+    ax.hist(
+        scores, bins=min(100, max(1, int(max_score)) + 1), range=(-0.5, max_score + 0.5), color="#3b6ea5", rwidth=0.9
+    )
     ax.set_xlabel(f"score (out of {max_score:g})")
     ax.set_ylabel("students")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -261,33 +290,54 @@ def write_report(course: Course, assignment: str, results: list[Result]) -> path
     fig.savefig(outdir / "score_distribution.png", dpi=120)
     plt.close(fig)
 
-    lines = [f"# {assignment}: autograding report", "", f"{len(results)} submissions, "
-             f"mean {sum(scores) / max(1, len(scores)):.2f} / {max_score:g}.", "",
-             "## Pass rate per question", "", "| question | points | passed | pass rate |", "|---|---|---|---|"]
+    lines = [
+        f"# {assignment}: autograding report",
+        "",
+        f"{len(results)} submissions, mean {sum(scores) / max(1, len(scores)):.2f} / {max_score:g}.",
+        "",
+        "## Pass rate per question",
+        "",
+        "| question | points | passed | pass rate |",
+        "|---|---|---|---|",
+    ]
     questions = {q.grade_id: q for r in results for q in r.questions}  # by id: results may differ in questions
     statuses = [{q.grade_id: q.status for q in r.questions} for r in results]
     provisional = sum(1 for r in results if r.pending)
     if provisional:
-        lines[4:4] = [f"Provisional: {provisional} of {len(results)} submissions have questions graded by hand "
-                      "without a grade yet (counted as 0 here and in the histogram); grade them in the formgrader "
-                      f"(`adl-grade rubric {assignment}` prints the rubric) and run the report again.", ""]
+        lines[4:4] = [
+            f"Provisional: {provisional} of {len(results)} submissions have questions graded by hand "
+            "without a grade yet (counted as 0 here and in the histogram); grade them in the formgrader "
+            f"(`adl-grade rubric {assignment}` prints the rubric) and run the report again.",
+            "",
+        ]
     for gid, q in questions.items():  # grade ids come from the source notebook, never from a submission
         if q.manual:
             given = [p.points for r in results for p in r.questions if p.grade_id == gid and p.status == GRADED_BY_HAND]
             waiting = sum(1 for status in statuses if status.get(gid) == PENDING)
             mean = f" (mean {sum(given) / len(given):.2f})" if given else ""
             blank = sum(1 for status in statuses if status.get(gid) == "failed")
-            lines.append(f"| {gid} | {q.max_points:g} | graded by hand: {len(given)} graded{mean}, {waiting} "
-                         f"awaiting a grade, {blank} not answered or not graded (0) | |")
+            lines.append(
+                f"| {gid} | {q.max_points:g} | graded by hand: {len(given)} graded{mean}, {waiting} "
+                f"awaiting a grade, {blank} not answered or not graded (0) | |"
+            )
             continue
         passed = sum(1 for status in statuses if status.get(gid) == "passed")
         lines.append(f"| {gid} | {q.max_points:g} | {passed}/{len(results)} | {passed / len(results):.0%} |")
-    lines += ["", "## Score distribution", "", "![score distribution](score_distribution.png)", "",
-              "## Flagged submissions", ""]
+    lines += [
+        "",
+        "## Score distribution",
+        "",
+        "![score distribution](score_distribution.png)",
+        "",
+        "## Flagged submissions",
+        "",
+    ]
     flagged = [r for r in results if r.flags]
-    lines += [f"- **{_md(r.student, 80)}** ({r.score:g}/{r.max_score:g}): {_md(', '.join(r.flags))}. "
-              + " ".join(_md(n.rstrip(".") + ".") for n in r.notes)
-              for r in flagged]
+    lines += [
+        f"- **{_md(r.student, 80)}** ({r.score:g}/{r.max_score:g}): {_md(', '.join(r.flags))}. "
+        + " ".join(_md(n.rstrip(".") + ".") for n in r.notes)
+        for r in flagged
+    ]
     if not flagged:
         lines.append("none")
     (outdir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -76,7 +76,7 @@ def split_answer(source: str) -> tuple[str, str]:
     m = RUBRIC_LINE.search(source)
     if m is None:
         return source.strip(), ""
-    return source[: m.start()].strip(), source[m.end():].strip()
+    return source[: m.start()].strip(), source[m.end() :].strip()
 
 
 def manual_questions(notebook) -> list[ManualQuestion]:
@@ -93,8 +93,16 @@ def manual_questions(notebook) -> list[ManualQuestion]:
                 break
             prompt.insert(0, above.source.strip())
         sample, rubric = split_answer(cell.source)
-        out.append(ManualQuestion(str(meta.get("grade_id")), float(meta.get("points") or 0),
-                                  "\n\n".join(prompt), sample, rubric, cell.cell_type))
+        out.append(
+            ManualQuestion(
+                str(meta.get("grade_id")),
+                float(meta.get("points") or 0),
+                "\n\n".join(prompt),
+                sample,
+                rubric,
+                cell.cell_type,
+            )
+        )
     return out
 
 
@@ -113,19 +121,26 @@ def check(notebook, where: str = "") -> list[ManualQuestion]:
     for q in questions:
         cell = f"{where}: the manually graded cell {q.grade_id!r}"
         if SOLUTION_MARKER.search(sources[q.grade_id]):
-            raise RubricError(f"{cell} holds BEGIN/END SOLUTION markers: nbgrader would hand out the text outside "
-                              "them (the rubric too). Remove the markers: the release replaces the whole cell")
+            raise RubricError(
+                f"{cell} holds BEGIN/END SOLUTION markers: nbgrader would hand out the text outside "
+                "them (the rubric too). Remove the markers: the release replaces the whole cell"
+            )
         if q.points <= 0:
             raise RubricError(f"{cell} has no points: set metadata nbgrader points to the question's points")
         if not q.rubric:
-            raise RubricError(f"{cell} has no rubric: add a line '#### Rubric' after the sample answer, then the "
-                              "rubric's items ('- 1 point: ...')")
+            raise RubricError(
+                f"{cell} has no rubric: add a line '#### Rubric' after the sample answer, then the "
+                "rubric's items ('- 1 point: ...')"
+            )
         if not q.sample_answer:
-            raise RubricError(f"{cell} has no sample answer above its '#### Rubric' line: write the answer you "
-                              "would give full marks")
+            raise RubricError(
+                f"{cell} has no sample answer above its '#### Rubric' line: write the answer you would give full marks"
+            )
         if abs(q.rubric_points() - q.points) > 1e-9:
-            raise RubricError(f"{cell} is worth {q.points:g} points but its rubric's items ('- N points: ...') add "
-                              f"up to {q.rubric_points():g}: make them agree")
+            raise RubricError(
+                f"{cell} is worth {q.points:g} points but its rubric's items ('- N points: ...') add "
+                f"up to {q.rubric_points():g}: make them agree"
+            )
         if not q.prompt:
             raise RubricError(f"{cell} has no prompt: put the question in a Markdown cell just above it")
     return questions
@@ -138,11 +153,28 @@ def render(assignment: str, questions: list[ManualQuestion]) -> str:
     lines = [f"# {assignment}: questions graded by hand (for graders only: do not share)", ""]
     if not questions:
         return "\n".join(lines + [f"{assignment} has no manually graded question.", ""])
-    lines += [f"{len(questions)} question{'s' if len(questions) != 1 else ''}, {total:g} points. Enter each score "
-              "in the formgrader (Manual Grading > the submission > the cell's score box); `adl-grade export "
-              f"{assignment}` counts it from then on.", ""]
+    lines += [
+        f"{len(questions)} question{'s' if len(questions) != 1 else ''}, {total:g} points. Enter each score "
+        "in the formgrader (Manual Grading > the submission > the cell's score box); `adl-grade export "
+        f"{assignment}` counts it from then on.",
+        "",
+    ]
     for q in questions:
         prompt = "\n".join(f"> {line}" if line else ">" for line in q.prompt.splitlines())
-        lines += [f"## {q.grade_id} ({q.points:g} points)", "", "### Prompt", "", prompt, "", "### Rubric", "",
-                  q.rubric, "", "### Sample answer", "", q.sample_answer, ""]
+        lines += [
+            f"## {q.grade_id} ({q.points:g} points)",
+            "",
+            "### Prompt",
+            "",
+            prompt,
+            "",
+            "### Rubric",
+            "",
+            q.rubric,
+            "",
+            "### Sample answer",
+            "",
+            q.sample_answer,
+            "",
+        ]
     return "\n".join(lines)

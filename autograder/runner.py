@@ -46,9 +46,18 @@ log = logging.getLogger("autograder.worker")
 
 
 class Runner:
-    def __init__(self, nb, workdir: pathlib.Path, cell_timeout: float, notebook_timeout: float, env: dict,
-                 sandbox: Sandbox | None = None, control: pathlib.Path | None = None,
-                 output_limits: tuple[int, int] = (2**20, 16 * 2**20), evaluator: ModelEvaluator | None = None):
+    def __init__(
+        self,
+        nb,
+        workdir: pathlib.Path,
+        cell_timeout: float,
+        notebook_timeout: float,
+        env: dict,
+        sandbox: Sandbox | None = None,
+        control: pathlib.Path | None = None,
+        output_limits: tuple[int, int] = (2**20, 16 * 2**20),
+        evaluator: ModelEvaluator | None = None,
+    ):
         """``evaluator``: what ``adl.grading.evaluate_saved_model`` is in the test cells (a sandboxed process of
         its own); None: the helper package's own, which loads the file in this process."""
         self.nb = nb
@@ -128,7 +137,9 @@ class Runner:
                     continue
                 remaining = self.deadline - time.monotonic()
                 if remaining <= 1:
-                    entry.update(status="skipped", evalue=f"the notebook's time limit ({self.notebook_timeout:g} s) ran out")
+                    entry.update(
+                        status="skipped", evalue=f"the notebook's time limit ({self.notebook_timeout:g} s) ran out"
+                    )
                     cell.outputs = []
                     results.append(entry)
                     continue
@@ -154,8 +165,11 @@ class Runner:
                         entry.update(status="error", **err)
                     elif self.last_status != "ok":
                         # an 'aborted' reply: the kernel dropped the request without running it
-                        entry.update(status="error", ename="NotRun",
-                                     evalue=f"the kernel did not run this cell (reply: {self.last_status})")
+                        entry.update(
+                            status="error",
+                            ename="NotRun",
+                            evalue=f"the kernel did not run this cell (reply: {self.last_status})",
+                        )
                 except CellTimeoutError:
                     entry.update(status="timeout", evalue=f"the cell ran longer than {self.client.timeout} s")
                     self.events.append(f"cell {index} ({gid or 'no id'}) timed out after {self.client.timeout} s")
@@ -210,9 +224,14 @@ class Runner:
         entry.update(outcome)
         cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=stdout)] if stdout else []
         if outcome["status"] == "error":
-            cell.outputs.append(nbformat.v4.new_output(
-                "error", ename=outcome["ename"], evalue=outcome["evalue"],
-                traceback=[f"{outcome['ename']}: {outcome['evalue']} (line {outcome.get('line')})"]))
+            cell.outputs.append(
+                nbformat.v4.new_output(
+                    "error",
+                    ename=outcome["ename"],
+                    evalue=outcome["evalue"],
+                    traceback=[f"{outcome['ename']}: {outcome['evalue']} (line {outcome.get('line')})"],
+                )
+            )
 
     def _ask(self, request: dict) -> dict:
         """One question to the kernel: write the request, run the answering code, read the answer."""
@@ -245,7 +264,8 @@ class Runner:
             if self.last_status == "error":
                 why = f"{self.last_reply.get('ename')}: {str(self.last_reply.get('evalue'))[:200]}"
             raise ProtocolError(
-                f"the kernel gave no answer: the notebook's code interfered with how cells run ({why})") from None
+                f"the kernel gave no answer: the notebook's code interfered with how cells run ({why})"
+            ) from None
         try:
             with os.fdopen(fd, "rb") as fh:
                 if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):

@@ -92,8 +92,19 @@ class Student:
     by_hand: bool = True
 
 
-STUDENT_KEYS = {"id", "note", "starts_from", "answers", "failing", "test_edits", "truncate_at", "flags",
-                "tamper", "needs_sandbox", "by_hand"}
+STUDENT_KEYS = {
+    "id",
+    "note",
+    "starts_from",
+    "answers",
+    "failing",
+    "test_edits",
+    "truncate_at",
+    "flags",
+    "tamper",
+    "needs_sandbox",
+    "by_hand",
+}
 
 
 def fill(source: str, answer: Answer) -> str:
@@ -116,8 +127,9 @@ def fill(source: str, answer: Answer) -> str:
         out.append(line)
         i += 1
     if stubs != len(answer.bodies):
-        raise ValueError(f"the release has {stubs} '{STUB_LINE}' stub(s) but the roster gives "
-                         f"{len(answer.bodies)} piece(s) of code")
+        raise ValueError(
+            f"the release has {stubs} '{STUB_LINE}' stub(s) but the roster gives {len(answer.bodies)} piece(s) of code"
+        )
     text = "\n".join(out)
     return f"{answer.prefix}\n\n{text}" if answer.prefix else text
 
@@ -142,8 +154,10 @@ def _code(value, where: str) -> tuple[str, ...]:
         return (value,)
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return tuple(value)
-    raise RosterError(f"{where}: expected the code as a string (one stub) or a list of strings (one per "
-                      f"stub), got {type(value).__name__}")
+    raise RosterError(
+        f"{where}: expected the code as a string (one stub) or a list of strings (one per "
+        f"stub), got {type(value).__name__}"
+    )
 
 
 def _answer(value, correct: Answer, where: str) -> Answer:
@@ -153,8 +167,10 @@ def _answer(value, correct: Answer, where: str) -> Answer:
         return Answer(_code(value, where))
     unknown = sorted(set(value) - {"code", "prefix"})
     if unknown or not isinstance(value.get("prefix", ""), str):
-        raise RosterError(f"{where}: an answer written as a mapping has 'prefix' (a string: code above the "
-                          f"release's) and optionally 'code'; got {sorted(value)}")
+        raise RosterError(
+            f"{where}: an answer written as a mapping has 'prefix' (a string: code above the "
+            f"release's) and optionally 'code'; got {sorted(value)}"
+        )
     if "code" in value:
         return Answer(_code(value["code"], f"{where}, code"), value.get("prefix", ""))
     return Answer(correct.bodies, value.get("prefix", ""))
@@ -166,13 +182,23 @@ def _grade_ids(value, known: Collection[str], key: str, where: str, release: str
         raise RosterError(f"{where}: '{key}' must be a mapping of grade ids, got {type(value).__name__}")
     unknown = sorted(str(k) for k in set(value) - set(known))
     if unknown:
-        raise RosterError(f"{where}: '{key}' names {unknown}, not among the cells of {release} that it may name "
-                          f"({sorted(known)}): fix the grade id, or update the roster if hw1 changed")
+        raise RosterError(
+            f"{where}: '{key}' names {unknown}, not among the cells of {release} that it may name "
+            f"({sorted(known)}): fix the grade id, or update the roster if hw1 changed"
+        )
     return dict(value)
 
 
-def _student(raw, i: int, correct: dict[str, Answer], solutions: dict, tests: set[str],
-             tampers: Collection[str], where_file: str, release: str) -> Student:
+def _student(
+    raw,
+    i: int,
+    correct: dict[str, Answer],
+    solutions: dict,
+    tests: set[str],
+    tampers: Collection[str],
+    where_file: str,
+    release: str,
+) -> Student:
     if not isinstance(raw, dict):
         raise RosterError(f"{where_file}, student {i}: expected a mapping, got {type(raw).__name__}")
     sid = raw.get("id")
@@ -180,17 +206,21 @@ def _student(raw, i: int, correct: dict[str, Answer], solutions: dict, tests: se
     missing = sorted({"id", "note"} - set(raw))
     unknown = sorted(set(raw) - STUDENT_KEYS)
     if missing or unknown:
-        raise RosterError(f"{where}: " + "; ".join(
-            [f"missing {missing}"] * bool(missing) + [f"unknown keys {unknown}"] * bool(unknown))
-            + f" (a student has {sorted(STUDENT_KEYS)})")
+        raise RosterError(
+            f"{where}: "
+            + "; ".join([f"missing {missing}"] * bool(missing) + [f"unknown keys {unknown}"] * bool(unknown))
+            + f" (a student has {sorted(STUDENT_KEYS)})"
+        )
     if not isinstance(sid, str) or not STUDENT_ID.fullmatch(sid):
         raise RosterError(f"{where}: 'id' must look like s07_grace (s, a number, _, lowercase letters)")
     if not isinstance(raw["note"], str) or not raw["note"].strip():
         raise RosterError(f"{where}: 'note' must be a sentence saying what the submission exercises")
     starts_from = raw.get("starts_from", "correct")
     if starts_from not in ("correct", "release"):
-        raise RosterError(f"{where}: 'starts_from' is 'correct' (the correct answers, then 'answers') or "
-                          f"'release' (only the cells in 'answers' filled in), got {starts_from!r}")
+        raise RosterError(
+            f"{where}: 'starts_from' is 'correct' (the correct answers, then 'answers') or "
+            f"'release' (only the cells in 'answers' filled in), got {starts_from!r}"
+        )
     answers = dict(correct) if starts_from == "correct" else {}
     for gid, value in _grade_ids(raw.get("answers", {}), solutions, "answers", where, release).items():
         answers[gid] = _answer(value, correct[gid], f"{where}, answer {gid}")
@@ -203,10 +233,13 @@ def _student(raw, i: int, correct: dict[str, Answer], solutions: dict, tests: se
     if not all(v is None or isinstance(v, str) for v in edits.values()):
         raise RosterError(f"{where}: 'test_edits' maps a test cell to its new source, or to null (deleted)")
     truncate_at = raw.get("truncate_at")
-    if truncate_at is not None and (isinstance(truncate_at, bool) or not isinstance(truncate_at, float)
-                                    or not 0 < truncate_at < 1):
-        raise RosterError(f"{where}: 'truncate_at' is the fraction of the file's bytes kept, a number between "
-                          f"0 and 1 (like 0.45), got {truncate_at!r}")
+    if truncate_at is not None and (
+        isinstance(truncate_at, bool) or not isinstance(truncate_at, float) or not 0 < truncate_at < 1
+    ):
+        raise RosterError(
+            f"{where}: 'truncate_at' is the fraction of the file's bytes kept, a number between "
+            f"0 and 1 (like 0.45), got {truncate_at!r}"
+        )
     if truncate_at is not None and failing:
         raise RosterError(f"{where}: a truncated file fails in every test cell: leave out 'failing'")
     flags = raw.get("flags", [])
@@ -218,8 +251,18 @@ def _student(raw, i: int, correct: dict[str, Answer], solutions: dict, tests: se
     for key in ("needs_sandbox", "by_hand"):
         if not isinstance(raw.get(key, False), bool):
             raise RosterError(f"{where}: '{key}' must be true or false, got {raw[key]!r}")
-    return Student(sid, raw["note"], answers, failing, edits, truncate_at, tuple(flags), tamper,
-                   raw.get("needs_sandbox", False), raw.get("by_hand", True))
+    return Student(
+        sid,
+        raw["note"],
+        answers,
+        failing,
+        edits,
+        truncate_at,
+        tuple(flags),
+        tamper,
+        raw.get("needs_sandbox", False),
+        raw.get("by_hand", True),
+    )
 
 
 def _check_fits(source: str, answer: Answer, where: str) -> None:
@@ -229,8 +272,9 @@ def _check_fits(source: str, answer: Answer, where: str) -> None:
         raise RosterError(f"{where}: {exc}: give one piece of code per stub") from None
 
 
-def load_roster(path: pathlib.Path, release_nb, tampers: Collection[str] = (),
-                release: str = "release/hw1/hw1.ipynb") -> list[Student]:
+def load_roster(
+    path: pathlib.Path, release_nb, tampers: Collection[str] = (), release: str = "release/hw1/hw1.ipynb"
+) -> list[Student]:
     """The students of ``path`` (a sample_class.yml), checked against the student release.
 
     Args:
@@ -252,20 +296,29 @@ def load_roster(path: pathlib.Path, release_nb, tampers: Collection[str] = (),
         raise RosterError(f"{path}: no such file: the roster of the sample class is written by hand") from None
     except yaml.YAMLError as exc:
         raise RosterError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("correct"), dict) \
-            or not isinstance(data.get("students"), list) or set(data) != {"correct", "students"}:
-        raise RosterError(f"{path}: expected a mapping with 'correct' (solution grade id -> code) and "
-                          "'students' (a list)")
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("correct"), dict)
+        or not isinstance(data.get("students"), list)
+        or set(data) != {"correct", "students"}
+    ):
+        raise RosterError(
+            f"{path}: expected a mapping with 'correct' (solution grade id -> code) and 'students' (a list)"
+        )
     solutions, tests = _release_cells(release_nb)
     _grade_ids(data["correct"], solutions, "correct", path.name, release)
     if set(solutions) - set(data["correct"]):
-        raise RosterError(f"{path.name}: 'correct' has no answer for {sorted(set(solutions) - set(data['correct']))}"
-                          f" of {release}: add one")
+        raise RosterError(
+            f"{path.name}: 'correct' has no answer for {sorted(set(solutions) - set(data['correct']))}"
+            f" of {release}: add one"
+        )
     correct = {gid: Answer(_code(v, f"{path.name}, correct {gid}")) for gid, v in data["correct"].items()}
     for gid, ans in correct.items():
         _check_fits(solutions[gid].source, ans, f"{path.name}, correct {gid}")
-    students = [_student(raw, i, correct, solutions, tests, tampers, path.name, release)
-                for i, raw in enumerate(data["students"], start=1)]
+    students = [
+        _student(raw, i, correct, solutions, tests, tampers, path.name, release)
+        for i, raw in enumerate(data["students"], start=1)
+    ]
     ids = [s.id for s in students]
     if len(set(ids)) != len(ids):
         raise RosterError(f"{path.name}: student ids must be unique: {sorted({i for i in ids if ids.count(i) > 1})}")

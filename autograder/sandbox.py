@@ -130,8 +130,11 @@ class Sandbox:
         # RLIMIT_NPROC counts every process of the user: as a normal user, leave room for the ones running.
         import psutil
 
-        mine = sum(p.info["num_threads"] or 1 for p in psutil.process_iter(["uids", "num_threads"])
-                   if p.info["uids"] and p.info["uids"].real == os.getuid())
+        mine = sum(
+            p.info["num_threads"] or 1
+            for p in psutil.process_iter(["uids", "num_threads"])
+            if p.info["uids"] and p.info["uids"].real == os.getuid()
+        )
         return dataclasses.replace(self.limits, processes=mine + self.limits.processes)
 
     def _mounts(self) -> list[tuple[pathlib.Path, bool]]:
@@ -152,14 +155,32 @@ class Sandbox:
             seccomp = ["--seccomp", str(fd)] if fd is not None else []
             if self.uid is None:
                 return self._bwrap_args() + ["--unshare-user", "--disable-userns", *seccomp, "--"] + cmd
-            if host.nested_problem() is not None:  # the slot's user may make no user namespace at all: nor may the kernel
+            if (
+                host.nested_problem() is not None
+            ):  # the slot's user may make no user namespace at all: nor may the kernel
                 return self._bwrap_args() + [*seccomp, "--"] + self._drop_root() + cmd
             # As root: the outer bubblewrap builds the file system as root (it can reach a Python under /root);
             # inside it setpriv drops to the slot's user, and bubblewrap again, as that user, maps it to itself
             # (a user namespace made by root would map the kernel to root outside).
-            return self._bwrap_args() + ["--"] + self._drop_root() + [
-                _bwrap(), "--die-with-parent", "--dev-bind", "/", "/", "--chdir", str(self.workdir),
-                "--unshare-user", "--disable-userns", *seccomp, "--"] + cmd
+            return (
+                self._bwrap_args()
+                + ["--"]
+                + self._drop_root()
+                + [
+                    _bwrap(),
+                    "--die-with-parent",
+                    "--dev-bind",
+                    "/",
+                    "/",
+                    "--chdir",
+                    str(self.workdir),
+                    "--unshare-user",
+                    "--disable-userns",
+                    *seccomp,
+                    "--",
+                ]
+                + cmd
+            )
         if self.uid is not None:
             cmd = self._drop_root() + cmd
         tops = self.unreachable
@@ -174,17 +195,27 @@ class Sandbox:
         setpriv = host.tool("setpriv")
         if setpriv is None:
             raise SandboxError("setpriv (util-linux) is not installed: it drops root for the kernel")
-        return [setpriv, f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--inh-caps=-all",
-                "--bounding-set=-all", "--no-new-privs", "--"]
+        return [
+            setpriv,
+            f"--reuid={self.uid}",
+            f"--regid={self.uid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+            "--",
+        ]
 
     def inside(self, tops: list[pathlib.Path]) -> str:
         """The paths the kernel needs inside the folders ``tops``, for the instructor."""
         return ", ".join(str(p) for p, _ in self._mounts() if any(t in p.parents for t in tops))
 
     def cannot_reach(self, tops: list[pathlib.Path], problem: str) -> str:
-        return (f"the kernel's user (uid {self.uid}) cannot enter {', '.join(map(str, tops))}, which holds "
-                f"{self.inside(tops)}, and {problem}; the kernel cannot start. Install bubblewrap (apt-get "
-                "install bubblewrap), or grade with a Python installation other users may read (not under /root)")
+        return (
+            f"the kernel's user (uid {self.uid}) cannot enter {', '.join(map(str, tops))}, which holds "
+            f"{self.inside(tops)}, and {problem}; the kernel cannot start. Install bubblewrap (apt-get "
+            "install bubblewrap), or grade with a Python installation other users may read (not under /root)"
+        )
 
     def _reach_args(self, tops: list[pathlib.Path]) -> list[str]:
         """``unshare`` and a shell script that, in a mount namespace of the kernel's own, cover each folder of
@@ -193,8 +224,10 @@ class Sandbox:
         tools = {name: host.tool(name) for name in ("unshare", "mount", "mkdir")}
         missing = [name for name, path in tools.items() if path is None]
         if missing:
-            raise SandboxError(f"{missing[0]} (util-linux or coreutils) is not installed: without bubblewrap it "
-                               "shows the kernel the Python installation")
+            raise SandboxError(
+                f"{missing[0]} (util-linux or coreutils) is not installed: without bubblewrap it "
+                "shows the kernel the Python installation"
+            )
         found = {name: path for name, path in tools.items() if path is not None}
         mount, q = found["mount"], shlex.quote
         lines = ["set -e"]
@@ -202,19 +235,40 @@ class Sandbox:
             lines += [f"cd {q(str(top))}", f"{mount} -t tmpfs -o mode=0755,size=1m adl-sandbox {q(str(top))}"]
             for path, writable in sorted(self._mounts()):
                 if top in path.parents:
-                    lines += [f"(umask 022 && {found['mkdir']} -p {q(str(path))})",
-                              f"{mount} --no-canonicalize --bind {q('./' + str(path.relative_to(top)))} {q(str(path))}"]
+                    lines += [
+                        f"(umask 022 && {found['mkdir']} -p {q(str(path))})",
+                        f"{mount} --no-canonicalize --bind {q('./' + str(path.relative_to(top)))} {q(str(path))}",
+                    ]
                     if not writable:
                         lines.append(f"{mount} --no-canonicalize -o remount,bind,ro {q(str(path))}")
         lines += [f"cd {q(str(self.workdir))}", 'exec "$@"']
-        return [found["unshare"], "--mount", "--propagation", "private", "--", "/bin/sh", "-c", "\n".join(lines),
-                "adl-sandbox"]
+        return [
+            found["unshare"],
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            "\n".join(lines),
+            "adl-sandbox",
+        ]
 
     def _bwrap_args(self) -> list[str]:
-        args = [_bwrap(), "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                "--unshare-cgroup-try", "--die-with-parent", "--hostname", "grading",
-                # the grader's pid does not exist in the kernel's PID namespace: --die-with-parent does that job
-                "--unsetenv", "JPY_PARENT_PID"]
+        args = [
+            _bwrap(),
+            "--unshare-net",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--die-with-parent",
+            "--hostname",
+            "grading",
+            # the grader's pid does not exist in the kernel's PID namespace: --die-with-parent does that job
+            "--unsetenv",
+            "JPY_PARENT_PID",
+        ]
         for top in ("usr", "etc"):
             args += ["--ro-bind", f"/{top}", f"/{top}"]
         for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
@@ -224,8 +278,24 @@ class Sandbox:
             elif path.is_dir():
                 args += ["--ro-bind", str(path), str(path)]
         size = str(self.limits.tmp_size)  # RAM: counted in the memory limit (Limits.address_space)
-        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
-                 "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
+        args += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--perms",
+            "1777",
+            "--size",
+            size,
+            "--tmpfs",
+            "/tmp",
+            "--perms",
+            "1777",
+            "--size",
+            size,
+            "--tmpfs",
+            "/dev/shm",
+        ]
         made: set[str] = {"/", "/usr", "/etc", "/tmp", "/dev", "/proc"}
         mounts = [(path, "--bind" if writable else "--ro-bind") for path, writable in self._mounts()]
         for path, _ in mounts:  # parents with normal permissions (bwrap would make them 0700)
@@ -244,8 +314,15 @@ class Sandbox:
         try:
             self.prepare()
             cmd = self.wrap(argv)
-            proc = subprocess.run(cmd, cwd=self.workdir, capture_output=True, text=True, timeout=timeout,
-                                  env={"PATH": os.environ.get("PATH", os.defpath)}, pass_fds=self.pass_fds)
+            proc = subprocess.run(
+                cmd,
+                cwd=self.workdir,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={"PATH": os.environ.get("PATH", os.defpath)},
+                pass_fds=self.pass_fds,
+            )
         except SandboxError as exc:
             return str(exc)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -258,6 +335,8 @@ class Sandbox:
         who = f"uid {self.uid}" if self.uid is not None else "the grader's user"
         hint = ""
         if not self.isolated and self.uid is not None:
-            hint = (". Install bubblewrap (apt-get install bubblewrap), which shows the kernel the Python "
-                    "installation, or grade with a Python installation other users may read")
+            hint = (
+                ". Install bubblewrap (apt-get install bubblewrap), which shows the kernel the Python "
+                "installation, or grade with a Python installation other users may read"
+            )
         return f"{shlex.join(argv)} fails as {who} in the sandbox ({last}){hint}"

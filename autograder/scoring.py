@@ -18,7 +18,9 @@ import re
 from autograder.ingest import printable
 from autograder.notebook import SURROGATE, GradeCell
 
-GRADER_FAILED = "grader failed"  # the flag of a submission the grader itself failed on: not graded, not the student's doing
+GRADER_FAILED = (
+    "grader failed"  # the flag of a submission the grader itself failed on: not graded, not the student's doing
+)
 PENDING = "pending"  # a question graded by hand without a manual score yet (nbgrader: needs_manual_grade)
 GRADED_BY_HAND = "graded by hand"  # a question graded by hand, with the formgrader's score
 AWAITS = "graded by hand: awaits a grade"  # the reason of a PENDING question (feedback, report)
@@ -98,14 +100,21 @@ def reason(cell: dict, trusted: GradeCell) -> str:
     if ename == "NotImplementedError":
         what = "NotImplementedError: an answer this test needs was not written yet"
     elif ename == "ProtocolError":
-        what = ("the grader could not read your code's answer: the notebook's code changed how the kernel runs "
-                "cells, or answered with something that is not data")
+        what = (
+            "the grader could not read your code's answer: the notebook's code changed how the kernel runs "
+            "cells, or answered with something that is not data"
+        )
     elif origin == "student":
-        what = (f"{called} raised an exception of a type of its own" if ename == "StudentError"
-                else f"{called} raised {ename}")
+        what = (
+            f"{called} raised an exception of a type of its own"
+            if ename == "StudentError"
+            else f"{called} raised {ename}"
+        )
     elif origin == "unreadable":
-        what = ("TypeError: your code returned a value the grader cannot read (it reads numbers, strings, NumPy "
-                "arrays, tensors, and lists, tuples or dicts of them)")
+        what = (
+            "TypeError: your code returned a value the grader cannot read (it reads numbers, strings, NumPy "
+            "arrays, tensors, and lists, tuples or dicts of them)"
+        )
     elif ename == "NameError" and origin == "test":
         m = re.search(r"name '([A-Za-z_][A-Za-z0-9_]*)' is not defined", str(cell.get("evalue", "")))
         public_names = _public_names(trusted)
@@ -139,8 +148,14 @@ def _public_line(trusted: GradeCell, line: object) -> str | None:
     return text if len(text) <= 120 else text[:119] + "\u2026"
 
 
-def score_run(student: str, assignment: str, trusted: list[GradeCell], run: dict, key: str,
-           unanswered: set[str] | frozenset[str] = frozenset()) -> Result:
+def score_run(
+    student: str,
+    assignment: str,
+    trusted: list[GradeCell],
+    run: dict,
+    key: str,
+    unanswered: set[str] | frozenset[str] = frozenset(),
+) -> Result:
     """The result of one worker run. ``run`` is read defensively (see :func:`run_cells`): whatever the worker
     wrote, every graded question gets a status and a reason, and no text that UTF-8 cannot write gets in.
 
@@ -154,8 +169,11 @@ def score_run(student: str, assignment: str, trusted: list[GradeCell], run: dict
         if not tc.grade:
             continue
         if not tc.autograded_test and tc.grade_id in unanswered:
-            questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "failed",
-                                            "no answer: the cell was handed in as released", manual=True))
+            questions.append(
+                QuestionResult(
+                    tc.grade_id, 0.0, tc.points, "failed", "no answer: the cell was handed in as released", manual=True
+                )
+            )
             continue
         if not tc.autograded_test:  # graded by hand, in the formgrader
             questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, PENDING, AWAITS, manual=True))
@@ -165,18 +183,21 @@ def score_run(student: str, assignment: str, trusted: list[GradeCell], run: dict
             questions.append(QuestionResult(tc.grade_id, tc.points, tc.points, "passed"))
         else:
             questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "failed", valid_text(reason(cell, tc))))
-    labels = {"timeout": "timeout", "dead": "kernel died", "skipped": "time limit", "unresponsive": "kernel unresponsive",
-              "disk": "disk limit"}
+    labels = {
+        "timeout": "timeout",
+        "dead": "kernel died",
+        "skipped": "time limit",
+        "unresponsive": "kernel unresponsive",
+        "disk": "disk limit",
+    }
     flags = [labels[s] for s in labels if any(c["status"] == s for c in cells)]
-    notes = [
-        f"cell {c.get('grade_id') or c.get('index')}: {c.get('evalue')}"
-        for c in cells
-        if c["status"] in labels
-    ]
+    notes = [f"cell {c.get('grade_id') or c.get('index')}: {c.get('evalue')}" for c in cells if c["status"] in labels]
     if any(c.get("ename") == "ProtocolError" for c in cells):
         flags.append("kernel tampered")
-        notes.append("the notebook's code changed how the kernel runs cells, so the grader could not read "
-                     "your answers for some questions")
+        notes.append(
+            "the notebook's code changed how the kernel runs cells, so the grader could not read "
+            "your answers for some questions"
+        )
     raw = run.get("elapsed") if isinstance(run, dict) else None
     elapsed = 0.0
     if isinstance(raw, int | float) and not isinstance(raw, bool) and abs(raw) < 1e9:  # not NaN either
@@ -212,8 +233,11 @@ def run_cells(run) -> list[dict]:
     for cell in cells if isinstance(cells, list) else []:
         if not isinstance(cell, dict):
             continue
-        clean = {k: valid_text(v) if isinstance(v, str) else v for k, v in cell.items()
-                 if isinstance(k, str) and (v is None or type(v) in (str, int, float, bool))}
+        clean = {
+            k: valid_text(v) if isinstance(v, str) else v
+            for k, v in cell.items()
+            if isinstance(k, str) and (v is None or type(v) in (str, int, float, bool))
+        }
         clean["status"] = clean["status"] if isinstance(clean.get("status"), str) else "error"
         clean["grade_id"] = clean.get("grade_id") if isinstance(clean.get("grade_id"), str) else None
         clean["line"] = clean.get("line") if type(clean.get("line")) is int else None
@@ -230,8 +254,7 @@ def invalid(student: str, assignment: str, trusted: list[GradeCell], reason: str
     """The result of a notebook refused at validation: 0 on every graded question, ``reason`` for the student."""
     reason = valid_text(str(reason))
     qs = [
-        QuestionResult(tc.grade_id, 0.0, tc.points, "failed", f"not graded: {reason}",
-                       manual=not tc.autograded_test)
+        QuestionResult(tc.grade_id, 0.0, tc.points, "failed", f"not graded: {reason}", manual=not tc.autograded_test)
         for tc in trusted
         if tc.grade
     ]
@@ -244,7 +267,9 @@ def failed(student: str, assignment: str, trusted: list[GradeCell], exc: BaseExc
     is never cached, so the next ``autograde`` grades the submission again (or records the result that
     ``grade_one`` cached, if only the gradebook refused it); it gets no feedback (see ``adl-grade feedback``)."""
     what = printable(f"{type(exc).__name__}: {exc}", limit=300)
-    reason = (f"not graded: the grader failed on this submission ({what}); the traceback is in the grader's "
-              "log. Fix the cause and run adl-grade autograde again")
+    reason = (
+        f"not graded: the grader failed on this submission ({what}); the traceback is in the grader's "
+        "log. Fix the cause and run adl-grade autograde again"
+    )
     qs = [QuestionResult(tc.grade_id, 0.0, tc.points, "not graded", reason) for tc in trusted if tc.grade]
     return Result(student, assignment, qs, [GRADER_FAILED], 0.0, "", [reason])

@@ -92,8 +92,10 @@ def uid_range(slots: int | None = None) -> tuple[int, int]:
         raise ValueError(f"uid_range: slots must be at least 1, got {slots}")
     last = SLOT_UID_BASE + 2 * slots - 1
     if last >= UID_CEILING:
-        raise ValueError(f"uid_range: {slots} slots need uids {SLOT_UID_BASE}-{last}, past {UID_CEILING - 1} "
-                         "(above it lie systemd's dynamic users and nobody): use fewer slots")
+        raise ValueError(
+            f"uid_range: {slots} slots need uids {SLOT_UID_BASE}-{last}, past {UID_CEILING - 1} "
+            "(above it lie systemd's dynamic users and nobody): use fewer slots"
+        )
     return SLOT_UID_BASE, last
 
 
@@ -205,15 +207,18 @@ def _open_lock_dir(path: pathlib.Path) -> int:
         except FileExistsError:
             pass
         except OSError as exc:
-            raise UidLeaseError(f"cannot create the uid lock dir {path} ({exc.strerror}); set {LOCK_DIR_ENV} to "
-                                "a folder of your own") from exc
+            raise UidLeaseError(
+                f"cannot create the uid lock dir {path} ({exc.strerror}); set {LOCK_DIR_ENV} to a folder of your own"
+            ) from exc
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             kind = "a symlink" if os.path.islink(path) else "not a folder"
-            raise UidLeaseError(f"the uid lock dir {path} is {kind}: another user may have planted it to steal "
-                                f"grading slots. Remove it (the grader creates it), or set {LOCK_DIR_ENV}") from exc
+            raise UidLeaseError(
+                f"the uid lock dir {path} is {kind}: another user may have planted it to steal "
+                f"grading slots. Remove it (the grader creates it), or set {LOCK_DIR_ENV}"
+            ) from exc
         raise UidLeaseError(f"cannot open the uid lock dir {path} ({exc.strerror})") from exc
     st = os.fstat(fd)
     problem = None
@@ -223,9 +228,11 @@ def _open_lock_dir(path: pathlib.Path) -> int:
         problem = f"has mode {stat.filemode(st.st_mode)}: group or others may use it"
     if problem:
         os.close(fd)
-        raise UidLeaseError(f"the uid lock dir {path} {problem}; another user could steal or deny grading "
-                            f"slots. Remove it (the grader creates it, mode 0700) or chmod 700 it if it is yours, "
-                            f"or set {LOCK_DIR_ENV}")
+        raise UidLeaseError(
+            f"the uid lock dir {path} {problem}; another user could steal or deny grading "
+            f"slots. Remove it (the grader creates it, mode 0700) or chmod 700 it if it is yours, "
+            f"or set {LOCK_DIR_ENV}"
+        )
     return fd
 
 
@@ -277,8 +284,7 @@ def _probe(dir_fd: int, lock_dir: pathlib.Path, slots: int) -> tuple[Lease | Non
         if fd is None:
             held += 1
             continue
-        taken = [f"uid {uid} is {who}" for uid in (kernel_uid(slot), evaluator_uid(slot))
-                 if (who := _account(uid))]
+        taken = [f"uid {uid} is {who}" for uid in (kernel_uid(slot), evaluator_uid(slot)) if (who := _account(uid))]
         if taken:
             log.warning("grading slot %d skipped: %s", slot, "; ".join(taken))
             named += 1
@@ -314,8 +320,15 @@ def lease(lock_dir: str | os.PathLike | None = None, *, slots: int | None = None
                 return got
     finally:
         os.close(dir_fd)
-    skipped = (f", {named} skipped because their uids belong to accounts of this machine (leave uids "
-               f"{first_uid}-{last_uid} unassigned)") if named else ""
+    skipped = (
+        (
+            f", {named} skipped because their uids belong to accounts of this machine (leave uids "
+            f"{first_uid}-{last_uid} unassigned)"
+        )
+        if named
+        else ""
+    )
     raise UidLeaseError(
         f"no free grading slot: all {slots} are taken ({held} held by running graders{skipped}). Wait for a "
-        f"grader to finish or grade with fewer workers; `fuser -v {path}/slot-*.lock` lists the holders")
+        f"grader to finish or grade with fewer workers; `fuser -v {path}/slot-*.lock` lists the holders"
+    )

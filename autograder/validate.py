@@ -72,21 +72,28 @@ def parse_submission(data: bytes) -> nbformat.NotebookNode:
             "All Outputs), save it and submit it again."
         ) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
-        raise InvalidNotebook("the file is JSON but not a Jupyter notebook (it has no 'cells' list). "
-                              "Download your .ipynb from Jupyter (File > Download) and submit that file.")
+        raise InvalidNotebook(
+            "the file is JSON but not a Jupyter notebook (it has no 'cells' list). "
+            "Download your .ipynb from Jupyter (File > Download) and submit that file."
+        )
     _check_values(raw, surrogates=SURROGATE_ESCAPE.search(text) is not None)
     major, minor = raw.get("nbformat"), raw.get("nbformat_minor")
     if type(major) is not int or major != 4:
-        raise InvalidNotebook(f"the notebook format is version {_short(major)}; save it with Jupyter "
-                              "(format 4) and submit it again.")
+        raise InvalidNotebook(
+            f"the notebook format is version {_short(major)}; save it with Jupyter (format 4) and submit it again."
+        )
     if type(minor) is not int or minor < 0:
-        raise InvalidNotebook(f"the notebook's format minor version is {_short(minor)}, not a version number; "
-                              "save it with Jupyter (format 4.5) and submit it again.")
+        raise InvalidNotebook(
+            f"the notebook's format minor version is {_short(minor)}, not a version number; "
+            "save it with Jupyter (format 4.5) and submit it again."
+        )
     for index, cell in enumerate(raw["cells"]):
         if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
             what = _kind(cell) if not isinstance(cell, dict) else f"a cell whose type is {_kind(cell.get('cell_type'))}"
-            raise InvalidNotebook(f"cell {index + 1} is {what}, not a code, markdown or raw cell. Undo the change "
-                                  "to the notebook's file, or copy your answers into a fresh copy of the assignment.")
+            raise InvalidNotebook(
+                f"cell {index + 1} is {what}, not a code, markdown or raw cell. Undo the change "
+                "to the notebook's file, or copy your answers into a fresh copy of the assignment."
+            )
     if minor >= 5:
         _repair_cell_ids(raw["cells"])
     try:
@@ -101,9 +108,11 @@ def parse_submission(data: bytes) -> nbformat.NotebookNode:
         ) from None
     except Exception:  # noqa: BLE001 - nbformat's own code stumbling on a shape the checks above let through
         log.warning("nbformat could not validate a submission", exc_info=True)
-        raise InvalidNotebook("the notebook does not follow the Jupyter format (its structure was changed by "
-                              "hand). Re-save it from Jupyter, or copy your answers into a fresh copy of the "
-                              "assignment, and submit it again.") from None
+        raise InvalidNotebook(
+            "the notebook does not follow the Jupyter format (its structure was changed by "
+            "hand). Re-save it from Jupyter, or copy your answers into a fresh copy of the "
+            "assignment, and submit it again."
+        ) from None
     nb = nbformat.v4.to_notebook(raw)
     for index, cell in enumerate(nb.cells):
         gid = nbgrader_meta(cell).get("grade_id")

@@ -107,8 +107,9 @@ def encode(value, depth: int = 0):
     name = getattr(value, "__name__", None)
     if callable(value) and name and getattr(np, name, None) is value:
         return {"__ref__": "numpy." + name}
-    raise TypeError(f"a test can send the student's code data, NumPy functions or the student's own "
-                    f"functions, not {t.__name__}")
+    raise TypeError(
+        f"a test can send the student's code data, NumPy functions or the student's own functions, not {t.__name__}"
+    )
 
 
 def decode(data, depth: int = 0):
@@ -163,7 +164,7 @@ def _nesting(bare: str) -> int:
     data = np.frombuffer(bare.encode("utf-8", "replace"), dtype=np.uint8)
     depth = deepest = 0
     for start in range(0, data.size, 2**20):
-        chunk = data[start:start + 2**20]
+        chunk = data[start : start + 2**20]
         step = (chunk == ord("[")).astype(np.int32) + (chunk == ord("{")) - (chunk == ord("]")) - (chunk == ord("}"))
         levels = np.cumsum(step) + depth
         if levels.size:
@@ -182,8 +183,10 @@ def read_answer(text: str) -> dict:
     bare = _JSON_STRING.sub('""', text)
     items = bare.count(",") + bare.count("[") + bare.count("{")
     if items > MAX_ITEMS:
-        raise ProtocolError(f"the kernel's answer holds about {items:,} values; at most {MAX_ITEMS:,} (return a "
-                            "NumPy array rather than lists of numbers)")
+        raise ProtocolError(
+            f"the kernel's answer holds about {items:,} values; at most {MAX_ITEMS:,} (return a "
+            "NumPy array rather than lists of numbers)"
+        )
     if (deepest := _nesting(bare)) > MAX_NESTING:
         raise ProtocolError(f"the kernel's answer is nested {deepest} levels deep; at most {MAX_NESTING}")
     del bare
@@ -200,7 +203,7 @@ def read_answer(text: str) -> dict:
 
 # Run in the student's kernel, in a namespace of its own, with _user = the kernel's globals(). Everything
 # it writes is read as untrusted data by decode(); if the student's code broke it, the test fails.
-KERNEL_SIDE = r'''
+KERNEL_SIDE = r"""
 def _adl_answer(_user, _request_path, _answer_path):
     import base64, io, json, os, warnings
     import numpy as np
@@ -282,7 +285,7 @@ def _adl_answer(_user, _request_path, _answer_path):
         os._exit(0)
     with open(_answer_path, "w") as fh:
         fh.write(json.dumps(answer))
-'''
+"""
 
 
 # ---------------------------------------------------------------------------------- the grader's side

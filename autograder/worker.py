@@ -53,8 +53,14 @@ def _run_job(job: Job) -> None:
     if box is not None:
         sandbox = Sandbox(
             workdir,
-            Limits(memory=box.memory, processes=box.processes, cpu_seconds=int(job.notebook_timeout) * 2 + 60,
-                   disk=box.disk, files=box.files, tmp_size=box.tmp_size),
+            Limits(
+                memory=box.memory,
+                processes=box.processes,
+                cpu_seconds=int(job.notebook_timeout) * 2 + 60,
+                disk=box.disk,
+                files=box.files,
+                tmp_size=box.tmp_size,
+            ),
             slot=box.slot,
             readonly=tuple(map(pathlib.Path, box.readonly)) + ((control,) if control else ()),
             enabled=box.enabled,
@@ -62,27 +68,40 @@ def _run_job(job: Job) -> None:
     start = time.monotonic()
     # Saved models (adl.grading.evaluate_saved_model in a test cell) are loaded in a sandbox of their own.
     evaluator = ModelEvaluator(
-        workdir, timeout=job.cell_timeout, slot=box.slot if box else 0,
-        limits=Limits(memory=box.memory if box else Limits.memory, processes=64,
-                      cpu_seconds=int(job.cell_timeout) * 4),
+        workdir,
+        timeout=job.cell_timeout,
+        slot=box.slot if box else 0,
+        limits=Limits(memory=box.memory if box else Limits.memory, processes=64, cpu_seconds=int(job.cell_timeout) * 4),
         sandbox=box.enabled if box else True,
         env=job.evaluator_env(),
         scratch=pathlib.Path(job.scratch) if job.scratch else None,
     )
-    runner = Runner(nb, workdir, job.cell_timeout, job.notebook_timeout, job.env, sandbox, control,
-                    output_limits=(job.output_limit, job.notebook_output_limit), evaluator=evaluator)
+    runner = Runner(
+        nb,
+        workdir,
+        job.cell_timeout,
+        job.notebook_timeout,
+        job.env,
+        sandbox,
+        control,
+        output_limits=(job.output_limit, job.notebook_output_limit),
+        evaluator=evaluator,
+    )
     _limit_memory(job.grader_memory)
     try:
         cells = runner.run()
     finally:
         evaluator.close()
     pathlib.Path(job.executed).write_text(nbformat.writes(sanitize_notebook(nb)))
-    write_json(job.result, {
-        "cells": cells,
-        "events": runner.events,
-        "restarts": runner.restarts,
-        "elapsed": round(time.monotonic() - start, 3),
-    })
+    write_json(
+        job.result,
+        {
+            "cells": cells,
+            "events": runner.events,
+            "restarts": runner.restarts,
+            "elapsed": round(time.monotonic() - start, 3),
+        },
+    )
 
 
 def _limit_memory(headroom: int | None) -> None:
@@ -139,6 +158,7 @@ def serve() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     threading.Thread(target=_die_with, args=(os.getppid(),), daemon=True).start()
     import tensorflow  # noqa: F401 (the tests' TensorFlow, imported once per worker, before any job)
+
     for line in sys.stdin:
         path = line.strip()
         if not path:

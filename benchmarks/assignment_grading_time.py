@@ -58,14 +58,31 @@ def _nbgrader(course, assignment: str) -> dict[str, tuple[float, float]]:
     """{student: (seconds, score)} from one sequential `nbgrader autograde` run, timed per notebook."""
     from nbgrader.api import Gradebook
 
-    env = dict(os.environ, ADL_PROFILE="smoke",
-               PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = dict(
+        os.environ, ADL_PROFILE="smoke", PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    )
     times = {}
     for student in ingest.submitted_students(course, assignment):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "nbgrader", "autograde", assignment, "--student", student, "--force",
-                        "--ExecutePreprocessor.timeout=120", "--log-level=ERROR", NBGRADER_AUTOGRADE_ON],
-                       cwd=course.root, env=env, capture_output=True, text=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nbgrader",
+                "autograde",
+                assignment,
+                "--student",
+                student,
+                "--force",
+                "--ExecutePreprocessor.timeout=120",
+                "--log-level=ERROR",
+                NBGRADER_AUTOGRADE_ON,
+            ],
+            cwd=course.root,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         times[student] = time.perf_counter() - start
     with Gradebook(course.db_url, course_id=course.course_id) as gb:
         scores = {s.student.id: float(s.score) for s in gb.assignment_submissions(assignment)}
@@ -76,8 +93,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assignments", nargs="*", help="default: every assignment in source/")
     parser.add_argument("--hw1-class", type=int, default=6, help="how many hw1 sample students (default 6)")
-    parser.add_argument("--ci-cases", action="store_true",
-                        help="hw2 on: only the two students CI grades (several mistakes each), not every case")
+    parser.add_argument(
+        "--ci-cases",
+        action="store_true",
+        help="hw2 on: only the two students CI grades (several mistakes each), not every case",
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -102,10 +122,15 @@ def main() -> int:
             n = len(ours)
             mean_p, max_p = sum(t for t, _ in peer.values()) / n, max(t for t, _ in peer.values())
             mean_o, slow = sum(t for t, _ in ours.values()) / n, max(ours, key=lambda s: ours[s][0])
-            rows.append(f"| {a} | {n} | {mean_p:.1f} s | {max_p:.1f} s | {mean_o:.1f} s | {ours[slow][0]:.1f} s "
-                        f"({slow}) | {'yes' if ours[slow][0] <= BUDGET else 'NO'} |")
-            differ = [f"{s} (nbgrader {peer[s][1]:g}, adl-grade {ours[s][1]:g})" for s in sorted(ours)
-                      if peer.get(s, (0, None))[1] != ours[s][1]]
+            rows.append(
+                f"| {a} | {n} | {mean_p:.1f} s | {max_p:.1f} s | {mean_o:.1f} s | {ours[slow][0]:.1f} s "
+                f"({slow}) | {'yes' if ours[slow][0] <= BUDGET else 'NO'} |"
+            )
+            differ = [
+                f"{s} (nbgrader {peer[s][1]:g}, adl-grade {ours[s][1]:g})"
+                for s in sorted(ours)
+                if peer.get(s, (0, None))[1] != ours[s][1]
+            ]
             if differ:
                 notes.append(f"- {a}: scores differ for {', '.join(differ)}.")
             print(rows[-1], flush=True)

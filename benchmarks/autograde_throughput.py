@@ -33,8 +33,19 @@ from autograder.course import load_course  # noqa: E402
 # Left out so that both graders do the same work and nothing harms this machine: the truncated file (nbgrader
 # stops on it), the time-limit cases, the dying kernels, and the attacks that plain nbgrader, without limits or
 # a sandbox, would let loose on the checkout (s18-s20 write to the course) or the machine (memory and fork bombs).
-SKIP = {"s05_erin", "s06_frank", "s17_walter", "s18_xavier", "s19_yvonne", "s20_zack", "s21_uma", "s22_peggy",
-        "s23_rupert", "s24_sybil", "s25_ted"}
+SKIP = {
+    "s05_erin",
+    "s06_frank",
+    "s17_walter",
+    "s18_xavier",
+    "s19_yvonne",
+    "s20_zack",
+    "s21_uma",
+    "s22_peggy",
+    "s23_rupert",
+    "s24_sybil",
+    "s25_ted",
+}
 
 
 def make_course(tmp: pathlib.Path, n: int):
@@ -43,8 +54,11 @@ def make_course(tmp: pathlib.Path, n: int):
     os.environ["ADL_GRADEBOOK_URL"] = f"sqlite:///{tmp / 'gradebook.db'}"
     course = load_course(tmp)
     pipeline.release(course, "hw1")
-    samples = sorted(p for p in (ROOT / "autograder" / "samples" / "hw1").glob("*_hw1.ipynb")
-                     if p.name.removesuffix("_hw1.ipynb") not in SKIP)
+    samples = sorted(
+        p
+        for p in (ROOT / "autograder" / "samples" / "hw1").glob("*_hw1.ipynb")
+        if p.name.removesuffix("_hw1.ipynb") not in SKIP
+    )
     download = tmp / "download"
     download.mkdir()
     for i in range(n):
@@ -55,12 +69,26 @@ def make_course(tmp: pathlib.Path, n: int):
 
 
 def run_nbgrader(course) -> float:
-    env = dict(os.environ, ADL_PROFILE="smoke", PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = dict(
+        os.environ, ADL_PROFILE="smoke", PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    )
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "nbgrader", "autograde", "hw1", "--force", "--ExecutePreprocessor.timeout=60",
-         "--log-level=ERROR", NBGRADER_AUTOGRADE_ON],
-        cwd=course.root, env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "nbgrader",
+            "autograde",
+            "hw1",
+            "--force",
+            "--ExecutePreprocessor.timeout=60",
+            "--log-level=ERROR",
+            NBGRADER_AUTOGRADE_ON,
+        ],
+        cwd=course.root,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
@@ -108,8 +136,14 @@ def main() -> int:
         f"Target: at least 4x; {'met' if t_nbg / t_ours >= 4 else 'NOT met'}.",
         "",
         f"Scores differ for {len(disagree)} of {args.n} submissions"
-        + (": " + ", ".join(f"{s} (nbgrader {plain.get(s)}, adl-grade {ours[s]:g})" for s in disagree[:6])
-           + (" ..." if len(disagree) > 6 else "") if disagree else "") + ".",
+        + (
+            ": "
+            + ", ".join(f"{s} (nbgrader {plain.get(s)}, adl-grade {ours[s]:g})" for s in disagree[:6])
+            + (" ..." if len(disagree) > 6 else "")
+            if disagree
+            else ""
+        )
+        + ".",
         "",
     ]
     text = "\n".join(lines)

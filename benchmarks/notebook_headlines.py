@@ -41,23 +41,30 @@ def run(path: pathlib.Path, env: dict) -> tuple[dict | None, float, list[str]]:
     if not headlines_file(path).is_file():
         return None, 0.0, []
     nb.cells.append(nbformat.v4.new_code_cell(headlines_file(path).read_text()))
-    nb.cells.append(nbformat.v4.new_code_cell(
-        f"import json as _json\nprint({MARK!r} + _json.dumps(HEADLINES, default=float))"))
+    nb.cells.append(
+        nbformat.v4.new_code_cell(f"import json as _json\nprint({MARK!r} + _json.dumps(HEADLINES, default=float))")
+    )
     old = dict(os.environ)
     os.environ.update(env)
     try:
         start = time.perf_counter()
-        NotebookClient(nb, timeout=3600, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(
+            nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        ).execute()
         elapsed = time.perf_counter() - start
     finally:
         os.environ.clear()
         os.environ.update(old)
-    printed = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-               if o.get("output_type") == "stream" and o.get("name") == "stdout"]
+    printed = [
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "stream" and o.get("name") == "stdout"
+    ]
     lines = "".join(printed).splitlines()
     notices = [ln for ln in lines if ln.startswith("adl_helpers:")]
-    values = json.loads(next(ln for ln in lines if ln.startswith(MARK))[len(MARK):])
+    values = json.loads(next(ln for ln in lines if ln.startswith(MARK))[len(MARK) :])
     return values, elapsed, notices
 
 
@@ -72,7 +79,8 @@ def main() -> int:
     if args.offline:
         env["ADL_DATA_OFFLINE"] = "1"
     command = "python benchmarks/notebook_headlines.py " + " ".join(
-        [str(p.relative_to(ROOT)) for p in paths] + (["--offline"] if args.offline else []))
+        [str(p.relative_to(ROOT)) for p in paths] + (["--offline"] if args.offline else [])
+    )
     sections = []
     for path in paths:
         values, elapsed, notices = run(path, env)
@@ -82,18 +90,33 @@ def main() -> int:
         # What the data loaders said (a stand-in, a sample); a notebook that loads no dataset says in its HEADLINES
         # "data" entry where its data came from ("generated in the notebook").
         data = "; ".join(n.removeprefix("adl_helpers: ") for n in notices if "profile" not in n)
-        data = data or (values.get("data") if isinstance(values.get("data"), str) else "the real data (no loader notice)")
-        sections.append("\n".join([
-            f"### {path.relative_to(ROOT)} (full profile, {elapsed:.0f} s)", "",
-            f"Data: {data}.", "", "| headline | value |", "|---|---|", *rows, ""]))
+        data = data or (
+            values.get("data") if isinstance(values.get("data"), str) else "the real data (no loader notice)"
+        )
+        sections.append(
+            "\n".join(
+                [
+                    f"### {path.relative_to(ROOT)} (full profile, {elapsed:.0f} s)",
+                    "",
+                    f"Data: {data}.",
+                    "",
+                    "| headline | value |",
+                    "|---|---|",
+                    *rows,
+                    "",
+                ]
+            )
+        )
         print(sections[-1])
     if not sections:
         print("no notebook defines HEADLINES", file=sys.stderr)
         return 1
     header = "# Benchmark results\n\nEach section is appended by the script named in it; rerun to compare.\n\n"
     out = pathlib.Path(args.out)
-    text = (f"## Notebook headlines, {datetime.date.today().isoformat()}\n\n`{command}` on {os.cpu_count()} CPU "
-            f"cores, Python {platform.python_version()}, no GPU.\n\n" + "\n".join(sections))
+    text = (
+        f"## Notebook headlines, {datetime.date.today().isoformat()}\n\n`{command}` on {os.cpu_count()} CPU "
+        f"cores, Python {platform.python_version()}, no GPU.\n\n" + "\n".join(sections)
+    )
     out.write_text((out.read_text() if out.exists() else header) + text + "\n")
     return 0
 

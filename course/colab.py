@@ -39,9 +39,27 @@ import student_edition  # noqa: E402
 WORK = ROOT / "build" / "colab"
 INSTALL = re.compile(r"^\s*%pip install (?P<args>.*\"adl-helpers(?:\[[^\]]*\])? @ git\+https://[^\"]+\".*)$", re.M)
 KEPT = ("tensorflow", "keras", "numpy")  # Colab's own builds: installing the helpers must not touch them
-LATEST = ("tensorflow", "keras", "tensorboard", "numpy", "scipy", "matplotlib", "scikit-learn", "pandas",
-          "h5py", "tqdm", "mlxtend", "platformdirs", "pyyaml", "pytest", "ipykernel", "nbclient", "nbformat",
-          "nbval", "pytest-xdist")
+LATEST = (
+    "tensorflow",
+    "keras",
+    "tensorboard",
+    "numpy",
+    "scipy",
+    "matplotlib",
+    "scikit-learn",
+    "pandas",
+    "h5py",
+    "tqdm",
+    "mlxtend",
+    "platformdirs",
+    "pyyaml",
+    "pytest",
+    "ipykernel",
+    "nbclient",
+    "nbformat",
+    "nbval",
+    "pytest-xdist",
+)
 
 
 def run(cmd, **kw) -> subprocess.CompletedProcess:
@@ -72,14 +90,17 @@ def find_python(name: str) -> tuple[str, str]:
     candidates = [shutil.which(name)]
     if minor:
         pyenv_root = pathlib.Path(os.environ.get("PYENV_ROOT", pathlib.Path.home() / ".pyenv"))
-        candidates += sorted(map(str, pyenv_root.glob(f"versions/{minor.group(1)}.*/bin/python{minor.group(1)}")),
-                             reverse=True)
+        candidates += sorted(
+            map(str, pyenv_root.glob(f"versions/{minor.group(1)}.*/bin/python{minor.group(1)}")), reverse=True
+        )
     for exe in filter(None, candidates):
         proc = subprocess.run([exe, "-c", "import sys; print(sys.version)"], capture_output=True, text=True)
         if proc.returncode == 0:
             return exe, proc.stdout.strip()
-    raise SystemExit(f"colab.py: no working {name} found; Colab runs Python 3.13 "
-                     "(install python3.13, or pass --python /path/to/python3.13)")
+    raise SystemExit(
+        f"colab.py: no working {name} found; Colab runs Python 3.13 "
+        "(install python3.13, or pass --python /path/to/python3.13)"
+    )
 
 
 def make_venv(python: str, venv: pathlib.Path, lock: pathlib.Path | None) -> pathlib.Path:
@@ -102,8 +123,7 @@ def make_venv(python: str, venv: pathlib.Path, lock: pathlib.Path | None) -> pat
 
 
 def versions(py: pathlib.Path, names) -> dict[str, str]:
-    code = ("import importlib.metadata as m, json, sys\n"
-            "print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))")
+    code = "import importlib.metadata as m, json, sys\nprint(json.dumps({n: m.version(n) for n in sys.argv[1:]}))"
     out = subprocess.run([py, "-c", code, *names], capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
@@ -146,21 +166,41 @@ def main(argv: list[str] | None = None) -> int:
     py = make_venv(args.python, args.venv.resolve(), None if args.latest else args.lock.resolve())
     before = versions(py, KEPT)
     weeks = sorted((ROOT / "notebooks").glob("*.ipynb"))
-    run([py, "-m", "pip", "install", "--quiet",
-         *local_install_args(setup_cell_install(weeks[0]), edition)])
+    run([py, "-m", "pip", "install", "--quiet", *local_install_args(setup_cell_install(weeks[0]), edition)])
     after = versions(py, KEPT)
     if before != after:
         raise SystemExit(f"colab.py: the setup cell's install changed Colab's packages: {before} -> {after}")
     print("colab.py: " + ", ".join(f"{k} {v}" for k, v in after.items()) + " (left as installed)")
 
     targets = args.notebooks or [*weeks, *project_starters(), *homework_solutions(WORK / "homework")]
-    env = dict(os.environ, ADL_PROFILE="smoke", MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1",
-               PYDEVD_DISABLE_FILE_VALIDATION="1",  # Colab's ipykernel 6.17 and debugpy on Python 3.13
-               ADL_DATA_DIR=str(ROOT / "build" / "data-cache"))
+    env = dict(
+        os.environ,
+        ADL_PROFILE="smoke",
+        MPLBACKEND="Agg",
+        PYTHONDONTWRITEBYTECODE="1",
+        PYDEVD_DISABLE_FILE_VALIDATION="1",  # Colab's ipykernel 6.17 and debugpy on Python 3.13
+        ADL_DATA_DIR=str(ROOT / "build" / "data-cache"),
+    )
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the helpers quiet TensorFlow themselves, as on Colab
-    proc = subprocess.run([py, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile",
-                           "--nbval-lax", "--nbval-current-env", "-q",
-                           *[str(t) for t in targets]], cwd=ROOT, env=env)
+    proc = subprocess.run(
+        [
+            py,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            "2",
+            "--dist",
+            "loadfile",
+            "--nbval-lax",
+            "--nbval-current-env",
+            "-q",
+            *[str(t) for t in targets],
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     return proc.returncode
 
 

@@ -37,9 +37,27 @@ COLAB_LOCK = ROOT / "requirements-colab.lock"
 STUDENT_PYPROJECT = ROOT / "course" / "student" / "pyproject.toml"
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)\s*(?:;\s*(.+?))?\s*$")
 # What the notebooks and the helpers import on Colab, taken at Colab's versions.
-COLAB_PACKAGES = ("tensorflow", "keras", "tensorboard", "numpy", "scipy", "matplotlib", "scikit-learn", "pandas",
-                  "h5py", "tqdm", "mlxtend", "platformdirs", "pyyaml", "pytest", "ipykernel", "nbclient",
-                  "nbformat", "jupyter-client", "vega-datasets")
+COLAB_PACKAGES = (
+    "tensorflow",
+    "keras",
+    "tensorboard",
+    "numpy",
+    "scipy",
+    "matplotlib",
+    "scikit-learn",
+    "pandas",
+    "h5py",
+    "tqdm",
+    "mlxtend",
+    "platformdirs",
+    "pyyaml",
+    "pytest",
+    "ipykernel",
+    "nbclient",
+    "nbformat",
+    "jupyter-client",
+    "vega-datasets",
+)
 # What `make test-colab` adds to run the notebooks (not on Colab), at the versions of requirements.lock.
 COLAB_TEST_TOOLS = ("nbval", "pytest-xdist")
 
@@ -90,8 +108,20 @@ def _uv() -> str:
 
 def _compile(inputs: list[str], out: pathlib.Path, *extra: str) -> None:
     """uv pip compile into ``out`` (without header), keeping the versions ``out`` already pins."""
-    cmd = [_uv(), "pip", "compile", *inputs, "--no-header", "--no-annotate", "--no-emit-package", "pip",
-           "--quiet", "-o", str(out), *extra]
+    cmd = [
+        _uv(),
+        "pip",
+        "compile",
+        *inputs,
+        "--no-header",
+        "--no-annotate",
+        "--no-emit-package",
+        "pip",
+        "--quiet",
+        "-o",
+        str(out),
+        *extra,
+    ]
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
@@ -121,8 +151,13 @@ def lock() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         body = pathlib.Path(tmp) / "main.txt"
         body.write_text(_body(MAIN_LOCK))
-        _compile(["pyproject.toml", "--extra", "instructor", "--extra", "dev"], body,
-                 "--universal", "--python-version", "3.11")
+        _compile(
+            ["pyproject.toml", "--extra", "instructor", "--extra", "dev"],
+            body,
+            "--universal",
+            "--python-version",
+            "3.11",
+        )
         _write(MAIN_LOCK, body.read_text())
 
         wanted = pathlib.Path(tmp) / "student.in"
@@ -145,14 +180,24 @@ def colab(freeze: pathlib.Path) -> None:
     ours = {name: version for name, version, _ in parse_pins(MAIN_LOCK.read_text())}
     with tempfile.TemporaryDirectory() as tmp:
         wanted = pathlib.Path(tmp) / "colab.in"
-        wanted.write_text("".join(f"{p}=={colab_pins[p]}\n" for p in COLAB_PACKAGES)
-                          + "".join(f"{p}=={ours[p]}\n" for p in COLAB_TEST_TOOLS))
+        wanted.write_text(
+            "".join(f"{p}=={colab_pins[p]}\n" for p in COLAB_PACKAGES)
+            + "".join(f"{p}=={ours[p]}\n" for p in COLAB_TEST_TOOLS)
+        )
         constraints = pathlib.Path(tmp) / "constraints.txt"
         constraints.write_text("".join(f"{n}=={v}\n" for n, v in colab_pins.items() if n not in COLAB_TEST_TOOLS))
         body = pathlib.Path(tmp) / "colab.txt"
         body.write_text(_body(COLAB_LOCK))
-        _compile([str(wanted)], body, "-c", str(constraints), "--python-version", "3.13",
-                 "--python-platform", "x86_64-manylinux_2_28")
+        _compile(
+            [str(wanted)],
+            body,
+            "-c",
+            str(constraints),
+            "--python-version",
+            "3.13",
+            "--python-platform",
+            "x86_64-manylinux_2_28",
+        )
         _write(COLAB_LOCK, body.read_text())
 
 

@@ -48,8 +48,14 @@ import adl_helpers as adl  # before TensorFlow: keeps its C++ start-up messages 
 # Lines of a setup cell that the head replaces: found anywhere at the top level of the cell and dropped.
 OLD_HEAD_LINE = re.compile(r"import sys|import adl_helpers as adl\b.*")
 COLAB_BLOCK = re.compile(r"if [\"']google\.colab[\"'] in sys\.modules:.*")
-NBGRADER_LOCKED = {"grade": False, "grade_id": BADGE_TAG, "locked": True, "schema_version": 3,
-                   "solution": False, "task": False}
+NBGRADER_LOCKED = {
+    "grade": False,
+    "grade_id": BADGE_TAG,
+    "locked": True,
+    "schema_version": 3,
+    "solution": False,
+    "task": False,
+}
 
 
 class RenderError(ValueError):
@@ -92,8 +98,10 @@ def render_table(schedule: dict, marked: bool = True) -> str:
         for nb in entry["notebooks"]:
             hw = entry.get("assignment") or ""
             hw_link = f"[{hw}](release/{hw}/)" if hw else ""
-            rows.append(f"| {entry['week']} | {entry['title']} | [{pathlib.Path(nb).name}]({nb}) "
-                        f"| {badge(schedule, nb)} | {hw_link} |")
+            rows.append(
+                f"| {entry['week']} | {entry['title']} | [{pathlib.Path(nb).name}]({nb}) "
+                f"| {badge(schedule, nb)} | {hw_link} |"
+            )
     return "\n".join([BEGIN, *rows, END] if marked else rows)
 
 
@@ -138,7 +146,7 @@ def render_setup(source: str, schedule: dict) -> str:
 
 def _indented_after(lines: list[str], i: int) -> bool:
     """A blank line inside an indented block: the next non-blank line is indented too."""
-    for line in lines[i + 1:]:
+    for line in lines[i + 1 :]:
         if line.strip():
             return line[:1] in (" ", "\t")
     return False
@@ -158,8 +166,10 @@ def render_notebook(nb, schedule: dict, path: str):
     nb = copy.deepcopy(nb)
     setup = _tagged(nb, SETUP_TAG)
     if len(setup) != 1 or nb.cells[setup[0]].cell_type != "code":
-        raise RenderError(f"expected one code cell tagged {SETUP_TAG!r}, found {len(setup)} tagged cells: "
-                          f"tag the setup cell (the install and the imports) {SETUP_TAG!r}")
+        raise RenderError(
+            f"expected one code cell tagged {SETUP_TAG!r}, found {len(setup)} tagged cells: "
+            f"tag the setup cell (the install and the imports) {SETUP_TAG!r}"
+        )
     badges = _tagged(nb, BADGE_TAG)
     if len(badges) > 1:
         raise RenderError(f"{len(badges)} cells are tagged {BADGE_TAG!r}: keep one")

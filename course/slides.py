@@ -45,8 +45,16 @@ SLIDE_TYPES = ("slide", "subslide", "fragment", "-", "skip", "notes")
 # What the slides load, copied from node_modules into <out>/vendor (the rest of each package is left out).
 VENDOR = {
     "reveal.js": ["dist", "plugin"],
-    "mathjax": ["MathJax.js", "config", "extensions", "jax/input/TeX", "jax/output/CommonHTML", "jax/element",
-                "fonts/HTML-CSS/TeX/woff", "localization/en"],
+    "mathjax": [
+        "MathJax.js",
+        "config",
+        "extensions",
+        "jax/input/TeX",
+        "jax/output/CommonHTML",
+        "jax/element",
+        "fonts/HTML-CSS/TeX/woff",
+        "localization/en",
+    ],
     "requirejs": ["require.js"],
     "jquery": ["dist/jquery.min.js"],
 }
@@ -83,8 +91,9 @@ def default_slide_type(cell, previous) -> str:
 
 def untagged(nb) -> list[int]:
     """Indices of the cells without a valid slide type."""
-    return [i for i, cell in enumerate(nb.cells)
-            if cell.metadata.get("slideshow", {}).get("slide_type") not in SLIDE_TYPES]
+    return [
+        i for i, cell in enumerate(nb.cells) if cell.metadata.get("slideshow", {}).get("slide_type") not in SLIDE_TYPES
+    ]
 
 
 def tag(nb) -> int:
@@ -95,7 +104,8 @@ def tag(nb) -> int:
         if i in missing:
             old = cell.metadata.get("slideshow")
             cell.metadata["slideshow"] = nbformat.from_dict(
-                {**(old if isinstance(old, dict) else {}), "slide_type": default_slide_type(cell, previous)})
+                {**(old if isinstance(old, dict) else {}), "slide_type": default_slide_type(cell, previous)}
+            )
         previous = cell
     return len(missing)
 
@@ -135,8 +145,10 @@ def install_vendor(out: pathlib.Path, cache: pathlib.Path | None = None) -> path
     if not (stamp.is_file() and stamp.read_text() == _lock_digest()):
         npm = shutil.which("npm")
         if npm is None:
-            raise SlidesError("npm is not installed: the slides vendor reveal.js and MathJax from the npm "
-                              "registry (apt-get install npm, or install Node.js from nodejs.org)")
+            raise SlidesError(
+                "npm is not installed: the slides vendor reveal.js and MathJax from the npm "
+                "registry (apt-get install npm, or install Node.js from nodejs.org)"
+            )
         shutil.rmtree(cache, ignore_errors=True)
         cache.mkdir(parents=True)
         for name in ("package.json", "package-lock.json"):
@@ -144,8 +156,9 @@ def install_vendor(out: pathlib.Path, cache: pathlib.Path | None = None) -> path
         cmd = [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
         proc = subprocess.run(cmd, cwd=cache, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise SlidesError(f"'npm ci' in {cache} failed (is the npm registry reachable?):\n"
-                              f"{proc.stderr.strip()[-2000:]}")
+            raise SlidesError(
+                f"'npm ci' in {cache} failed (is the npm registry reachable?):\n{proc.stderr.strip()[-2000:]}"
+            )
         stamp.write_text(_lock_digest())
     vendor = out / "vendor"
     if (vendor / ".lock-sha256").is_file() and (vendor / ".lock-sha256").read_text() != _lock_digest():
@@ -154,8 +167,10 @@ def install_vendor(out: pathlib.Path, cache: pathlib.Path | None = None) -> path
         for part in parts:
             src, dst = cache / "node_modules" / package / part, vendor / package / part
             if not src.exists():
-                raise SlidesError(f"{src} is missing from the npm package; is course/slides/package-lock.json "
-                                  "the version this script expects?")
+                raise SlidesError(
+                    f"{src} is missing from the npm package; is course/slides/package-lock.json "
+                    "the version this script expects?"
+                )
             if dst.exists():
                 continue
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -189,8 +204,9 @@ def execute(nb, path: pathlib.Path) -> None:
     old = os.environ.get("MPLBACKEND")
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
-        NotebookClient(nb, timeout=3600, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(
+            nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        ).execute()
     finally:
         if old is None:
             os.environ.pop("MPLBACKEND", None)
@@ -217,11 +233,14 @@ def build(paths: list[pathlib.Path], out: pathlib.Path, run: bool = False) -> li
         target.write_text(body)
         written.append(target)
         log.info("wrote %s", target)
-    links = "\n".join(f'<li><a href="{html.escape(p.name)}">{html.escape(p.stem.removesuffix(".slides"))}</a></li>'
-                      for p in sorted(out.glob("*.slides.html")))
+    links = "\n".join(
+        f'<li><a href="{html.escape(p.name)}">{html.escape(p.stem.removesuffix(".slides"))}</a></li>'
+        for p in sorted(out.glob("*.slides.html"))
+    )
     (out / "index.html").write_text(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Course slides</title></head>\n"
-        f"<body><h1>Course slides</h1><ul>\n{links}\n</ul></body></html>\n")
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Course slides</title></head>\n'
+        f"<body><h1>Course slides</h1><ul>\n{links}\n</ul></body></html>\n"
+    )
     return written
 
 
@@ -245,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     except SlidesError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{len(written)} slide deck(s) in {args.out}; open {args.out / 'index.html'} in a browser (no network "
-          "needed)")
+    print(
+        f"{len(written)} slide deck(s) in {args.out}; open {args.out / 'index.html'} in a browser (no network needed)"
+    )
     return 0
 
 

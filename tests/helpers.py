@@ -91,8 +91,9 @@ class Server:
         import urllib.request
 
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Authorization": f"token {self.token}"})
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(req, timeout=120) as resp:
             return json.loads(resp.read() or b"null")
 
@@ -116,9 +117,22 @@ def jupyter_server(root: pathlib.Path, runtime: pathlib.Path):
     port, token = free_port(), secrets.token_hex(16)
     with (runtime / "server.log").open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
-             "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
-            cwd=root, env=dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime)), stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "jupyter_server",
+                "--no-browser",
+                "--allow-root",
+                f"--port={port}",
+                "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={root}",
+            ],
+            cwd=root,
+            env=dict(os.environ, JUPYTER_RUNTIME_DIR=str(runtime)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         server = Server(f"http://127.0.0.1:{port}", token)
         try:
             deadline = time.monotonic() + 60
@@ -129,8 +143,9 @@ def jupyter_server(root: pathlib.Path, runtime: pathlib.Path):
                 except (urllib.error.URLError, ConnectionError) as exc:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         log.flush()
-                        pytest.fail(f"the Jupyter server did not start ({exc}):\n"
-                                    f"{(runtime / 'server.log').read_text()[-3000:]}")
+                        pytest.fail(
+                            f"the Jupyter server did not start ({exc}):\n{(runtime / 'server.log').read_text()[-3000:]}"
+                        )
                     time.sleep(0.5)
             yield server
         finally:

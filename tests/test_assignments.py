@@ -90,7 +90,9 @@ def test_solution_full_marks_blank_zero(graded, assignment):
     assert blank.pending == []  # an answer handed in as released scores 0, as in nbgrader
     assert solution.flags == [], solution.notes
     run = json.loads((course.autograded / "solution" / assignment / "run.json").read_text())
-    failing = [(c["index"], c.get("grade_id"), c["status"], c.get("evalue")) for c in run["cells"] if c["status"] != "ok"]
+    failing = [
+        (c["index"], c.get("grade_id"), c["status"], c.get("evalue")) for c in run["cells"] if c["status"] != "ok"
+    ]
     assert failing == [], f"the solution notebook has failing cells (nbval does not run source/): {failing}"
     assert all(q.points == 0 for q in blank.questions), [q for q in blank.questions if q.points]
 
@@ -99,17 +101,24 @@ def test_solution_full_marks_blank_zero(graded, assignment):
 def test_each_wrong_answer_loses_exactly_its_question(graded, assignment):
     _, results = graded
     if assignment == "hw4" and adl_pretrained.weights_source((96, 96, 3)) == "stand-in":
-        pytest.skip("hw4's wrong answers cost accuracy, which needs ImageNet features: without the data mirror "
-                    "(ADL_DATA_MIRROR) the smoke profile's stand-in backbone has random weights")
+        pytest.skip(
+            "hw4's wrong answers cost accuracy, which needs ImageNet features: without the data mirror "
+            "(ADL_DATA_MIRROR) the smoke profile's stand-in backbone has random weights"
+        )
     expected = _expected(assignment)
     ci = {s: e for s, e in expected.items() if e["ci"]}
     graded_cells = {q.grade_id for q in results[assignment]["solution"].questions if not q.manual}
-    assert {g for e in ci.values() for g, p in e["points"].items() if p == 0} == graded_cells, \
+    assert {g for e in ci.values() for g, p in e["points"].items() if p == 0} == graded_cells, (
         "every test cell needs a wrong-answer case that loses it"
+    )
     for student, exp in ci.items():
         r = results[assignment][student]
         got = {q.grade_id: q.points for q in r.questions if not q.manual}
-        assert got == exp["points"], (student, exp["note"], [q for q in r.questions if got.get(q.grade_id) != exp["points"].get(q.grade_id)])
+        assert got == exp["points"], (
+            student,
+            exp["note"],
+            [q for q in r.questions if got.get(q.grade_id) != exp["points"].get(q.grade_id)],
+        )
         assert r.flags == [], (student, r.flags, r.notes)
         assert r.pending == exp.get("manual", []), (student, "questions graded by hand must await a grade")
 
@@ -120,7 +129,9 @@ def test_feedback_never_shows_hidden_tests(graded):
         hidden = hidden_test_lines(course.source_notebook(a))
         assert hidden, f"{a} has no hidden tests"
         for r in results[a].values():
-            shown = {line.strip() for line in html_mod.unescape(reports.write_feedback(course, r).read_text()).splitlines()}
+            shown = {
+                line.strip() for line in html_mod.unescape(reports.write_feedback(course, r).read_text()).splitlines()
+            }
             assert [h for h in hidden if h in shown] == [], r.student
 
 
@@ -141,13 +152,35 @@ def test_sample_classes_are_built_from_every_case():
 # ------------------------------------------------------------------------------------------------------------
 # Comparisons that check shape first: a scan of every source notebook's test cells (AST).
 
-_COMPARE_CALLS = {"assert_allclose", "allclose", "isclose", "assert_array_equal", "array_equal", "array_equiv",
-                  "assert_equal", "assert_almost_equal", "assert_array_almost_equal", "assert_array_less"}
+_COMPARE_CALLS = {
+    "assert_allclose",
+    "allclose",
+    "isclose",
+    "assert_array_equal",
+    "array_equal",
+    "array_equiv",
+    "assert_equal",
+    "assert_almost_equal",
+    "assert_array_almost_equal",
+    "assert_array_less",
+}
 _CHECKS = {"check_close", "check_equal", "check_shape"}  # adl.grading's: shape and dtype, then values
 # Calls whose result compares exactly with == (a Python number, string, set, shape): float() and int() also
 # refuse every array of more than one value.
-_EXACT_CALLS = {"len", "set", "frozenset", "type", "isinstance", "str", "float", "int", "np.shape", "np.ndim",
-                "np.size", "np.issubdtype"}
+_EXACT_CALLS = {
+    "len",
+    "set",
+    "frozenset",
+    "type",
+    "isinstance",
+    "str",
+    "float",
+    "int",
+    "np.shape",
+    "np.ndim",
+    "np.size",
+    "np.issubdtype",
+}
 _EXACT_ATTRS = {"shape", "dtype", "ndim", "size"}
 _SCALAR_TYPES = {"int", "float", "str", "bool", "np.integer", "np.floating", "np.number"}
 _TRUSTED_NAMES = {"np", "tf", "adl", "math", "warnings", "keras"}
@@ -203,16 +236,24 @@ class _ShapeFirstScan:
             self._block(self.tree.body, scopes=[_bound_names(self.tree.body)], tainted=set(), checked=set())
             for name, fn in list(self.functions.items()):
                 params = {a.arg for a in fn.args.args + fn.args.kwonlyargs}
-                self._block(fn.body, scopes=[*self.function_scopes[name], params | _bound_names(fn.body)],
-                            tainted=set(self.tainted_params.get(name, set())), checked=set())
+                self._block(
+                    fn.body,
+                    scopes=[*self.function_scopes[name], params | _bound_names(fn.body)],
+                    tainted=set(self.tainted_params.get(name, set())),
+                    checked=set(),
+                )
             if before == self.tainted_params:
                 break
         return sorted(self.findings.items())
 
     # -- which expressions hold student values
     def _student_name(self, name: str, scopes) -> bool:
-        return not (any(name in s for s in scopes) or name in _TRUSTED_NAMES or hasattr(builtins, name)
-                    or re.match(r"_[A-Za-z0-9]", name))
+        return not (
+            any(name in s for s in scopes)
+            or name in _TRUSTED_NAMES
+            or hasattr(builtins, name)
+            or re.match(r"_[A-Za-z0-9]", name)
+        )
 
     def _tainted(self, node, st) -> bool:
         scopes, tainted, checked = st
@@ -224,8 +265,13 @@ class _ShapeFirstScan:
             return node.id in tainted or self._student_name(node.id, scopes)
         if isinstance(node, ast.Attribute):
             return node.attr not in _EXACT_ATTRS and self._tainted(node.value, st)
-        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in self.reports \
-                and isinstance(node.slice, ast.Constant) and node.slice.value != "outputs":
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in self.reports
+            and isinstance(node.slice, ast.Constant)
+            and node.slice.value != "outputs"
+        ):
             return False  # the grader's report on a saved model: lists of ints and strings; "outputs" is the model's
         if isinstance(node, ast.Call):
             name = _dotted(node.func) or ""
@@ -238,10 +284,12 @@ class _ShapeFirstScan:
             args = [*node.args, *(k.value for k in node.keywords)]
             if name in self.functions:
                 fn = self.functions[name]
-                touches = any(isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
-                              and self._student_name(n.id, [*scopes, {a.arg for a in fn.args.args},
-                                                            _bound_names(fn.body)])
-                              for n in ast.walk(fn))
+                touches = any(
+                    isinstance(n, ast.Name)
+                    and isinstance(n.ctx, ast.Load)
+                    and self._student_name(n.id, [*scopes, {a.arg for a in fn.args.args}, _bound_names(fn.body)])
+                    for n in ast.walk(fn)
+                )
                 return touches or any(self._tainted(a, st) for a in args)
             return self._tainted(node.func, st) or any(self._tainted(a, st) for a in args)
         if isinstance(node, ast.IfExp):  # the condition only chooses between the two values
@@ -276,12 +324,14 @@ class _ShapeFirstScan:
                 short = name.rsplit(".", 1)[-1]
                 values = [*sub.args, *(k.value for k in sub.keywords if k.arg not in ("err_msg", "msg"))]
                 if short in _COMPARE_CALLS and any(self._tainted(a, st) for a in values):
-                    self.findings.setdefault(sub.lineno, f"{name}() of a student value whose shape was not "
-                                                         "checked first")
+                    self.findings.setdefault(
+                        sub.lineno, f"{name}() of a student value whose shape was not checked first"
+                    )
             elif isinstance(sub, ast.Compare) and any(isinstance(op, ast.Eq | ast.NotEq) for op in sub.ops):
                 if any(self._tainted(x, st) for x in [sub.left, *sub.comparators]):
-                    self.findings.setdefault(sub.lineno, "== or != on a student value whose shape was not "
-                                                         "checked first")
+                    self.findings.setdefault(
+                        sub.lineno, "== or != on a student value whose shape was not checked first"
+                    )
 
     def _shape_checks(self, node, st) -> None:
         _, tainted, checked = st
@@ -289,11 +339,19 @@ class _ShapeFirstScan:
             name = None
             if isinstance(sub, ast.Attribute) and sub.attr == "shape" and isinstance(sub.value, ast.Name):
                 name = sub.value.id
-            elif isinstance(sub, ast.Call) and _dotted(sub.func) == "np.shape" and sub.args \
-                    and isinstance(sub.args[0], ast.Name):
+            elif (
+                isinstance(sub, ast.Call)
+                and _dotted(sub.func) == "np.shape"
+                and sub.args
+                and isinstance(sub.args[0], ast.Name)
+            ):
                 name = sub.args[0].id
-            elif isinstance(sub, ast.Call) and _dotted(sub.func) == "isinstance" and len(sub.args) == 2 \
-                    and isinstance(sub.args[0], ast.Name):
+            elif (
+                isinstance(sub, ast.Call)
+                and _dotted(sub.func) == "isinstance"
+                and len(sub.args) == 2
+                and isinstance(sub.args[0], ast.Name)
+            ):
                 kinds = sub.args[1].elts if isinstance(sub.args[1], ast.Tuple) else [sub.args[1]]
                 if all(_dotted(k) in _SCALAR_TYPES for k in kinds):
                     name = sub.args[0].id
@@ -320,17 +378,24 @@ class _ShapeFirstScan:
             elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
                 self._scan(node.value, st)
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                hot = self._tainted(node.value, st) or (isinstance(node, ast.AugAssign)
-                                                       and self._tainted(node.target, st))
+                hot = self._tainted(node.value, st) or (
+                    isinstance(node, ast.AugAssign) and self._tainted(node.target, st)
+                )
                 self._assign(targets, hot, st)
-                report = isinstance(node.value, ast.Call) and _dotted(node.value.func) == "adl.grading.evaluate_saved_model"
+                report = (
+                    isinstance(node.value, ast.Call) and _dotted(node.value.func) == "adl.grading.evaluate_saved_model"
+                )
                 for target in targets:
                     if isinstance(target, ast.Name):
                         (self.reports.add if report else self.reports.discard)(target.id)
             elif isinstance(node, ast.For | ast.AsyncFor):
                 self._scan(node.iter, st)
-                if isinstance(node.iter, ast.Call) and _dotted(node.iter.func) == "zip" and isinstance(
-                        node.target, ast.Tuple) and len(node.target.elts) == len(node.iter.args):
+                if (
+                    isinstance(node.iter, ast.Call)
+                    and _dotted(node.iter.func) == "zip"
+                    and isinstance(node.target, ast.Tuple)
+                    and len(node.target.elts) == len(node.iter.args)
+                ):
                     for target, source in zip(node.target.elts, node.iter.args, strict=True):
                         self._assign([target], self._tainted(source, st), st)
                 else:
@@ -354,8 +419,11 @@ class _ShapeFirstScan:
                 self._block(node.orelse, *st)
                 self._block(node.finalbody, *st)
             elif isinstance(node, ast.Assert):
-                parts = node.test.values if isinstance(node.test, ast.BoolOp) and isinstance(
-                    node.test.op, ast.And) else [node.test]
+                parts = (
+                    node.test.values
+                    if isinstance(node.test, ast.BoolOp) and isinstance(node.test.op, ast.And)
+                    else [node.test]
+                )
                 for part in parts:
                     self._scan(part, st)
                     self._shape_checks(part, st)
@@ -376,8 +444,10 @@ def _notebook_findings(notebook: pathlib.Path) -> list[str]:
     out = []
     for cell in cells:
         if cell.autograded_test:
-            out += [f"{notebook.parent.name} {cell.grade_id}, line {line}: {what}"
-                    for line, what in shape_first_findings(cell.source)]
+            out += [
+                f"{notebook.parent.name} {cell.grade_id}, line {line}: {what}"
+                for line, what in shape_first_findings(cell.source)
+            ]
     return out
 
 
@@ -450,8 +520,7 @@ def test_the_scan_reports_the_notebook_cell_and_line(tmp_path):
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    meta = {"grade_id": "q1_dual", "grade": True, "solution": False, "locked": True, "points": 3,
-            "schema_version": 3}
+    meta = {"grade_id": "q1_dual", "grade": True, "solution": False, "locked": True, "points": 3, "schema_version": 3}
     nb.cells.append(nbformat.v4.new_code_cell(_OLD_STYLE, metadata={"nbgrader": meta}))
     (tmp_path / "hwx").mkdir()
     nbformat.write(nb, str(tmp_path / "hwx" / "hwx.ipynb"))

@@ -87,7 +87,9 @@ def test_solution_full_marks_blank_zero(course, graded, assignment):
     assert blank.pending == []  # an answer handed in as released scores 0, as in nbgrader
     assert solution.flags == []
     run = json.loads((course.autograded / "solution" / assignment / "run.json").read_text())
-    failing = [(c["index"], c.get("grade_id"), c["status"], c.get("evalue")) for c in run["cells"] if c["status"] != "ok"]
+    failing = [
+        (c["index"], c.get("grade_id"), c["status"], c.get("evalue")) for c in run["cells"] if c["status"] != "ok"
+    ]
     assert failing == [], f"the solution notebook has failing cells (nbval does not run source/): {failing}"
     assert all(q.points == 0 and q.status == "failed" for q in blank.questions), blank.questions
     assert blank.score == 0
@@ -202,8 +204,9 @@ def test_parse_submission_reasons():
     with pytest.raises(InvalidNotebook, match="format is version 3"):
         parse_submission(json.dumps({"cells": [], "nbformat": 3}).encode())
     with pytest.raises(InvalidNotebook, match="does not follow the Jupyter format"):
-        parse_submission(json.dumps({"cells": [{"cell_type": "code"}], "metadata": {}, "nbformat": 4,
-                                     "nbformat_minor": 5}).encode())
+        parse_submission(
+            json.dumps({"cells": [{"cell_type": "code"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}).encode()
+        )
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("x = 1")
     cell.metadata["nbgrader"] = {"grade_id": "q1", "solution": True}
@@ -289,15 +292,18 @@ def test_dask_cluster_grades_like_the_local_pool(course, graded):
     from distributed import LocalCluster
 
     students = ["solution", "blank"]
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
-        results = pipeline.autograde(course, "hw1", students, force=True, progress=False,
-                                     dask=cluster.scheduler_address)
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        results = pipeline.autograde(
+            course, "hw1", students, force=True, progress=False, dask=cluster.scheduler_address
+        )
     for r in results:
         local = graded["hw1"][r.student]
         assert [(q.grade_id, q.points) for q in r.questions] == [(q.grade_id, q.points) for q in local.questions]
     assert gradebook.scores(course, "hw1")["solution"] == {
-        q.grade_id: q.points for q in graded["hw1"]["solution"].questions}
+        q.grade_id: q.points for q in graded["hw1"]["solution"].questions
+    }
 
 
 def test_autograde_all_refuses_what_it_cannot_grade_before_grading_anything(course, graded, capsys):
@@ -337,16 +343,20 @@ def test_canvas_export(course, graded, tmp_path):
     assert by_id["solution"][5] == "14" and by_id["blank"][5] == "0" and unknown == []
     # With Canvas' own export as the roster: identity columns copied, matched by ID or SIS Login ID.
     roster = tmp_path / "canvas_export.csv"
-    roster.write_text("Student,ID,SIS User ID,SIS Login ID,Section,hw1 (4711)\n"
-                      "Points Possible,,,,,17\n"
-                      '"Doe, Jane",solution,,jdoe,Section A,\n'
-                      '"Roe, Rick",99,,s01_alice,Section B,\n'
-                      "Test Student,blank,,,,\n")
+    roster.write_text(
+        "Student,ID,SIS User ID,SIS Login ID,Section,hw1 (4711)\n"
+        "Points Possible,,,,,17\n"
+        '"Doe, Jane",solution,,jdoe,Section A,\n'
+        '"Roe, Rick",99,,s01_alice,Section B,\n'
+        "Test Student,blank,,,,\n"
+    )
     path, unknown = reports.export_canvas(course, "hw1", tmp_path / "out.csv", roster, "hw1 (4711)")
     rows = list(csv.reader(path.open()))
     assert rows[0][-1] == "hw1 (4711)"
-    assert rows[2:] == [["Roe, Rick", "99", "", "s01_alice", "Section B", rows[2][5]],
-                        ["Doe, Jane", "solution", "", "jdoe", "Section A", "14"]]
+    assert rows[2:] == [
+        ["Roe, Rick", "99", "", "s01_alice", "Section B", rows[2][5]],
+        ["Doe, Jane", "solution", "", "jdoe", "Section A", "14"],
+    ]
     assert "blank" in unknown and "s01_alice" not in unknown  # the Test Student row is never used
     roster.write_text("name,grade\nx,1\n")
     with pytest.raises(CourseError, match="not a Canvas gradebook export"):
@@ -389,9 +399,13 @@ def test_killed_batch_resumes_without_loss_or_double_counting(tmp_path):
         for name in ("s01_alice", "s02_bob", "s03_carol", "s04_dave"):
             shutil.copy(SAMPLES / "hw1" / f"{name}_hw1.ipynb", download)
         pipeline.collect(course, "hw1", download)
-        proc = subprocess.Popen([sys.executable, "-m", "autograder.cli", "--course", str(tmp_path), "autograde",
-                                 "hw1", "--workers", "1"], env=env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autograder.cli", "--course", str(tmp_path), "autograde", "hw1", "--workers", "1"],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not list(course.autograded.glob("*/hw1/result.json")):
             time.sleep(0.2)
@@ -400,8 +414,7 @@ def test_killed_batch_resumes_without_loss_or_double_counting(tmp_path):
         first = {p.parent.parent.name: p.stat().st_mtime_ns for p in course.autograded.glob("*/hw1/result.json")}
         assert 1 <= len(first) < 4, first
         results = pipeline.autograde(course, "hw1", workers=2, progress=False)
-        assert {r.student: r.score for r in results} == {"s01_alice": 14, "s02_bob": 10, "s03_carol": 7,
-                                                         "s04_dave": 0}
+        assert {r.student: r.score for r in results} == {"s01_alice": 14, "s02_bob": 10, "s03_carol": 7, "s04_dave": 0}
         for student, mtime in first.items():  # finished before the kill: reused, not graded again
             assert (course.autograded / student / "hw1" / "result.json").stat().st_mtime_ns == mtime
         from nbgrader.api import Gradebook

@@ -19,8 +19,13 @@ WITH_CASES = sorted(p.parent.name for p in (ROOT / "source").glob("*/wrong_answe
 def _nb(*cells):
     nb = nbformat.v4.new_notebook()
     for gid, kind, source, points in cells:
-        md = {"grade_id": gid, "locked": kind != "solution", "schema_version": 3,
-              "solution": kind == "solution", "grade": kind == "test"}
+        md = {
+            "grade_id": gid,
+            "locked": kind != "solution",
+            "schema_version": 3,
+            "solution": kind == "solution",
+            "grade": kind == "test",
+        }
         if kind == "test":
             md["points"] = points
         nb.cells.append(nbformat.v4.new_code_cell(source, metadata={"nbgrader": md}))
@@ -55,8 +60,12 @@ GOOD = """
 
 def test_cases_become_students_with_one_edit(tmp_path):
     students = cases.build_class("hwx", SOURCE, RELEASE, _write(tmp_path, GOOD))
-    assert [s["id"] for s in students] == ["w01_plus_two", "w02_y_four", "wx_several_mistakes_a",
-                                           "wx_several_mistakes_b"]
+    assert [s["id"] for s in students] == [
+        "w01_plus_two",
+        "w02_y_four",
+        "wx_several_mistakes_a",
+        "wx_several_mistakes_b",
+    ]
     assert [s["ci"] for s in students] == [False, False, True, True]
     students = students[:2]
     correct = cases.fill_release(RELEASE, SOURCE)
@@ -81,13 +90,30 @@ THREE_QUESTIONS = """
 
 def test_ci_students_deal_the_first_mistake_of_each_test_cell_alternately(tmp_path):
     source, release = SOURCE.copy(), RELEASE.copy()
-    source.cells = [*SOURCE.cells, nbformat.v4.new_code_cell(
-        "assert 'z' not in dir()", metadata={"nbgrader": {"grade_id": "q3", "grade": True, "solution": False,
-                                                           "locked": True, "points": 1, "schema_version": 3}})]
+    source.cells = [
+        *SOURCE.cells,
+        nbformat.v4.new_code_cell(
+            "assert 'z' not in dir()",
+            metadata={
+                "nbgrader": {
+                    "grade_id": "q3",
+                    "grade": True,
+                    "solution": False,
+                    "locked": True,
+                    "points": 1,
+                    "schema_version": 3,
+                }
+            },
+        ),
+    ]
     release.cells = [*RELEASE.cells, source.cells[-1]]
     students = {s["id"]: s for s in cases.build_class("hwx", source, release, _write(tmp_path, THREE_QUESTIONS))}
-    assert [i for i, s in students.items() if not s["ci"]] == ["w01_plus_two", "w02_minus_one", "w03_y_four",
-                                                               "w04_z_in_place"]
+    assert [i for i, s in students.items() if not s["ci"]] == [
+        "w01_plus_two",
+        "w02_minus_one",
+        "w03_y_four",
+        "w04_z_in_place",
+    ]
     a, b = students["wx_several_mistakes_a"], students["wx_several_mistakes_b"]
     # first cases per test cell: plus-two (q1), y-four (q2), z-in-place (q3); minus-one is a second q1 case
     assert (a["loses"], b["loses"]) == (["q1", "q3"], ["q2"])
@@ -102,25 +128,38 @@ def test_ci_students_deal_the_first_mistake_of_each_test_cell_alternately(tmp_pa
 def test_mistakes_that_cannot_be_combined_are_refused():
     first = cases.Case("plus-two", "q1_solution", "x + 1", "x + 2", ("q1",), "off by one")
     clash = cases.Case("minus-one", "q1_solution", "x + 1", "x - 1", ("q1",), "wrong sign")
-    with pytest.raises(cases.CaseError, match="'minus-one': after the other edits in q1_solution, 'replace' "
-                                              "occurs 0 times instead of once"):
+    with pytest.raises(
+        cases.CaseError,
+        match="'minus-one': after the other edits in q1_solution, 'replace' occurs 0 times instead of once",
+    ):
         cases.fill_release(RELEASE, SOURCE, first, clash)
 
 
-@pytest.mark.parametrize("text, match", [
-    ("cases: [{id: a, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1]}]", "missing"),
-    ("cases: [{id: a, cell: q9_solution, replace: 'x + 1', with: 'x', loses: [q1], why: w}]", "not a solution cell"),
-    ("cases: [{id: a, cell: q1, replace: 'f(1)', with: 'f(2)', loses: [q1], why: w}]", "not a solution cell"),
-    ("cases: [{id: a, cell: q1_solution, replace: 'x - 1', with: 'x', loses: [q1], why: w}]", "found 0 times"),
-    ("cases: [{id: a, cell: q1_solution, replace: 'x', with: 'y', loses: [q1], why: w}]", "found 2 times"),
-    ("cases: [{id: a, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1_solution], why: w}]",
-     "graded test cells"),
-    ("cases: [{id: A b, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1], why: w}]", "slugs"),
-    ("cases: [{id: stride-1, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1], why: w}]", "end in a letter"),
-    ("cases: [{id: a, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1], why: w}]", "no case loses"),
-    ("cases: {a: 1}", "list under 'cases'"),
-    ("cases: [oops", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("cases: [{id: a, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1]}]", "missing"),
+        (
+            "cases: [{id: a, cell: q9_solution, replace: 'x + 1', with: 'x', loses: [q1], why: w}]",
+            "not a solution cell",
+        ),
+        ("cases: [{id: a, cell: q1, replace: 'f(1)', with: 'f(2)', loses: [q1], why: w}]", "not a solution cell"),
+        ("cases: [{id: a, cell: q1_solution, replace: 'x - 1', with: 'x', loses: [q1], why: w}]", "found 0 times"),
+        ("cases: [{id: a, cell: q1_solution, replace: 'x', with: 'y', loses: [q1], why: w}]", "found 2 times"),
+        (
+            "cases: [{id: a, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1_solution], why: w}]",
+            "graded test cells",
+        ),
+        ("cases: [{id: A b, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1], why: w}]", "slugs"),
+        (
+            "cases: [{id: stride-1, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1], why: w}]",
+            "end in a letter",
+        ),
+        ("cases: [{id: a, cell: q1_solution, replace: 'x + 1', with: 'x', loses: [q1], why: w}]", "no case loses"),
+        ("cases: {a: 1}", "list under 'cases'"),
+        ("cases: [oops", "not valid YAML"),
+    ],
+)
 def test_bad_cases_files_are_refused_with_the_reason(tmp_path, text, match):
     with pytest.raises(cases.CaseError, match=match):
         cases.load_cases(_write(tmp_path, text), SOURCE)

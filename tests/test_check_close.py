@@ -23,37 +23,48 @@ def test_docstring_examples_run():
     assert result.attempted >= 5 and result.failed == 0
 
 
-@pytest.mark.parametrize("actual, expected, match", [
-    (np.array([]), 0.5, r"has shape \(0,\), expected shape \(\): a single number"),
-    (np.array([]), [0.5, 0.25], r"has shape \(0,\), expected shape \(2,\)"),
-    (np.array([0.5]), 0.5, r"has shape \(1,\), expected shape \(\)"),
-    (0.5, [0.5], r"has shape \(\), expected shape \(1,\)"),
-    (np.zeros((3, 1)), np.zeros(3), r"has shape \(3, 1\), expected shape \(3,\)"),
-    (np.zeros(3), np.zeros((3, 1)), r"has shape \(3,\), expected shape \(3, 1\)"),
-    (np.zeros((1, 3)), np.zeros((3, 3)), r"has shape \(1, 3\), expected shape \(3, 3\)"),
-    (None, 0.5, "got None \\(did the function return its result\\?\\)"),
-    ("0.5", 0.5, "got a string"),
-    ({"x": 0.5}, 0.5, "got a dict"),
-    (object(), 0.5, "got a object"),
-    ([0.5, [0.5]], [0.5, 0.5], "a ragged list"),
-    (np.array(["a", "b"]), [0.5, 0.5], "should hold numbers, got an array of dtype <U1"),
-    (np.array([1, 2]), [1.0, 2.0], r"holds integers \(dtype int64\), expected floats"),
-    (np.array([True]), [1.0], r"holds booleans \(dtype bool\), expected floats"),
-    (3, 3.0, r"holds integers \(dtype int64\), expected floats"),
-    (np.array([1.0, np.nan]), [1.0, 2.0], "1 of 2 values is NaN or inf where finite numbers are expected"),
-    (np.inf, 1.0, "the value is NaN or inf"),
-    (np.array([1.0, 2.5, 3.5]), [1.0, 2.0, 3.0], r"2 of 3 values are off \(largest difference 0.5;"),
-])
+@pytest.mark.parametrize(
+    "actual, expected, match",
+    [
+        (np.array([]), 0.5, r"has shape \(0,\), expected shape \(\): a single number"),
+        (np.array([]), [0.5, 0.25], r"has shape \(0,\), expected shape \(2,\)"),
+        (np.array([0.5]), 0.5, r"has shape \(1,\), expected shape \(\)"),
+        (0.5, [0.5], r"has shape \(\), expected shape \(1,\)"),
+        (np.zeros((3, 1)), np.zeros(3), r"has shape \(3, 1\), expected shape \(3,\)"),
+        (np.zeros(3), np.zeros((3, 1)), r"has shape \(3,\), expected shape \(3, 1\)"),
+        (np.zeros((1, 3)), np.zeros((3, 3)), r"has shape \(1, 3\), expected shape \(3, 3\)"),
+        (None, 0.5, "got None \\(did the function return its result\\?\\)"),
+        ("0.5", 0.5, "got a string"),
+        ({"x": 0.5}, 0.5, "got a dict"),
+        (object(), 0.5, "got a object"),
+        ([0.5, [0.5]], [0.5, 0.5], "a ragged list"),
+        (np.array(["a", "b"]), [0.5, 0.5], "should hold numbers, got an array of dtype <U1"),
+        (np.array([1, 2]), [1.0, 2.0], r"holds integers \(dtype int64\), expected floats"),
+        (np.array([True]), [1.0], r"holds booleans \(dtype bool\), expected floats"),
+        (3, 3.0, r"holds integers \(dtype int64\), expected floats"),
+        (np.array([1.0, np.nan]), [1.0, 2.0], "1 of 2 values is NaN or inf where finite numbers are expected"),
+        (np.inf, 1.0, "the value is NaN or inf"),
+        (np.array([1.0, 2.5, 3.5]), [1.0, 2.0, 3.0], r"2 of 3 values are off \(largest difference 0.5;"),
+    ],
+)
 def test_refusals_say_what_differs(actual, expected, match):
     with pytest.raises(AssertionError, match=match):
         check_close(actual, expected, name="the answer")
 
 
-@pytest.mark.parametrize("actual, expected", [
-    (0.5, 0.5), (np.float32(0.5), 0.5), (np.array(0.5), 0.5), ([0.5, 0.25], np.array([0.5, 0.25])),
-    ((1.0, 2.0), [1.0, 2.0]), (np.array([[1.0], [2.0]], dtype=np.float32), [[1.0], [2.0]]),
-    (np.array([1.0, np.nan]), [1.0, np.nan]), (np.array([np.inf]), [np.inf]),
-])
+@pytest.mark.parametrize(
+    "actual, expected",
+    [
+        (0.5, 0.5),
+        (np.float32(0.5), 0.5),
+        (np.array(0.5), 0.5),
+        ([0.5, 0.25], np.array([0.5, 0.25])),
+        ((1.0, 2.0), [1.0, 2.0]),
+        (np.array([[1.0], [2.0]], dtype=np.float32), [[1.0], [2.0]]),
+        (np.array([1.0, np.nan]), [1.0, np.nan]),
+        (np.array([np.inf]), [np.inf]),
+    ],
+)
 def test_right_answers_pass_and_come_back_as_arrays(actual, expected):
     out = check_close(actual, expected)
     assert type(out) is np.ndarray and out.shape == np.shape(expected)
@@ -128,8 +139,11 @@ _floats = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 
 
 @settings(max_examples=200, deadline=None)
-@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=3, max_side=5), elements=_floats),
-       st.floats(0.5, 1e3), st.floats(-1e6, 1e6))
+@given(
+    hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=3, max_side=5), elements=_floats),
+    st.floats(0.5, 1e3),
+    st.floats(-1e6, 1e6),
+)
 def test_messages_depend_on_the_differences_only(actual, error, shift):
     """The message is the same whatever the expected values are, for the same differences: it cannot show
     them (hidden tests use check_close, and their messages reach the student)."""
@@ -143,7 +157,8 @@ def test_messages_depend_on_the_differences_only(actual, error, shift):
     first = message(actual, expected)
     assert "off (largest difference" in first
     assert message(actual + shift, expected + shift) == first or not np.allclose(
-        (expected + shift) - (actual + shift), expected - actual, rtol=0, atol=1e-6)
+        (expected + shift) - (actual + shift), expected - actual, rtol=0, atol=1e-6
+    )
 
 
 def _grader_with_kernel(user: dict, scratch) -> contract.TrustedTests:
@@ -176,15 +191,18 @@ _v = adl.grading.check_close(evaluate(("sin", "x"), {"x": 0.0}), 0.0, name="sin(
 """
 
 
-@pytest.mark.parametrize("answer, status, message", [
-    ("0.0", "ok", None),
-    ("np.float64(0.0)", "ok", None),
-    ("np.array([])", "error", "sin(0) has shape (0,), expected shape (): a single number"),
-    ("np.array([[0.0]])", "error", "sin(0) has shape (1, 1), expected shape ()"),
-    ("None", "error", "sin(0) should be a number or an array of numbers, got None"),
-    ("AlwaysEqual(1.0)", "error", "got <unreadable: a student.AlwaysEqual>"),
-    ("[AlwaysEqual(0.0)]", "error", "cannot be read as an array of numbers"),
-])
+@pytest.mark.parametrize(
+    "answer, status, message",
+    [
+        ("0.0", "ok", None),
+        ("np.float64(0.0)", "ok", None),
+        ("np.array([])", "error", "sin(0) has shape (0,), expected shape (): a single number"),
+        ("np.array([[0.0]])", "error", "sin(0) has shape (1, 1), expected shape ()"),
+        ("None", "error", "sin(0) should be a number or an array of numbers, got None"),
+        ("AlwaysEqual(1.0)", "error", "got <unreadable: a student.AlwaysEqual>"),
+        ("[AlwaysEqual(0.0)]", "error", "cannot be read as an array of numbers"),
+    ],
+)
 def test_in_the_grader_the_answer_arrives_as_data_and_is_checked(tmp_path, answer, status, message):
     user: dict = {"__name__": "student"}
     exec(_STUDENT.replace("ANSWER", answer), user)  # noqa: S102 (the "student's" code)

@@ -194,7 +194,8 @@ def test_tensors_arrive_as_arrays(kernel):
         "matrix = EagerTensor(np.eye(2, dtype=np.float32))\n"
         "number = EagerTensor(np.float32(0.5))\n"
         "odd = EagerTensor([1.0])\n"
-        "broken = EagerTensor(ValueError('graph mode'))\n")
+        "broken = EagerTensor(ValueError('graph mode'))\n"
+    )
     got = Link(k.ask).names(["matrix", "number", "odd", "broken"])
     assert same(got["matrix"], np.eye(2, dtype=np.float32)) and same(got["number"], np.float32(0.5))
     assert repr(got["odd"]) == "<unreadable: a EagerTensor>"
@@ -367,15 +368,20 @@ def test_a_test_cell_that_uses_an_unreadable_value_fails_as_unreadable(kernel):
 
 # ----------------------------------------------------------------------------------- what a test sends
 
-@pytest.mark.parametrize("value, match", [
-    ({1.0, 2.0}, "not set"),
-    (b"data", "not bytes"),
-    ({1: "a"}, "not dict"),
-    (lambda x: x, "not function"),  # a test may send NumPy's functions and the student's, not its own
-    (np.linalg, "not module"),
-    (Unreadable("a student.AlwaysEqual"), "a student.AlwaysEqual: the grader reads"),
-    (nested(25), "test input nested too deeply"),
-], ids=["set", "bytes", "int keys", "lambda", "module", "unreadable", "25 levels"])
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ({1.0, 2.0}, "not set"),
+        (b"data", "not bytes"),
+        ({1: "a"}, "not dict"),
+        (lambda x: x, "not function"),  # a test may send NumPy's functions and the student's, not its own
+        (np.linalg, "not module"),
+        (Unreadable("a student.AlwaysEqual"), "a student.AlwaysEqual: the grader reads"),
+        (nested(25), "test input nested too deeply"),
+    ],
+    ids=["set", "bytes", "int keys", "lambda", "module", "unreadable", "25 levels"],
+)
 def test_a_test_can_only_send_data(value, match):
     ask = scripted()
     with pytest.raises(TypeError, match=match):
@@ -397,26 +403,33 @@ def test_encode_writes_20_levels_and_refuses_21():  # a call's arguments are one
 def test_arguments_cross_as_data_and_references():
     ask = scripted(answer_of(1))
     link = Link(ask)
-    assert StudentFunction("f", link)(
-        np.float32(1.0), 2, 0.5, act=np.tanh, helper=StudentFunction("g", link), shape=(2, 3)) == 1
+    assert (
+        StudentFunction("f", link)(
+            np.float32(1.0), 2, 0.5, act=np.tanh, helper=StudentFunction("g", link), shape=(2, 3)
+        )
+        == 1
+    )
     (request,) = ask.requests
     assert request["op"] == "call" and request["name"] == "f"
     first, *rest = request["args"]["__list__"]
     assert first["scalar"] is True and same(decode(first), np.float32(1.0))
     assert rest == [2, {"__float__": "0.5"}]
-    assert request["kwargs"] == {"__dict__": {
-        "act": {"__ref__": "numpy.tanh"}, "helper": {"__ref__": "user:g"}, "shape": {"__tuple__": [2, 3]}}}
+    assert request["kwargs"] == {
+        "__dict__": {"act": {"__ref__": "numpy.tanh"}, "helper": {"__ref__": "user:g"}, "shape": {"__tuple__": [2, 3]}}
+    }
 
 
 def test_the_students_function_gets_copies(kernel):
-    k = kernel("import numpy as np\n"
-               "def dense(X, W, activation):\n"
-               "    W[0, 0] = 99.0\n"
-               "    return activation(X @ W)\n"
-               "def double(x):\n"
-               "    return 2 * x\n"
-               "def apply(f, x):\n"
-               "    return f(x)\n")
+    k = kernel(
+        "import numpy as np\n"
+        "def dense(X, W, activation):\n"
+        "    W[0, 0] = 99.0\n"
+        "    return activation(X @ W)\n"
+        "def double(x):\n"
+        "    return 2 * x\n"
+        "def apply(f, x):\n"
+        "    return f(x)\n"
+    )
     link = Link(k.ask)
     X, W = np.ones((1, 2)), np.zeros((2, 2))
     result = StudentFunction("dense", link)(X, W, np.tanh)
@@ -426,6 +439,7 @@ def test_the_students_function_gets_copies(kernel):
 
 
 # ---------------------------------------------------------------------------------- the size caps
+
 
 def test_an_answer_of_max_response_characters_is_read_and_one_more_is_refused():
     head, tail = '{"value": "', '"}'
@@ -473,6 +487,7 @@ def test_the_kernels_text_fields_are_cut():
 
 
 # ------------------------------------------------------------------------------- hostile wire data
+
 
 def npy(header: str, body: bytes = b"") -> dict:
     """An array as the kernel sends it, with a .npy header (version 1.0) written by hand."""
@@ -579,9 +594,13 @@ def test_a_pickle_from_the_kernel_is_never_unpickled(form):
 
 
 def test_malformed_answers_are_protocol_errors():
-    for text, match in [("{'value': 1}", "is not JSON"), ('{"value": 1', "is not JSON"),
-                        ('{"value": ' + "9" * 5000 + "}", "is not JSON"),  # past Python's digit limit
-                        ("[1]", "not an object"), ('"\\ud800"', "not an object")]:
+    for text, match in [
+        ("{'value': 1}", "is not JSON"),
+        ('{"value": 1', "is not JSON"),
+        ('{"value": ' + "9" * 5000 + "}", "is not JSON"),  # past Python's digit limit
+        ("[1]", "not an object"),
+        ('"\\ud800"', "not an object"),
+    ]:
         with pytest.raises(ProtocolError, match=match):
             read_answer(text)
     assert math.isnan(decode(read_answer('{"value": NaN}')["value"]))  # JSON's extension, read as a float
@@ -621,15 +640,19 @@ def test_a_builtin_exception_is_raised_again_as_itself(kernel):
     with pytest.raises(ZeroDivisionError, match="^division by zero$"):
         f("ZeroDivisionError", "division by zero")
     outcome = TrustedTests(Link(kernel(RAISER).ask)).run(
-        "try:\n    fail('ValueError', 'x')\nexcept ValueError:\n    print('caught')\n", "q1")
+        "try:\n    fail('ValueError', 'x')\nexcept ValueError:\n    print('caught')\n", "q1"
+    )
     assert outcome == {"status": "ok", "stdout": "caught\n"}
 
 
-@pytest.mark.parametrize("kind, expected", [
-    ("ShapeError", "ShapeError: bad shape"),
-    ("KeyboardInterrupt", "KeyboardInterrupt: bad shape"),  # not an Exception: a test could not stop it
-    ("SystemExit", "SystemExit: bad shape"),
-])
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("ShapeError", "ShapeError: bad shape"),
+        ("KeyboardInterrupt", "KeyboardInterrupt: bad shape"),  # not an Exception: a test could not stop it
+        ("SystemExit", "SystemExit: bad shape"),
+    ],
+)
 def test_another_exception_is_a_student_error(kernel, kind, expected):
     with pytest.raises(BaseException) as info:  # (a KeyboardInterrupt here would stop pytest itself)
         StudentFunction("fail", Link(kernel(RAISER).ask))(kind, "bad shape")
@@ -653,10 +676,25 @@ def test_a_builtin_that_needs_more_than_a_message_is_a_student_error(kernel):
             StudentFunction("f", Link(scripted(json.dumps({"raised": [name, "boom"]}))))()
 
 
-@pytest.mark.parametrize("name", [
-    "print", "open", "__import__", "True", "Ellipsis", "BaseException", "GeneratorExit", "KernelUnavailable",
-    "ProtocolError", "UnreadableError", "adl_function", "", "ValueError ", "builtins.ValueError",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "print",
+        "open",
+        "__import__",
+        "True",
+        "Ellipsis",
+        "BaseException",
+        "GeneratorExit",
+        "KernelUnavailable",
+        "ProtocolError",
+        "UnreadableError",
+        "adl_function",
+        "",
+        "ValueError ",
+        "builtins.ValueError",
+    ],
+)
 def test_a_name_that_is_not_a_builtin_exception_is_a_student_error(name):
     """The kernel names the type; the grader never looks up or runs anything else by that name, and the
     kernel cannot end the test with KernelUnavailable or an exception a test cannot catch."""
@@ -679,8 +717,9 @@ def test_exception_messages_are_bounded(kernel):
     with pytest.raises(ValueError) as info:
         StudentFunction("f", Link(scripted(json.dumps({"raised": ["ValueError", "y" * 100_000]}))))()
     assert str(info.value) == "y" * 2000
-    ask = scripted(json.dumps({"names": {"f": {"__callable__": True}}}),
-                   json.dumps({"raised": ["ValueError", "z" * 100_000]}))
+    ask = scripted(
+        json.dumps({"names": {"f": {"__callable__": True}}}), json.dumps({"raised": ["ValueError", "z" * 100_000]})
+    )
     outcome = TrustedTests(Link(ask)).run("f()\n", "q1")
     assert outcome["origin"] == "student" and outcome["function"] == "f" and len(outcome["evalue"]) == 2000
 
@@ -723,9 +762,14 @@ def test_a_warning_is_issued_again_in_the_grader(kernel):
     assert info.value.adl_function == "overflow"
 
 
-@pytest.mark.parametrize("kind, category", [
-    ("DeprecationWarning", DeprecationWarning), ("UserWarning", UserWarning), ("own", UserWarning),
-])
+@pytest.mark.parametrize(
+    "kind, category",
+    [
+        ("DeprecationWarning", DeprecationWarning),
+        ("UserWarning", UserWarning),
+        ("own", UserWarning),
+    ],
+)
 def test_a_warning_comes_back_by_category(kernel, kind, category):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -761,6 +805,7 @@ def test_malformed_warnings_are_ignored(warned):
 
 
 # ------------------------------------------------------------------------------- a kernel that is gone
+
 
 @pytest.mark.parametrize("status", ["timeout", "dead"])
 def test_kernel_unavailable_goes_through_the_test_cell(status):
@@ -804,13 +849,24 @@ _arrays = _dtype.flatmap(lambda d: hnp.arrays(d, _shapes))
 _scalars = _dtype.flatmap(lambda d: hnp.from_dtype(d).map(d.type))
 _characters = st.characters() | st.characters(categories=["Cs"])  # lone surrogates too
 _leaves = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=2**53), st.floats(),
-    st.text(_characters, max_size=8), _arrays, _scalars,
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**53),
+    st.floats(),
+    st.text(_characters, max_size=8),
+    _arrays,
+    _scalars,
 )
-_values = st.recursive(_leaves, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.lists(inner, max_size=3).map(tuple),
-    st.dictionaries(st.text(_characters, max_size=4), inner, max_size=3),
-), max_leaves=12)
+_values = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(st.text(_characters, max_size=4), inner, max_size=3),
+    ),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=40, deadline=None)

@@ -65,12 +65,15 @@ def test_stale_readme_is_detected(schedule):
         render.render_readme("no markers here", schedule)
 
 
-@pytest.mark.parametrize("text, match", [
-    ("repository: a/b\nref: main\nweeks:\n  - week: 1\n    title: x\n", r"lacks \['notebooks'\]"),
-    ("repository: a/b\nbranch: main\nweeks: []\n", "missing 'ref'"),
-    ("repository: not a repo\nref: main\nweeks: []\n", "owner/name"),
-    ("repository: a/b\nref: 'main; rm -rf /'\nweeks: []\n", "branch or tag"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("repository: a/b\nref: main\nweeks:\n  - week: 1\n    title: x\n", r"lacks \['notebooks'\]"),
+        ("repository: a/b\nbranch: main\nweeks: []\n", "missing 'ref'"),
+        ("repository: not a repo\nref: main\nweeks: []\n", "owner/name"),
+        ("repository: a/b\nref: 'main; rm -rf /'\nweeks: []\n", "branch or tag"),
+    ],
+)
 def test_schedule_validation(tmp_path, text, match):
     bad = tmp_path / "s.yml"
     bad.write_text(text)
@@ -89,7 +92,9 @@ def test_every_week_and_homework_is_rendered():
 @pytest.mark.parametrize("path", RENDERED, ids=_id)
 def test_notebook_is_rendered_from_the_schedule(path, schedule):
     text, new = render.render_file(path, schedule)
-    assert new == text, f"{_id(path)}: its badge or setup cell differs from course/schedule.yml: run python course/render.py"
+    assert new == text, (
+        f"{_id(path)}: its badge or setup cell differs from course/schedule.yml: run python course/render.py"
+    )
 
 
 @pytest.mark.parametrize("path", RELEASED, ids=_id)
@@ -101,8 +106,10 @@ def test_release_carries_the_rendered_cells(path, schedule):
 @pytest.mark.parametrize("path", ALL, ids=_id)
 def test_one_badge_to_itself_and_one_install_from_the_schedule(path, schedule):
     """Read as plain JSON, not through the renderer: what a student's notebook holds."""
-    cells = [(c["cell_type"], "".join(c["source"]), c["metadata"].get("tags", []))
-             for c in json.loads(path.read_text())["cells"]]
+    cells = [
+        (c["cell_type"], "".join(c["source"]), c["metadata"].get("tags", []))
+        for c in json.loads(path.read_text())["cells"]
+    ]
     repo, ref = schedule["repository"], schedule["ref"]
     edition = f"release/{path.parent.name}/{path.name}" if path.parts[-3] in ("source", "release") else _id(path)
     links = [u for _, s, _ in cells for u in re.findall(r"https://colab\.research\.google\.com/github/[^)\s]+", s)]
@@ -110,16 +117,19 @@ def test_one_badge_to_itself_and_one_install_from_the_schedule(path, schedule):
     installs = [line for kind, s, _ in cells if kind == "code" for line in s.splitlines() if "pip install" in line]
     assert installs == [f'    %pip install -q "adl-helpers @ git+https://github.com/{repo}@{ref}"']
     setup = [i for i, (_, _, tags) in enumerate(cells) if "setup" in tags]
-    assert len(setup) == 1 and not any(kind == "code" for kind, _, _ in cells[:setup[0]]), "setup is the first code cell"
+    assert len(setup) == 1 and not any(kind == "code" for kind, _, _ in cells[: setup[0]]), (
+        "setup is the first code cell"
+    )
     lines = cells[setup[0]][1].splitlines()
     assert lines[2].startswith('if "google.colab" in sys.modules:')
-    first_tf = min((i for i, line in enumerate(lines) if re.match(r"(import|from) (tensorflow|keras)\b", line)),
-                   default=len(lines))
+    first_tf = min(
+        (i for i, line in enumerate(lines) if re.match(r"(import|from) (tensorflow|keras)\b", line)), default=len(lines)
+    )
     assert [i for i, line in enumerate(lines) if line.startswith("import adl_helpers")] == [5] and 5 < first_tf
     assert sum(line == "import sys" for line in lines) == 1
 
 
-OLD_SETUP = '''import sys
+OLD_SETUP = """import sys
 if "google.colab" in sys.modules:  # Colab only: install the course helpers and the extra packages
     %pip install -q --no-deps "adl-course-kit @ git+https://github.com/adl-course/adl-course-kit"
     %pip install -q fairlearn==0.15.0
@@ -133,13 +143,15 @@ profile = adl.setup(seed=42)
 
 
 def f(x):
-    return x'''
+    return x"""
 
 
 def test_setup_head_replaces_the_old_one_and_keeps_the_rest(schedule):
     new = render.render_setup(OLD_SETUP, schedule)
-    assert new == render.setup_head(schedule) + "\nimport numpy as np\nimport tensorflow as tf\n\n" \
+    assert (
+        new == render.setup_head(schedule) + "\nimport numpy as np\nimport tensorflow as tf\n\n"
         "profile = adl.setup(seed=42)\n\n\ndef f(x):\n    return x"
+    )
     assert render.render_setup(new, schedule) == new  # a second run changes nothing
     other = dict(schedule, ref="2026-fall")
     assert "adl-course-kit@2026-fall" in render.render_setup(new, other).splitlines()[3]
@@ -152,8 +164,14 @@ def _notebook(*cells, nbgrader=False):
     for kind, source, tags in cells:
         meta = {"tags": tags} if tags else {}
         if nbgrader:
-            meta["nbgrader"] = {"grade": False, "grade_id": f"c{len(nb.cells)}", "locked": True,
-                                "schema_version": 3, "solution": False, "task": False}
+            meta["nbgrader"] = {
+                "grade": False,
+                "grade_id": f"c{len(nb.cells)}",
+                "locked": True,
+                "schema_version": 3,
+                "solution": False,
+                "task": False,
+            }
         new = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
         nb.cells.append(new(source, metadata=meta))
     return nb
@@ -166,22 +184,44 @@ def test_missing_badge_is_inserted_after_the_title(schedule):
     assert out.cells[1].metadata == {"tags": ["colab-badge"]} and out.cells[1].id == "colab-badge"
     assert out.cells[1].source.endswith(f"/blob/{schedule['ref']}/notebooks/week99_x.ipynb)")
     assert len(nb.cells) == 2, "the input notebook is left alone"
-    graded = render.render_notebook(_notebook(("markdown", "# Homework", None), ("code", "x = 1", ["setup"]),
-                                              nbgrader=True), schedule, "release/hw9/hw9.ipynb")
+    graded = render.render_notebook(
+        _notebook(("markdown", "# Homework", None), ("code", "x = 1", ["setup"]), nbgrader=True),
+        schedule,
+        "release/hw9/hw9.ipynb",
+    )
     assert graded.cells[1].metadata["nbgrader"]["grade_id"] == "colab-badge"
     assert graded.cells[1].metadata["nbgrader"]["locked"] is True
     assert graded.cells[2].metadata["nbgrader"]["grade_id"] == "c1", "the setup cell keeps its nbgrader metadata"
     nbformat.validate(graded)
 
 
-@pytest.mark.parametrize("cells, match", [
-    ([("markdown", "# T", None), ("code", "x = 1", None)], "one code cell tagged 'setup', found 0"),
-    ([("code", "x = 1", ["setup"]), ("code", "y = 1", ["setup"])], "found 2"),
-    ([("markdown", "# T", None), ("markdown", "b", ["colab-badge"]), ("markdown", "c", ["colab-badge"]),
-      ("code", "x = 1", ["setup"])], "2 cells are tagged 'colab-badge'"),
-    ([("markdown", "# T\n[![Open In Colab](x)](https://colab.research.google.com/github/a/b/blob/main/n.ipynb)",
-       None), ("code", "x = 1", ["setup"])], "cell 0 links to Colab by hand"),
-])
+@pytest.mark.parametrize(
+    "cells, match",
+    [
+        ([("markdown", "# T", None), ("code", "x = 1", None)], "one code cell tagged 'setup', found 0"),
+        ([("code", "x = 1", ["setup"]), ("code", "y = 1", ["setup"])], "found 2"),
+        (
+            [
+                ("markdown", "# T", None),
+                ("markdown", "b", ["colab-badge"]),
+                ("markdown", "c", ["colab-badge"]),
+                ("code", "x = 1", ["setup"]),
+            ],
+            "2 cells are tagged 'colab-badge'",
+        ),
+        (
+            [
+                (
+                    "markdown",
+                    "# T\n[![Open In Colab](x)](https://colab.research.google.com/github/a/b/blob/main/n.ipynb)",
+                    None,
+                ),
+                ("code", "x = 1", ["setup"]),
+            ],
+            "cell 0 links to Colab by hand",
+        ),
+    ],
+)
 def test_notebooks_the_renderer_cannot_place_its_cells_in(schedule, cells, match):
     with pytest.raises(render.RenderError, match=match):
         render.render_notebook(_notebook(*cells), schedule, "notebooks/n.ipynb")
@@ -203,13 +243,15 @@ def test_check_passes_on_the_checkout(capsys):
 
 def test_check_catches_a_notebook_edited_by_hand(course_copy, capsys):
     week = course_copy / SCHEDULE["weeks"][0]["notebooks"][0]
-    ref = f"@{SCHEDULE['ref']}\\\""
+    ref = f'@{SCHEDULE["ref"]}\\"'
     assert week.read_text().count(ref) == 1
-    week.write_text(week.read_text().replace(ref, "@dev\\\""))
+    week.write_text(week.read_text().replace(ref, '@dev\\"'))
     assert render.main(["--check"], root=course_copy) == 1
     lines = capsys.readouterr().err.splitlines()
-    assert lines == [f"out of date: {week.relative_to(course_copy)}: the badge cell or the head of the setup cell",
-                     "run: python course/render.py"]
+    assert lines == [
+        f"out of date: {week.relative_to(course_copy)}: the badge cell or the head of the setup cell",
+        "run: python course/render.py",
+    ]
     assert render.main([], root=course_copy) == 0
     assert render.main(["--check"], root=course_copy) == 0, capsys.readouterr().err
 

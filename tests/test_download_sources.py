@@ -72,7 +72,7 @@ def corrupt_member_data(archive: bytes) -> bytes:
     info = zipfile.ZipFile(io.BytesIO(archive)).infolist()[0]
     start = info.header_offset + 30 + len(info.filename.encode())  # writestr adds no extra field
     middle = start + info.compress_size // 2
-    return archive[:middle] + bytes(b ^ 0xFF for b in archive[middle:middle + 8]) + archive[middle + 8:]
+    return archive[:middle] + bytes(b ^ 0xFF for b in archive[middle : middle + 8]) + archive[middle + 8 :]
 
 
 @pytest.fixture
@@ -88,8 +88,10 @@ def local_spec(env, key: str, *bases: str, **changes) -> FileSpec:
     """Register the registry's own spec for ``key`` with each source's URL moved to the matching loopback base
     (same path, same zip member), and ``changes`` (e.g. the hashes of generated data)."""
     spec = datasets._FILES[key]
-    sources = tuple(Source(base + urllib.parse.urlsplit(source.url).path, source.member)
-                    for base, source in zip(bases, spec.sources, strict=True))
+    sources = tuple(
+        Source(base + urllib.parse.urlsplit(source.url).path, source.member)
+        for base, source in zip(bases, spec.sources, strict=True)
+    )
     moved = dataclasses.replace(spec, sources=sources, **changes)
     env.monkeypatch.setitem(datasets._FILES, key, moved)
     return moved
@@ -127,15 +129,17 @@ def test_fashion_mnist_sources_are_https_first_then_zalandos_with_the_same_hashe
         assert spec.sources == (Source(KERAS + name), Source(ZALANDO + name)), key
         assert spec.url.startswith("https://")
     assert datasets._FILES["fashion_mnist/train-images-idx3-ubyte.gz"].sha256 == (
-        "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84")
+        "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"
+    )
 
 
 @pytest.mark.parametrize("sources", [(), "https://example.org/data.txt", ("https://example.org/data.txt",)])
 def test_file_spec_needs_a_tuple_of_sources(sources):
     with pytest.raises(ValueError) as info:
         FileSpec("banknote", MEMBER, sources, UCI_SHA256)
-    assert str(info.value) == (f"FileSpec banknote/{MEMBER}: sources must be a non-empty tuple of Source, "
-                               f"got {sources!r}")
+    assert str(info.value) == (
+        f"FileSpec banknote/{MEMBER}: sources must be a non-empty tuple of Source, got {sources!r}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -195,8 +199,9 @@ def test_zip_source_down_falls_back_to_the_old_folder(env, http_origin, dead_bas
     assert files_under(env.cache) == [BANKNOTE]
     why = {"refused": "Connection refused", "404": "HTTP Error 404", "500": "HTTP Error 500"}[how]
     line = one_line(capsys)
-    assert line.startswith(f"adl_helpers: could not get {MEMBER} from {MEMBER} in the zip {spec.url} "
-                           f"(the download failed: ")
+    assert line.startswith(
+        f"adl_helpers: could not get {MEMBER} from {MEMBER} in the zip {spec.url} (the download failed: "
+    )
     assert why in line and line.endswith(f"; trying {spec.sources[1].url}")
 
 
@@ -242,27 +247,41 @@ def test_every_source_serving_the_wrong_file_raises_naming_the_real_hash(env, ht
 
     text = str(info.value)
     cache_path = env.cached(BANKNOTE)
-    assert text.startswith(f"load_banknote: could not get {MEMBER} (all 2 sources failed: (1) the download is "
-                           "not a readable zip archive (BadZipFile: File is not a zip file); (2) the downloaded "
-                           f"file has sha256 {sha256(page)}, not the expected one, so it was discarded). ")
-    for needle in (f"URLs, tried in order: (1) {spec.url}, (2) {spec.sources[1].url}",
-                   f"expected sha256: {UCI_SHA256}", f"cache path: {cache_path}",
-                   f"To place the file by hand: download {spec.url} with a browser and take {MEMBER} out of "
-                   f"the zip (if that fails, download {spec.sources[1].url} with a browser instead) and save it "
-                   f"as {cache_path}, or set ADL_DATA_MIRROR to a folder holding {BANKNOTE}."):
+    assert text.startswith(
+        f"load_banknote: could not get {MEMBER} (all 2 sources failed: (1) the download is "
+        "not a readable zip archive (BadZipFile: File is not a zip file); (2) the downloaded "
+        f"file has sha256 {sha256(page)}, not the expected one, so it was discarded). "
+    )
+    for needle in (
+        f"URLs, tried in order: (1) {spec.url}, (2) {spec.sources[1].url}",
+        f"expected sha256: {UCI_SHA256}",
+        f"cache path: {cache_path}",
+        f"To place the file by hand: download {spec.url} with a browser and take {MEMBER} out of "
+        f"the zip (if that fails, download {spec.sources[1].url} with a browser instead) and save it "
+        f"as {cache_path}, or set ADL_DATA_MIRROR to a folder holding {BANKNOTE}.",
+    ):
         assert needle in text, needle
     assert LF_SHA256 not in text  # the one hash to check a copy against is the real file's
     assert files_under(env.cache) == []  # nothing kept: no file, no zip, no temporary file
     assert one_line(capsys).endswith(f"; trying {spec.sources[1].url}")
 
 
-@pytest.mark.parametrize(("archive", "reason"), [
-    (zip_bytes({"banknote/data.csv": CRLF, "README.txt": b"x"}),
-     f"the downloaded zip has no {MEMBER}; it holds banknote/data.csv, README.txt"),
-    (zip_bytes({}), f"the downloaded zip has no {MEMBER}; it holds nothing"),
-    (zip_bytes({MEMBER: CRLF})[:40], "the download is not a readable zip archive (BadZipFile: File is not a zip file)"),
-    (corrupt_member_data(zip_bytes({MEMBER: CRLF * 50})), f"cannot take {MEMBER} out of the downloaded zip ("),
-], ids=["member missing", "empty zip", "truncated zip", "corrupt member"])
+@pytest.mark.parametrize(
+    ("archive", "reason"),
+    [
+        (
+            zip_bytes({"banknote/data.csv": CRLF, "README.txt": b"x"}),
+            f"the downloaded zip has no {MEMBER}; it holds banknote/data.csv, README.txt",
+        ),
+        (zip_bytes({}), f"the downloaded zip has no {MEMBER}; it holds nothing"),
+        (
+            zip_bytes({MEMBER: CRLF})[:40],
+            "the download is not a readable zip archive (BadZipFile: File is not a zip file)",
+        ),
+        (corrupt_member_data(zip_bytes({MEMBER: CRLF * 50})), f"cannot take {MEMBER} out of the downloaded zip ("),
+    ],
+    ids=["member missing", "empty zip", "truncated zip", "corrupt member"],
+)
 def test_unusable_zip_is_explained_and_the_old_folder_tried(env, http_origin, capsys, archive, reason):
     base, routes = http_origin
     routes[ZIP_PATH] = (archive, None)
@@ -286,8 +305,10 @@ def test_unusable_zip_with_the_old_folder_gone_raises_with_both_reasons(env, htt
         datasets.load_banknote(profile="full")
 
     text = str(info.value)
-    assert (f"(all 2 sources failed: (1) the downloaded zip has no {MEMBER}; it holds other.txt; (2) the download "
-            "failed: HTTPError: HTTP Error 404: Not Found)") in text
+    assert (
+        f"(all 2 sources failed: (1) the downloaded zip has no {MEMBER}; it holds other.txt; (2) the download "
+        "failed: HTTPError: HTTP Error 404: Not Found)"
+    ) in text
     assert f"expected sha256: {sha256(CRLF)}" in text
     assert files_under(env.cache) == []
 
@@ -302,8 +323,9 @@ def test_member_larger_than_the_bound_is_refused_unread(env, http_origin, capsys
 
     datasets.load_banknote(profile="full")
 
-    assert (f"({MEMBER} in the downloaded zip inflates to {len(huge):,} bytes, over the {limit:,}-byte limit for "
-            f"this file)") in one_line(capsys)
+    assert (
+        f"({MEMBER} in the downloaded zip inflates to {len(huge):,} bytes, over the {limit:,}-byte limit for this file)"
+    ) in one_line(capsys)
     assert env.cached(BANKNOTE).read_bytes() == CRLF
 
 
@@ -315,8 +337,10 @@ def test_mirror_lf_copy_is_accepted_and_a_wrong_one_reported_with_the_real_hash(
     x, _ = datasets.load_banknote(profile="smoke")  # the registry's real spec: nothing is downloaded
 
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"adl_helpers: mirror file {env.tmp / 'mirror' / BANKNOTE} has sha256 "
-                               f"{sha256(one_row)}, expected {UCI_SHA256}; ignoring it")
+    assert lines[0].startswith(
+        f"adl_helpers: mirror file {env.tmp / 'mirror' / BANKNOTE} has sha256 "
+        f"{sha256(one_row)}, expected {UCI_SHA256}; ignoring it"
+    )
     assert "stand-in" in lines[1] and x.shape == (1372, 4)
     assert env.opened == []
 
@@ -400,8 +424,10 @@ def test_fashion_mnist_both_sources_down_raises_listing_both(env, dead_base):
 
     text = str(info.value)
     spec = datasets._FILES[key]
-    assert text.startswith("load_fashion_mnist: could not get train-images-idx3-ubyte.gz (all 2 sources failed: "
-                           "(1) the download failed: URLError: ")
+    assert text.startswith(
+        "load_fashion_mnist: could not get train-images-idx3-ubyte.gz (all 2 sources failed: "
+        "(1) the download failed: URLError: "
+    )
     assert "Connection refused" in text
     assert f"URLs, tried in order: (1) {spec.url}, (2) {spec.sources[1].url}" in text
     assert f"expected sha256: {spec.sha256}" in text

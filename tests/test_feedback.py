@@ -51,16 +51,15 @@ class RecordingKernel:
 
 # A test cell with a public check and a hidden test that sends the kernel a secret input (31337.25) and
 # compares with a secret expected value (271828.5).
-CELL = '''_out = student_f(2.0)
+CELL = """_out = student_f(2.0)
 assert _out is not None, "student_f returned nothing"
 ### BEGIN HIDDEN TESTS
 _secret = student_f(31337.25)
 np.testing.assert_allclose(float(student_f(1.0)), 271828.5, err_msg="f(1) is off: check the sign")
 assert float(_secret) == 271828.5, f"student_f(31337.25) gave {_secret}, expected {271828.5}"
 ### END HIDDEN TESTS
-'''
-TRUSTED = GradeCell(cell_type="code", grade_id="q1", points=2.0, grade=True, solution=False,
-                    locked=True, source=CELL)
+"""
+TRUSTED = GradeCell(cell_type="code", grade_id="q1", points=2.0, grade=True, solution=False, locked=True, source=CELL)
 SECRETS = ("31337", "271828", "Leak")
 
 
@@ -101,8 +100,9 @@ def test_comparison_output_and_fstring_values_are_cut():
     assert outcome["message"] == "f(1) is off: check the sign"  # the instructor's err_msg, as written
     reason = scoring.reason(outcome, TRUSTED)
     assert reason == "a hidden test failed (AssertionError: f(1) is off: check the sign)"
-    one = CELL.replace('np.testing.assert_allclose(float(student_f(1.0)), 271828.5, err_msg="f(1) is off: check '
-                       'the sign")\n', "")
+    one = CELL.replace(
+        'np.testing.assert_allclose(float(student_f(1.0)), 271828.5, err_msg="f(1) is off: check the sign")\n', ""
+    )
     outcome = tests.run(one, "q1")
     assert outcome["message"] == "student_f(31337.25) gave \u2026, expected \u2026"
     assert "271828" not in scoring.reason(outcome, dataclasses.replace(TRUSTED, source=one))
@@ -116,7 +116,8 @@ def test_a_public_check_names_its_line_and_a_student_exception_only_its_type():
     outcome = _grade("own-type")
     assert outcome["ename"] == "StudentError"
     assert scoring.reason(outcome, TRUSTED).startswith(
-        "a public check failed (student_f() raised an exception of a type of its own)")
+        "a public check failed (student_f() raised an exception of a type of its own)"
+    )
     outcome = _grade("unreadable")
     assert outcome["origin"] == "unreadable" and outcome["ename"] == "TypeError"
     assert "Leak" in outcome["evalue"] and "Leak" not in scoring.reason(outcome, TRUSTED)
@@ -128,24 +129,28 @@ def test_a_name_the_public_checks_use_is_named_and_a_hidden_one_is_not():
     tests = TrustedTests(Link(lambda r: {"names": {}}))
     reason = scoring.reason(tests.run(source, "q1"), cell)
     assert "name 'student_g' is not defined" in reason
-    tests = TrustedTests(Link(lambda r: {"names": {"student_g": {"__callable__": True}}} if r["op"] == "names"
-                              else {"value": 1}))
+    tests = TrustedTests(
+        Link(lambda r: {"names": {"student_g": {"__callable__": True}}} if r["op"] == "names" else {"value": 1})
+    )
     reason = scoring.reason(tests.run(source, "q1"), cell)
     assert reason.startswith("a hidden test failed (NameError: a name the test uses") and "secret" not in reason
 
 
-@pytest.mark.parametrize(("source", "line", "expected"), [
-    ('assert x, "plain words"', 1, "plain words"),
-    ('assert x, f"got {x!r:>10}, expected {y}"', 1, "got \u2026, expected \u2026"),
-    ('assert x, ("two " \n  f"parts {x}")', 2, "two parts \u2026"),
-    ('raise AssertionError(f"no error for {shapes}")', 1, "no error for \u2026"),
-    ('np.testing.assert_allclose(\n  a, b,\n  err_msg="off by a sign")', 1, "off by a sign"),
-    ("assert x, message_variable", 1, None),
-    ("assert x", 1, None),
-    ("y = float(x)", 1, None),
-    ("not python (", 1, None),
-    ('assert x, "' + "w " * 400 + '"', 1, ("w " * 150)[:299] + "\u2026"),
-])
+@pytest.mark.parametrize(
+    ("source", "line", "expected"),
+    [
+        ('assert x, "plain words"', 1, "plain words"),
+        ('assert x, f"got {x!r:>10}, expected {y}"', 1, "got \u2026, expected \u2026"),
+        ('assert x, ("two " \n  f"parts {x}")', 2, "two parts \u2026"),
+        ('raise AssertionError(f"no error for {shapes}")', 1, "no error for \u2026"),
+        ('np.testing.assert_allclose(\n  a, b,\n  err_msg="off by a sign")', 1, "off by a sign"),
+        ("assert x, message_variable", 1, None),
+        ("assert x", 1, None),
+        ("y = float(x)", 1, None),
+        ("not python (", 1, None),
+        ('assert x, "' + "w " * 400 + '"', 1, ("w " * 150)[:299] + "\u2026"),
+    ],
+)
 def test_instructor_message(source, line, expected):
     assert instructor_message(source, line) == expected
 
@@ -159,8 +164,15 @@ def test_instructor_message(source, line, expected):
     function=st.one_of(st.none(), st.text(max_size=30)),
 )
 def test_a_reason_never_holds_the_exception_text(evalue, ename, origin, line, function):
-    cell = {"status": "error", "ename": ename, "evalue": evalue, "origin": origin, "line": line,
-            "function": function, "message": None}
+    cell = {
+        "status": "error",
+        "ename": ename,
+        "evalue": evalue,
+        "origin": origin,
+        "line": line,
+        "function": function,
+        "message": None,
+    }
     reason = scoring.reason(cell, TRUSTED)
     words = evalue.strip()
     if len(words) >= 6 and words not in CELL and words not in scoring.reason({**cell, "evalue": ""}, TRUSTED):
@@ -181,9 +193,16 @@ def course(tmp_path, monkeypatch):
 
 def _result(key: str, points: float) -> scoring.Result:
     _, trusted = read_source(ROOT / "source" / "hw1" / "hw1.ipynb")
-    qs = [scoring.QuestionResult(c.grade_id, points if i == 0 else 0.0, c.points,
-                                  "passed" if i == 0 and points else "failed", "" if i == 0 else "a hidden test failed")
-          for i, c in enumerate(c for c in trusted if c.autograded_test)]
+    qs = [
+        scoring.QuestionResult(
+            c.grade_id,
+            points if i == 0 else 0.0,
+            c.points,
+            "passed" if i == 0 and points else "failed",
+            "" if i == 0 else "a hidden test failed",
+        )
+        for i, c in enumerate(c for c in trusted if c.autograded_test)
+    ]
     return scoring.Result("ana", "hw1", qs, [], 1.0, key)
 
 

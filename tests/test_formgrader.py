@@ -47,22 +47,28 @@ def _payload(port: int, where: str) -> str:
 
 def _hostile_answer(port: int) -> str:
     """Lines an answer cell ends with: outputs of every kind that could carry a script."""
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" onload="{_payload(port, "svg")}">'
-           f'<script>{_payload(port, "svg-script")}</script></svg>')
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" onload="{_payload(port, "svg")}">'
+        f"<script>{_payload(port, 'svg-script')}</script></svg>"
+    )
     html = f"<b>bold output</b><script>{_payload(port, 'html')}</script>"
     img = f'<img src=x onerror="{_payload(port, "md-output")}">'
-    return "\n".join([
-        "from IPython.display import HTML, SVG, Javascript, Markdown, display",
-        f"display(HTML({html!r}))",
-        f"display(Javascript({_payload(port, 'js')!r}))",
-        f"display(Markdown({img!r}))",
-        f"display(SVG({svg!r}))",
-    ])
+    return "\n".join(
+        [
+            "from IPython.display import HTML, SVG, Javascript, Markdown, display",
+            f"display(HTML({html!r}))",
+            f"display(Javascript({_payload(port, 'js')!r}))",
+            f"display(Markdown({img!r}))",
+            f"display(SVG({svg!r}))",
+        ]
+    )
 
 
 def _hostile_markdown(port: int) -> str:
-    return (f'My notes <img src=x onerror="{_payload(port, "md-img")}">\n\n'
-            f"<script>{_payload(port, 'md-script')}</script>\n\n[a link](javascript:{_payload(port, 'md-link')})")
+    return (
+        f'My notes <img src=x onerror="{_payload(port, "md-img")}">\n\n'
+        f"<script>{_payload(port, 'md-script')}</script>\n\n[a link](javascript:{_payload(port, 'md-link')})"
+    )
 
 
 def _hostile_notebook(port: int) -> nbformat.NotebookNode:
@@ -73,9 +79,11 @@ def _hostile_notebook(port: int) -> nbformat.NotebookNode:
     nb.cells.insert(index + 1, nbformat.v4.new_markdown_cell(_hostile_markdown(port)))
     # The question answered in words is left as released: unanswered, it scores 0 with no hand grade due, so the
     # submission is fully graded once adl-grade has run (the midterm's tests cover one awaiting a hand grade).
-    released = {c.metadata["nbgrader"]["grade_id"]: c.source
-                for c in nbformat.read(str(ROOT / "release" / "hw1" / "hw1.ipynb"), as_version=4).cells
-                if "nbgrader" in c.metadata}
+    released = {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in nbformat.read(str(ROOT / "release" / "hw1" / "hw1.ipynb"), as_version=4).cells
+        if "nbgrader" in c.metadata
+    }
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "markdown" and meta.get("solution") and meta.get("grade"):
@@ -137,12 +145,16 @@ def test_outputs_keep_text_and_images_only():
     image = _output(**{"image/png": PNG, "image/svg+xml": f"<svg onload='{PWNED}'/>"})
     fake_image = _output(**{"image/png": f'x" onerror="{PWNED}', "text/plain": "fig"})
     html_image = _output(**{"image/jpeg": PNG})  # PNG bytes under a JPEG label
-    widget = _output("execute_result", **{"application/vnd.jupyter.widget-view+json": {"model_id": "1"},
-                                           "text/markdown": f"<img src=x onerror={PWNED}>"})
+    widget = _output(
+        "execute_result",
+        **{
+            "application/vnd.jupyter.widget-view+json": {"model_id": "1"},
+            "text/markdown": f"<img src=x onerror={PWNED}>",
+        },
+    )
     image.metadata = {"filenames": {"image/png": "http://evil/x.png"}, "image/png": {"width": "1 onload=x"}}
     stream = nbformat.v4.new_output("stream", name='stdout" onclick="x', text="printed")
-    nb = formgrader.sanitize_notebook(_notebook_with([shown, only_js, image, fake_image, html_image, widget,
-                                                      stream]))
+    nb = formgrader.sanitize_notebook(_notebook_with([shown, only_js, image, fake_image, html_image, widget, stream]))
     shown, only_js, image, fake_image, html_image, widget, stream = nb.cells[0].outputs
     assert shown.data == {"text/plain": "<HTML object>"}
     assert only_js.data == {"text/plain": "[output not shown by the grader: application/javascript]"}
@@ -158,17 +170,24 @@ def test_outputs_keep_text_and_images_only():
 def test_malformed_outputs_become_a_note():
     """What a kernel that writes its own messages could send: a placeholder each, never a crash (the worker
     would lose the whole notebook)."""
-    outputs = [{"output_type": "display_data", "data": ["text/html"], "metadata": {}},
-               {"output_type": "error", "ename": "E", "evalue": "v", "traceback": [1, 2]},
-               {"output_type": "<script>", "text": "x"},
-               {"output_type": "stream", "name": "stdout", "text": ["two ", "lines"]},
-               {"output_type": "execute_result", "execution_count": True, "metadata": {},
-                "data": {"text/plain": ["a", "b"], "image/png": 5}},
-               "not an output"]
+    outputs = [
+        {"output_type": "display_data", "data": ["text/html"], "metadata": {}},
+        {"output_type": "error", "ename": "E", "evalue": "v", "traceback": [1, 2]},
+        {"output_type": "<script>", "text": "x"},
+        {"output_type": "stream", "name": "stdout", "text": ["two ", "lines"]},
+        {
+            "output_type": "execute_result",
+            "execution_count": True,
+            "metadata": {},
+            "data": {"text/plain": ["a", "b"], "image/png": 5},
+        },
+        "not an output",
+    ]
     nb = formgrader.sanitize_notebook(_notebook_with([nbformat.from_dict(o) for o in outputs]))
     shown = nb.cells[0].outputs
     assert [o.get("text") for o in shown[:3]] == ["[output not shown by the grader: a malformed output]\n"] * 2 + [
-        "[output not shown by the grader: '<script>' is not an output type]\n"]
+        "[output not shown by the grader: '<script>' is not an output type]\n"
+    ]
     assert shown[3].text == "two lines"
     assert shown[4].data == {"text/plain": "ab"} and shown[4].execution_count is None
     assert shown[5].text == "[output not shown by the grader: a malformed output]\n"
@@ -182,35 +201,43 @@ def test_student_markdown_is_shown_as_text_and_instructor_markdown_is_kept():
     plain = "## My notes\n\nSome *emphasis*, `a < b`, $x < 0$, a [link](https://x.org).\n\n> a quote"
     student = nbformat.v4.new_markdown_cell(plain)
     hostile = nbformat.v4.new_markdown_cell(f"Hi <img src=x onerror={PWNED}>")
-    answer = nbformat.v4.new_markdown_cell(f"<script>{PWNED}</script>", metadata={
-        "nbgrader": {"grade_id": "q", "locked": True, "solution": True}})  # an answer cell: the student's
+    answer = nbformat.v4.new_markdown_cell(
+        f"<script>{PWNED}</script>", metadata={"nbgrader": {"grade_id": "q", "locked": True, "solution": True}}
+    )  # an answer cell: the student's
     raw = nbformat.v4.new_raw_cell(f"<script>{PWNED}</script>", metadata={"raw_mimetype": "text/html"})
     nb = formgrader.sanitize_notebook(_notebook_with(cells=[instructor, student, hostile, answer, raw]))
     instructor, student, hostile, answer, raw = nb.cells[1:]
     assert instructor.source == badge and instructor.metadata == locked
     assert student.source == plain
-    assert hostile.source.startswith(formgrader.AS_TEXT_NOTE) and f"    Hi <img src=x onerror={PWNED}>" in hostile.source
+    assert (
+        hostile.source.startswith(formgrader.AS_TEXT_NOTE) and f"    Hi <img src=x onerror={PWNED}>" in hostile.source
+    )
     assert answer.source.startswith(formgrader.AS_TEXT_NOTE)
     assert raw.source == f"&lt;script&gt;{PWNED}&lt;/script&gt;" and "raw_mimetype" not in raw.metadata
     for cell in (hostile, answer):
         assert formgrader.markdown_problems(cell.source) == []
 
 
-@pytest.mark.parametrize("source, problem", [
-    ("<img src=x onerror=alert(1)>", "<img>"),
-    ("![a](http://127.0.0.1:9/beacon.png)", "<img>"),
-    ("<script>alert(1)</script>", "<script>"),
-    ("[a](javascript:alert(1))", "a link to 'javascript:alert(1)'"),
-    ("<a href=' JaVaScRiPt:alert(1)'>a</a>", "a link to ' JaVaScRiPt:alert(1)'"),
-    ("[a](data:text/html,<script>alert(1)</script>)", "a link to 'data:text/html,%3Cscript"),
-    ("<b style='background:url(http://x)'>a</b>", "<b>"),
-    ("<p onclick='alert(1)'>a</p>", "<p onclick>"),
-    ("$\\href{javascript:alert(1)}{x}$", "a TeX macro that makes a link or a style"),
-    ("<!-- hidden -->", "an HTML comment"),
-    ("<p\x00 tabindex=1 autofocus onfocus=alert(1)>x", "a control character"),
-])
+@pytest.mark.parametrize(
+    "source, problem",
+    [
+        ("<img src=x onerror=alert(1)>", "<img>"),
+        ("![a](http://127.0.0.1:9/beacon.png)", "<img>"),
+        ("<script>alert(1)</script>", "<script>"),
+        ("[a](javascript:alert(1))", "a link to 'javascript:alert(1)'"),
+        ("<a href=' JaVaScRiPt:alert(1)'>a</a>", "a link to ' JaVaScRiPt:alert(1)'"),
+        ("[a](data:text/html,<script>alert(1)</script>)", "a link to 'data:text/html,%3Cscript"),
+        ("<b style='background:url(http://x)'>a</b>", "<b>"),
+        ("<p onclick='alert(1)'>a</p>", "<p onclick>"),
+        ("$\\href{javascript:alert(1)}{x}$", "a TeX macro that makes a link or a style"),
+        ("<!-- hidden -->", "an HTML comment"),
+        ("<p\x00 tabindex=1 autofocus onfocus=alert(1)>x", "a control character"),
+    ],
+)
 def test_markdown_problems_name_what_could_run(source, problem):
-    assert any(p.startswith(problem) for p in formgrader.markdown_problems(source)), formgrader.markdown_problems(source)
+    assert any(p.startswith(problem) for p in formgrader.markdown_problems(source)), formgrader.markdown_problems(
+        source
+    )
     assert formgrader.markdown_problems(formgrader.as_text(source)) == []
 
 
@@ -237,14 +264,26 @@ def test_the_formgrader_exporter_sanitises_an_unsanitised_notebook():
     nb = _hostile_notebook(9)
     for cell in nb.cells:  # outputs as the kernel made them
         if "display(HTML(" in cell.source:
-            cell.outputs = [_output(**{"text/html": f"<script>{_payload(9, 'html')}</script>"}),
-                            _output(**{"application/javascript": _payload(9, "js")}),
-                            _output(**{"text/markdown": f"<img src=x onerror=\"{_payload(9, 'md')}\">"})]
-    resources = {"base_url": "/", "assignment_id": "hw1", "notebook_id": "hw1", "submission_id": "x",
-                 "index": 0, "total": 1, "student": STUDENT, "last_name": "", "first_name": "",
-                 "notebook_path": "x"}
-    unsafe = HTMLExporter(config=Config(HTMLExporter={"template_name": "formgrade",
-                                                      "extra_template_basedirs": [handlers.template_path]}))
+            cell.outputs = [
+                _output(**{"text/html": f"<script>{_payload(9, 'html')}</script>"}),
+                _output(**{"application/javascript": _payload(9, "js")}),
+                _output(**{"text/markdown": f'<img src=x onerror="{_payload(9, "md")}">'}),
+            ]
+    resources = {
+        "base_url": "/",
+        "assignment_id": "hw1",
+        "notebook_id": "hw1",
+        "submission_id": "x",
+        "index": 0,
+        "total": 1,
+        "student": STUDENT,
+        "last_name": "",
+        "first_name": "",
+        "notebook_path": "x",
+    }
+    unsafe = HTMLExporter(
+        config=Config(HTMLExporter={"template_name": "formgrade", "extra_template_basedirs": [handlers.template_path]})
+    )
     before, _ = unsafe.from_notebook_node(copy.deepcopy(nb), resources=dict(resources))
     assert live_payloads(before), "the check finds nothing even without sanitising: it cannot fail"
     page, _ = HTMLExporter(config=config).from_notebook_node(nb, resources=dict(resources))
@@ -321,13 +360,22 @@ def _snapshot(c) -> dict:
     gradebook's rows."""
     from nbgrader.api import Gradebook
 
-    files = {str(p.relative_to(c.build)): p.read_bytes() for folder in (c.autograded, c.feedback)
-             for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = {
+        str(p.relative_to(c.build)): p.read_bytes()
+        for folder in (c.autograded, c.feedback)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
     with Gradebook(c.db_url, course_id=c.course_id) as gb:
         sub = gb.find_submission("hw1", STUDENT)
-        rows = {"timestamp": sub.timestamp, "grades": sorted(
-            (g.name, g.auto_score, g.manual_score, g.extra_credit, g.needs_manual_grade)
-            for nb in sub.notebooks for g in nb.grades)}
+        rows = {
+            "timestamp": sub.timestamp,
+            "grades": sorted(
+                (g.name, g.auto_score, g.manual_score, g.extra_credit, g.needs_manual_grade)
+                for nb in sub.notebooks
+                for g in nb.grades
+            ),
+        }
     return {"files": files, "gradebook": rows}
 
 
@@ -342,8 +390,7 @@ def test_the_stored_notebook_is_sanitised(course):
     assert "text/html" not in text and "application/javascript" not in text and "image/svg+xml" not in text
     notes = [cell for cell in nb.cells if cell.cell_type == "markdown" and "My notes" in cell.source]
     assert len(notes) == 1 and notes[0].source.startswith(formgrader.AS_TEXT_NOTE)
-    plain = [o.data["text/plain"] for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs
-             if "data" in o]
+    plain = [o.data["text/plain"] for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs if "data" in o]
     assert "<IPython.core.display.Javascript object>" in plain and "<IPython.core.display.SVG object>" in plain
 
 
@@ -356,7 +403,11 @@ def test_nbgrader_lists_the_submission_as_graded_with_its_score(course, server):
     assert api.get_autograded_students("hw1") == {STUDENT}
     [sub] = api.get_submissions("hw1")
     assert (sub["student"], sub["autograded"], sub["score"], sub["max_score"]) == (
-        STUDENT, True, result.score, result.max_score)
+        STUDENT,
+        True,
+        result.score,
+        result.max_score,
+    )
     assert sub["needs_manual_grade"] is False and sub["timestamp"] is not None
     [shown] = server.api("/formgrader/api/submissions/hw1")  # what the Manage Submissions page loads
     assert (shown["autograded"], shown["score"]) == (True, result.score)
@@ -369,19 +420,29 @@ def test_nbgrader_autograde_and_feedback_refuse_and_change_nothing(course, serve
     reports.write_feedback(c, result, final=True)
     before = _snapshot(c)
     assert any(name.endswith("feedback.html") for name in before["files"]) and any(
-        name.endswith("result.json") for name in before["files"])
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", "hw1", "--force"], cwd=c.root,
-                          capture_output=True, text=True, timeout=300)
+        name.endswith("result.json") for name in before["files"]
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "autograde", "hw1", "--force"],
+        cwd=c.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert "adl-grade autograde hw1" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     assert _snapshot(c) == before
     api = _nbgrader_api(c)
-    for answer in (api.autograde("hw1", STUDENT),
-                   server.api(f"/formgrader/api/submission/hw1/{STUDENT}/autograde", "POST", {})):
+    for answer in (
+        api.autograde("hw1", STUDENT),
+        server.api(f"/formgrader/api/submission/hw1/{STUDENT}/autograde", "POST", {}),
+    ):
         assert answer["success"] is False and "adl-grade autograde hw1" in answer["log"], answer
         assert _snapshot(c) == before
-    for answer in (api.generate_feedback("hw1", STUDENT),
-                   server.api(f"/formgrader/api/assignment/hw1/{STUDENT}/generate_feedback", "POST", {})):
+    for answer in (
+        api.generate_feedback("hw1", STUDENT),
+        server.api(f"/formgrader/api/assignment/hw1/{STUDENT}/generate_feedback", "POST", {}),
+    ):
         assert answer["success"] is False and "adl-grade feedback hw1" in answer["log"], answer
         assert _snapshot(c) == before
 
@@ -453,9 +514,20 @@ def _chromium() -> str:
 
 def _browse(url: str, profile: pathlib.Path, *action: str, height: int = 1800) -> str:
     """Headless Chromium on ``url``; its stdout (the DOM after scripts ran, with --dump-dom)."""
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-           "--no-default-browser-check", f"--user-data-dir={profile}", "--virtual-time-budget=8000",
-           f"--window-size=1280,{height}", *action, url]
+    cmd = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--no-default-browser-check",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=8000",
+        f"--window-size=1280,{height}",
+        *action,
+        url,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
@@ -505,10 +577,10 @@ def test_manage_submissions_page_shows_the_score(course, server, browser, beacon
     c, result = course
     url = f"{server.url}/formgrader/manage_submissions/hw1"
     dom = _browse(url, browser, "--dump-dom")
-    row = dom[dom.index('<tbody id="main-table">'):]
-    row = row[:row.index("</tbody>")]
+    row = dom[dom.index('<tbody id="main-table">') :]
+    row = row[: row.index("</tbody>")]
     assert f">{STUDENT}<" in row, row
-    assert 'graded</span>' in row and "needs autograding" not in row.lower(), row
+    assert "graded</span>" in row and "needs autograding" not in row.lower(), row
     assert f">{result.score:g} / {result.max_score:g}<" in row, row
     _screenshot(url, browser, "formgrader-manage-submissions.png", tmp_path, height=900)
     assert _Beacon.hits == []

@@ -65,8 +65,19 @@ def postgres_url():
         assert proc.returncode == 0, f"{cmd[0]} failed:\n{proc.stdout}\n{proc.stderr}"
 
     run("initdb", "-D", str(data), "-U", "adl", "--auth=trust", "-E", "UTF8", "--no-instructions")
-    run("pg_ctl", "-D", str(data), "-l", str(tmp / "server.log"), "-w", "-t", "60", "-o",
-        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    run(
+        "pg_ctl",
+        "-D",
+        str(data),
+        "-l",
+        str(tmp / "server.log"),
+        "-w",
+        "-t",
+        "60",
+        "-o",
+        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off",
+        "start",
+    )
     try:
         run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "adl", "gradebook")
         yield f"postgresql+psycopg2://adl@127.0.0.1:{port}/gradebook"  # SQLAlchemy 2.1 defaults to psycopg 3
@@ -76,9 +87,16 @@ def postgres_url():
 
 
 def _result(student: str, points: dict[str, float], maxima: dict[str, float]) -> scoring.Result:
-    qs = [scoring.QuestionResult(g, points[g], maxima[g], "passed" if points[g] == maxima[g] else "failed",
-                                  "" if points[g] == maxima[g] else "a hidden test failed")
-          for g in maxima]
+    qs = [
+        scoring.QuestionResult(
+            g,
+            points[g],
+            maxima[g],
+            "passed" if points[g] == maxima[g] else "failed",
+            "" if points[g] == maxima[g] else "a hidden test failed",
+        )
+        for g in maxima
+    ]
     return scoring.Result(student, "hw1", qs, [], 1.0, f"key-{student}")
 
 
@@ -107,8 +125,10 @@ def test_gradebook_on_postgresql(postgres_url, tmp_path, monkeypatch):
         assert gb.find_submission("hw1", "s01").timestamp == parse_utc(stamp.read_text())
 
     scores = gradebook.scores(course, "hw1")
-    assert scores == {"s01": {**maxima, **by_hand},
-                      "s02": {**{q.grade_id: q.points for q in partial.questions}, **by_hand}}
+    assert scores == {
+        "s01": {**maxima, **by_hand},
+        "s02": {**{q.grade_id: q.points for q in partial.questions}, **by_hand},
+    }
     with reports.export_csv(course, "hw1").open() as fh:
         rows = {row["student_id"]: row for row in csv.DictReader(fh)}
     assert float(rows["s01"]["score"]) == sum(maxima.values())

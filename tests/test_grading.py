@@ -108,9 +108,13 @@ def test_grader_refuses_paths_and_links_without_starting_anything(saved, tmp_pat
     (tmp_path / "link.keras").symlink_to(d / "net.keras")
     (tmp_path / "dir.keras").mkdir()
     ev = ModelEvaluator(tmp_path, timeout=5)
-    for bad, match in ((str(d / "net.keras"), "file name"), ("../net.keras", "file name"),
-                       ("link.keras", "not a regular file"), ("dir.keras", "not a regular file"),
-                       ("missing.keras", "did not save it")):
+    for bad, match in (
+        (str(d / "net.keras"), "file name"),
+        ("../net.keras", "file name"),
+        ("link.keras", "not a regular file"),
+        ("dir.keras", "not a regular file"),
+        ("missing.keras", "did not save it"),
+    ):
         with pytest.raises((ValueError, FileNotFoundError), match=match):
             ev(bad, x)
     with pytest.raises(ValueError, match="NumPy array"):
@@ -179,20 +183,25 @@ def test_heldout_crops_fail_closed_where_the_real_test_split_is_reachable(grader
 def _lookup_model(x_look, y_look):
     """A 1-nearest-neighbour lookup of stored crops, as a Keras model of Keras' own layers (safe mode loads it)."""
     flat = x_look.reshape(len(x_look), -1).astype("float32") / 255.0
-    model = keras.Sequential([
-        keras.Input(shape=(32, 32, 3)), keras.layers.Rescaling(1 / 255.0),
-        keras.layers.Conv2D(3, 1, use_bias=False), keras.layers.Flatten(),
-        keras.layers.Dense(len(flat)), keras.layers.Rescaling(50.0), keras.layers.Softmax(),
-        keras.layers.Dense(10, use_bias=False),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(32, 32, 3)),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Conv2D(3, 1, use_bias=False),
+            keras.layers.Flatten(),
+            keras.layers.Dense(len(flat)),
+            keras.layers.Rescaling(50.0),
+            keras.layers.Softmax(),
+            keras.layers.Dense(10, use_bias=False),
+        ]
+    )
     model.layers[1].set_weights([np.eye(3, dtype="float32").reshape(1, 1, 3, 3)])
     model.layers[3].set_weights([2 * flat.T, -(flat**2).sum(axis=1)])
     model.layers[6].set_weights([np.eye(10, dtype="float32")[y_look]])
     return model
 
 
-def test_hw3_a_lookup_of_the_test_split_passes_the_visible_check_and_fails_the_held_out_one(grader_data,
-                                                                                             monkeypatch):
+def test_hw3_a_lookup_of_the_test_split_passes_the_visible_check_and_fails_the_held_out_one(grader_data, monkeypatch):
     """The issue's attack: the crops load_svhn() gives as the test split, looked up, handed in as the CNN. It
     scored 4/4 when the hidden test evaluated on that split; the held-out crops take the question."""
     import adl_helpers as adl
@@ -223,8 +232,8 @@ def _brute_nearest(samples, references, s):
         for ref in references:
             for dy in range(-s, s + 1):
                 for dx in range(-s, s + 1):
-                    diff = x[s + dy:h - s + dy, s + dx:w - s + dx] - ref[s:h - s, s:w - s]
-                    best = min(best, float(np.sqrt(np.mean(diff ** 2))))
+                    diff = x[s + dy : h - s + dy, s + dx : w - s + dx] - ref[s : h - s, s : w - s]
+                    best = min(best, float(np.sqrt(np.mean(diff**2))))
         out.append(best)
     return np.array(out)
 
@@ -246,17 +255,20 @@ def test_nearest_distance_reads_uint8_channels_and_tensors_alike():
     np.testing.assert_allclose(as_float, [0.0, 0.0], atol=1e-3)
 
 
-@pytest.mark.parametrize(("samples", "references", "kwargs", "message"), [
-    (np.zeros((2, 28, 28)), np.zeros((3, 14, 14)), {}, "samples are 28x28 images, references 14x14"),
-    (np.zeros((28, 28)), np.zeros((3, 28, 28)), {}, "samples should be a batch of grayscale images"),
-    (np.zeros((2, 28, 28, 3)), np.zeros((3, 28, 28)), {}, "got shape (2, 28, 28, 3)"),
-    (np.zeros((0, 28, 28)), np.zeros((3, 28, 28)), {}, "with n >= 1"),
-    (np.full((2, 28, 28), -1.0), np.zeros((3, 28, 28)), {}, "(x + 1) / 2"),
-    (np.full((2, 28, 28), np.nan), np.zeros((3, 28, 28)), {}, "pixels from 0 to 1"),
-    (np.zeros((2, 28, 28), dtype=int), np.zeros((3, 28, 28)), {}, "got dtype int64"),
-    (np.zeros((2, 28, 28)), np.zeros((3, 28, 28)), {"max_shift": -1}, "max_shift must be"),
-    (np.zeros((2, 4, 4)), np.zeros((3, 4, 4)), {"max_shift": 2}, "too small for shifts of 2"),
-])
+@pytest.mark.parametrize(
+    ("samples", "references", "kwargs", "message"),
+    [
+        (np.zeros((2, 28, 28)), np.zeros((3, 14, 14)), {}, "samples are 28x28 images, references 14x14"),
+        (np.zeros((28, 28)), np.zeros((3, 28, 28)), {}, "samples should be a batch of grayscale images"),
+        (np.zeros((2, 28, 28, 3)), np.zeros((3, 28, 28)), {}, "got shape (2, 28, 28, 3)"),
+        (np.zeros((0, 28, 28)), np.zeros((3, 28, 28)), {}, "with n >= 1"),
+        (np.full((2, 28, 28), -1.0), np.zeros((3, 28, 28)), {}, "(x + 1) / 2"),
+        (np.full((2, 28, 28), np.nan), np.zeros((3, 28, 28)), {}, "pixels from 0 to 1"),
+        (np.zeros((2, 28, 28), dtype=int), np.zeros((3, 28, 28)), {}, "got dtype int64"),
+        (np.zeros((2, 28, 28)), np.zeros((3, 28, 28)), {"max_shift": -1}, "max_shift must be"),
+        (np.zeros((2, 4, 4)), np.zeros((3, 4, 4)), {"max_shift": 2}, "too small for shifts of 2"),
+    ],
+)
 def test_nearest_distance_says_what_is_wrong(samples, references, kwargs, message):
     with pytest.raises(ValueError, match="^nearest_distance: .*" + __import__("re").escape(message)):
         grading.nearest_distance(samples, references, **kwargs)

@@ -73,7 +73,8 @@ def test_printable_escapes_and_bounds():
     assert ingest.printable("alice_hw1.ipynb") == "alice_hw1.ipynb"
     assert ingest.printable("caf\u00e9 \u4e2d\u6587 \U0001f600") == "caf\u00e9 \u4e2d\u6587 \U0001f600"
     assert ingest.printable("\x1b\x07\x9b\u202e\u2028\u200b\ud800\t") == (
-        "\\x1b\\x07\\x9b\\u202e\\u2028\\u200b\\ud800\\x09")
+        "\\x1b\\x07\\x9b\\u202e\\u2028\\u200b\\ud800\\x09"
+    )
     shown = ingest.printable("\x1b" * 10_000)
     assert len(shown) == ingest.MAX_SHOWN and shown.endswith("[...]")
 
@@ -102,8 +103,7 @@ NOTES = [
 
 def test_report_escapes_student_strings(course_root):
     course = load_course(course_root)
-    results = [result(HOSTILE, ["metadata changed", "<img src=x onerror=alert(1)>"], NOTES, 0.0),
-               result("alice_smith")]
+    results = [result(HOSTILE, ["metadata changed", "<img src=x onerror=alert(1)>"], NOTES, 0.0), result("alice_smith")]
     text = reports.write_report(course, "hw1", results).read_text()
     assert "<script" not in text and "<img" not in text and "<iframe" not in text and "<a " not in text
     assert not re.search(r"(?<!\\)\]\((?:javascript|http)", text), text
@@ -138,9 +138,15 @@ def with_grade_id(value) -> dict:
     return nb
 
 
-@pytest.mark.parametrize("value, kind", [
-    (["q1"], "a list"), ({"id": "q1"}, "an object"), (7, "a number"), (True, "true or false"),
-])
+@pytest.mark.parametrize(
+    "value, kind",
+    [
+        (["q1"], "a list"),
+        ({"id": "q1"}, "an object"),
+        (7, "a number"),
+        (True, "true or false"),
+    ],
+)
 def test_grade_id_that_is_not_text_is_refused(value, kind):
     with pytest.raises(InvalidNotebook, match=f"grade id that is {kind}, not text"):
         parse_submission(json.dumps(with_grade_id(value)).encode())
@@ -149,13 +155,18 @@ def test_grade_id_that_is_not_text_is_refused(value, kind):
 STREAM = {"output_type": "stream", "name": "stdout", "text": "\ud83d"}  # half of an emoji
 
 
-@pytest.mark.parametrize("where, edit", [
-    ("cells/2/source", lambda nb: nb["cells"][2].__setitem__("source", "x = '\ud800'")),
-    ("metadata/kernelspec/display_name", lambda nb: nb["metadata"]["kernelspec"].update(display_name="\udfff")),
-    ("cells/1/outputs/0/text", lambda nb: nb["cells"][1].update(
-        cell_type="code", execution_count=1, outputs=[STREAM])),
-    ("metadata (a key", lambda nb: nb["metadata"].__setitem__("x\udc00", 1)),
-])
+@pytest.mark.parametrize(
+    "where, edit",
+    [
+        ("cells/2/source", lambda nb: nb["cells"][2].__setitem__("source", "x = '\ud800'")),
+        ("metadata/kernelspec/display_name", lambda nb: nb["metadata"]["kernelspec"].update(display_name="\udfff")),
+        (
+            "cells/1/outputs/0/text",
+            lambda nb: nb["cells"][1].update(cell_type="code", execution_count=1, outputs=[STREAM]),
+        ),
+        ("metadata (a key", lambda nb: nb["metadata"].__setitem__("x\udc00", 1)),
+    ],
+)
 def test_lone_surrogate_is_refused(where, edit):
     nb = copy.deepcopy(RELEASE)
     edit(nb)
@@ -192,16 +203,36 @@ def test_duplicate_ids_are_counted_once_each_and_listed_briefly():
 
 # ------------------------------------------------------------------------------ fuzz: never a crash
 
-WEIRD_STRINGS = ["", "q1_forward", "\ud800", "\udfff\ud800", "\x00", "\x1b[2J", "\u202e", "a" * 300,
-                 "<script>", "[x](javascript:x)", "\U0001f600", "\\", '"', "0"]
+WEIRD_STRINGS = [
+    "",
+    "q1_forward",
+    "\ud800",
+    "\udfff\ud800",
+    "\x00",
+    "\x1b[2J",
+    "\u202e",
+    "a" * 300,
+    "<script>",
+    "[x](javascript:x)",
+    "\U0001f600",
+    "\\",
+    '"',
+    "0",
+]
 
 
 # Any JSON value, with the strings a hostile student would try among Hypothesis' own.
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.sampled_from(WEIRD_STRINGS)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.sampled_from(WEIRD_STRINGS)
     | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(WEIRD_STRINGS) | st.text(max_size=8),
-                                                                inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(WEIRD_STRINGS) | st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -213,16 +244,28 @@ def _graded_meta(nb):
 # Where a value can be planted in a submission: (what, how) with how(notebook, value, index).
 SPOTS = [
     ("grade_id", lambda nb, v, i: _graded_meta(nb)["nbgrader"].__setitem__("grade_id", v)),
-    ("a grading flag", lambda nb, v, i: _graded_meta(nb)["nbgrader"].__setitem__(
-        ["points", "solution", "grade", "locked"][i % 4], v)),
+    (
+        "a grading flag",
+        lambda nb, v, i: _graded_meta(nb)["nbgrader"].__setitem__(["points", "solution", "grade", "locked"][i % 4], v),
+    ),
     ("the nbgrader metadata", lambda nb, v, i: _graded_meta(nb).__setitem__("nbgrader", v)),
     ("a cell's source", lambda nb, v, i: nb["cells"][i % len(nb["cells"])].__setitem__("source", v)),
     ("a cell's tags", lambda nb, v, i: nb["cells"][i % len(nb["cells"])]["metadata"].__setitem__("tags", v)),
     ("the kernel name", lambda nb, v, i: nb["metadata"]["kernelspec"].__setitem__("name", v)),
     ("notebook metadata", lambda nb, v, i: nb["metadata"].__setitem__(WEIRD_STRINGS[i % len(WEIRD_STRINGS)], v)),
-    ("an output", lambda nb, v, i: nb["cells"].append(
-        {"cell_type": "code", "metadata": {}, "source": "x", "id": f"fz{len(nb['cells'])}", "execution_count": None,
-         "outputs": [{"output_type": "stream", "name": "stdout", "text": v}]})),
+    (
+        "an output",
+        lambda nb, v, i: nb["cells"].append(
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": "x",
+                "id": f"fz{len(nb['cells'])}",
+                "execution_count": None,
+                "outputs": [{"output_type": "stream", "name": "stdout", "text": v}],
+            }
+        ),
+    ),
 ]
 TRUSTED = read_source(ROOT / "source" / "hw1" / "hw1.ipynb")[1]
 

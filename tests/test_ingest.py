@@ -42,20 +42,26 @@ def test_accepts_good_members_and_writes_only_submitted(course, tmp_path):
     assert (course.submitted / "alice" / "hw1" / "hw1.ipynb").read_bytes() == NB
     assert files_under(course.root) == {
         "nbgrader_config.py",
-        *(f"{course.submitted.relative_to(course.root)}/{s}/hw1/{f}"
-          for s in ("alice", "bob") for f in ("hw1.ipynb", "timestamp.txt")),
+        *(
+            f"{course.submitted.relative_to(course.root)}/{s}/hw1/{f}"
+            for s in ("alice", "bob")
+            for f in ("hw1.ipynb", "timestamp.txt")
+        ),
     }
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("../evil_hw1.ipynb", "climbs out"),
-    ("/etc/abs_hw1.ipynb", "absolute path"),
-    ("C:/win_hw1.ipynb", "absolute path"),
-    ("notes_hw1.txt", "not a notebook"),
-    ("inner_hw1.zip", "archive inside the archive"),
-    ("__MACOSX/._alice_hw1.ipynb", "hidden or system file"),
-    ("hw1.ipynb", "does not match"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("../evil_hw1.ipynb", "climbs out"),
+        ("/etc/abs_hw1.ipynb", "absolute path"),
+        ("C:/win_hw1.ipynb", "absolute path"),
+        ("notes_hw1.txt", "not a notebook"),
+        ("inner_hw1.zip", "archive inside the archive"),
+        ("__MACOSX/._alice_hw1.ipynb", "hidden or system file"),
+        ("hw1.ipynb", "does not match"),
+    ],
+)
 def test_refuses_unsafe_or_foreign_members(course, tmp_path, name, reason):
     z = make_zip(tmp_path / "dl.zip", [(name, NB)])
     got = ing.ingest(course, "hw1", z)
@@ -74,8 +80,10 @@ def test_refuses_symlinks(course, tmp_path):
 
 def test_refuses_zip_bombs(course, tmp_path, monkeypatch):
     monkeypatch.setattr(ing, "MAX_FILE_BYTES", 5 * 2**20)
-    z = make_zip(tmp_path / "dl.zip", [("big_hw1.ipynb", b"\0" * (6 * 2**20)),
-                                        ("dense_hw1.ipynb", b"{" + b" " * (3 * 2**20) + b"}")])
+    z = make_zip(
+        tmp_path / "dl.zip",
+        [("big_hw1.ipynb", b"\0" * (6 * 2**20)), ("dense_hw1.ipynb", b"{" + b" " * (3 * 2**20) + b"}")],
+    )
     got = ing.ingest(course, "hw1", z)
     reasons = dict(got.rejected)
     assert "over the 5,242,880 limit" in reasons["big_hw1.ipynb"]
@@ -111,10 +119,15 @@ def test_non_utf8_names_are_refused(course, tmp_path):
 
 def test_duplicates_keep_the_newest_and_late_is_listed(course, tmp_path):
     pattern = r"^(?P<student_id>[a-z]+)_(?P<timestamp>\d{4}-\d\d-\d\dT\d\d-\d\d)_hw1\.ipynb$"
-    z = make_zip(tmp_path / "dl.zip", [("carol_2026-09-30T10-00_hw1.ipynb", b"old"),
-                                        ("carol_2026-10-02T09-00_hw1.ipynb", NB),
-                                        ("dan_2026-09-30T23-00_hw1.ipynb", NB),
-                                        ("eve_2026-13-45T99-99_hw1.ipynb", NB)])
+    z = make_zip(
+        tmp_path / "dl.zip",
+        [
+            ("carol_2026-09-30T10-00_hw1.ipynb", b"old"),
+            ("carol_2026-10-02T09-00_hw1.ipynb", NB),
+            ("dan_2026-09-30T23-00_hw1.ipynb", NB),
+            ("eve_2026-13-45T99-99_hw1.ipynb", NB),
+        ],
+    )
     due = datetime.datetime(2026, 10, 1, tzinfo=datetime.UTC)
     got = ing.ingest(course, "hw1", z, pattern=pattern, due=due)
     assert sorted(got.accepted) == ["carol", "dan"]

@@ -14,12 +14,23 @@ from autograder.job import EVALUATOR_ENV_KEEP, KERNEL_ENV_KEEP, Job, JobError, S
 
 
 def _job(**changes) -> Job:
-    fields = dict(workdir="/g/home", notebook="/g/private/hw1.ipynb", executed="/c/hw1.ipynb", result="/c/run.json",
-                  cell_timeout=60, notebook_timeout=600.0, env={"PATH": "/usr/bin", "HOME": "/g/home"},
-                  sandbox=SandboxSpec(slot=3, memory=5 * 2**30, processes=256, disk=2**29, files=10_000,
-                                      tmp_size=2**28, readonly=("/data",)),
-                  control="/g/control", grader_env={"ADL_PROFILE": "smoke"}, grader_memory=3 * 2**30,
-                  scratch="/g", log="/c/logs/ana.log")
+    fields = dict(
+        workdir="/g/home",
+        notebook="/g/private/hw1.ipynb",
+        executed="/c/hw1.ipynb",
+        result="/c/run.json",
+        cell_timeout=60,
+        notebook_timeout=600.0,
+        env={"PATH": "/usr/bin", "HOME": "/g/home"},
+        sandbox=SandboxSpec(
+            slot=3, memory=5 * 2**30, processes=256, disk=2**29, files=10_000, tmp_size=2**28, readonly=("/data",)
+        ),
+        control="/g/control",
+        grader_env={"ADL_PROFILE": "smoke"},
+        grader_memory=3 * 2**30,
+        scratch="/g",
+        log="/c/logs/ana.log",
+    )
     return Job(**{**fields, **changes})
 
 
@@ -31,26 +42,37 @@ def test_json_round_trip(tmp_path, job):
 
 
 def test_defaults_fill_what_a_minimal_job_leaves_out():
-    minimal = {"workdir": "/w", "notebook": "/n", "executed": "/e", "result": "/r", "cell_timeout": 4,
-               "notebook_timeout": 300, "env": {}, "sandbox": {"slot": 8}}
+    minimal = {
+        "workdir": "/w",
+        "notebook": "/n",
+        "executed": "/e",
+        "result": "/r",
+        "cell_timeout": 4,
+        "notebook_timeout": 300,
+        "env": {},
+        "sandbox": {"slot": 8},
+    }
     job = Job.from_json(minimal)
     assert job.sandbox == SandboxSpec(slot=8) and job.sandbox.enabled and job.output_limit == 2**20
 
 
-@pytest.mark.parametrize(("change", "named"), [
-    ({"cell_timeout": "60"}, "job.cell_timeout"),
-    ({"cell_timeout": True}, "job.cell_timeout"),
-    ({"env": {"PATH": 1}}, "job.env"),
-    ({"env": ["PATH"]}, "job.env"),
-    ({"workdir": None}, "job.workdir"),
-    ({"grader_memory": 1.5}, "job.grader_memory"),
-    ({"sandbox": {"slot": "3"}}, "job.sandbox.slot"),
-    ({"sandbox": {"slot": 3, "readonly": "/data"}}, "job.sandbox.readonly"),
-    ({"sandbox": {"slot": 3, "uid": 20000}}, "unknown field 'uid'"),
-    ({"sandbox": {}}, "'slot' is missing"),
-    ({"sandbox": [3]}, "job.sandbox"),
-    ({"surprise": 1}, "unknown field 'surprise'"),
-])
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"cell_timeout": "60"}, "job.cell_timeout"),
+        ({"cell_timeout": True}, "job.cell_timeout"),
+        ({"env": {"PATH": 1}}, "job.env"),
+        ({"env": ["PATH"]}, "job.env"),
+        ({"workdir": None}, "job.workdir"),
+        ({"grader_memory": 1.5}, "job.grader_memory"),
+        ({"sandbox": {"slot": "3"}}, "job.sandbox.slot"),
+        ({"sandbox": {"slot": 3, "readonly": "/data"}}, "job.sandbox.readonly"),
+        ({"sandbox": {"slot": 3, "uid": 20000}}, "unknown field 'uid'"),
+        ({"sandbox": {}}, "'slot' is missing"),
+        ({"sandbox": [3]}, "job.sandbox"),
+        ({"surprise": 1}, "unknown field 'surprise'"),
+    ],
+)
 def test_a_field_out_of_step_is_refused_by_name(change, named):
     data = {**_job().to_json(), **change}
     with pytest.raises(JobError, match=named.replace("(", r"\(")):
@@ -88,8 +110,14 @@ def test_the_kernel_keeps_nothing_of_the_graders_but_the_allow_list(monkeypatch,
     env = job_module.kernel_env("smoke", tmp_path)
     assert "ADL_GRADEBOOK_URL" not in env and "AWS_SECRET_ACCESS_KEY" not in env and "ADL_DATA_MIRROR" not in env
     assert env["LANG"] == "C.UTF-8" and env["HOME"] == str(tmp_path) and env["ADL_PROFILE"] == "smoke"
-    assert set(env) - set(KERNEL_ENV_KEEP) == {"HOME", "ADL_PROFILE", "ADL_DATA_DIR", "MPLBACKEND", "MPLCONFIGDIR",
-                                               "PYTHONDONTWRITEBYTECODE"}
+    assert set(env) - set(KERNEL_ENV_KEEP) == {
+        "HOME",
+        "ADL_PROFILE",
+        "ADL_DATA_DIR",
+        "MPLBACKEND",
+        "MPLCONFIGDIR",
+        "PYTHONDONTWRITEBYTECODE",
+    }
 
 
 def test_every_default_fits_its_field():
@@ -100,5 +128,6 @@ def test_every_default_fits_its_field():
         for field in dataclasses.fields(cls):
             default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
             if default is not dataclasses.MISSING:
-                assert job_module._fits(list(default) if isinstance(default, tuple) else default,
-                                        hints[field.name]), f"{cls.__name__}.{field.name}"
+                assert job_module._fits(list(default) if isinstance(default, tuple) else default, hints[field.name]), (
+                    f"{cls.__name__}.{field.name}"
+                )

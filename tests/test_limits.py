@@ -53,10 +53,12 @@ def test_brackets_and_quotes_inside_strings_are_not_counted():
 def test_worker_memory_limit_turns_a_big_answer_into_a_memory_error():
     """The worker's own address space is capped per job: parsing past it raises MemoryError (which the test
     that asked fails with), instead of taking the machine's memory."""
-    code = ("from autograder import worker\nfrom autograder.contract import read_answer\n"
-            "text = '{\"v\": [' + ','.join(['\"' + 'x' * 400 + '\"'] * 100_000) + ']}'\n"
-            "worker._limit_memory(16 * 2**20)\n"
-            "try:\n    read_answer(text)\n    print('parsed')\nexcept MemoryError:\n    print('MemoryError')\n")
+    code = (
+        "from autograder import worker\nfrom autograder.contract import read_answer\n"
+        "text = '{\"v\": [' + ','.join(['\"' + 'x' * 400 + '\"'] * 100_000) + ']}'\n"
+        "worker._limit_memory(16 * 2**20)\n"
+        "try:\n    read_answer(text)\n    print('parsed')\nexcept MemoryError:\n    print('MemoryError')\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.stdout.strip() == "MemoryError", proc.stderr[-2000:]
 
@@ -99,24 +101,46 @@ def bounded(tmp_path_factory):
     private.chmod(0o700)
     test = {"nbgrader": {"grade_id": "t", "grade": True, "points": 1}}
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
-        "print('x' * 5_000_000)",  # one message past the cell's limit: cut to the limit
-        "for _ in range(50):\n    print('y' * 100_000)",  # many messages: the rest dropped
-        "from IPython.display import HTML\nfor _ in range(5):\n    display(HTML('z' * 900_000))",
-        "print('small' * 60_000)",  # 300 KB: past what is left of the notebook's 3 MiB
-        "import os\nfor i in range(400):\n    open(f'f{i}', 'w').close()",
-        "never = 1",
-    )]
+    nb.cells = [
+        nbformat.v4.new_code_cell(src)
+        for src in (
+            "print('x' * 5_000_000)",  # one message past the cell's limit: cut to the limit
+            "for _ in range(50):\n    print('y' * 100_000)",  # many messages: the rest dropped
+            "from IPython.display import HTML\nfor _ in range(5):\n    display(HTML('z' * 900_000))",
+            "print('small' * 60_000)",  # 300 KB: past what is left of the notebook's 3 MiB
+            "import os\nfor i in range(400):\n    open(f'f{i}', 'w').close()",
+            "never = 1",
+        )
+    ]
     nb.cells.append(nbformat.v4.new_code_cell("assert True", metadata=test))
     nbformat.write(nb, str(private / "nb.ipynb"))
-    Job(workdir=str(home), control=str(control), notebook=str(private / "nb.ipynb"),
-        cell_timeout=60, notebook_timeout=200, env={"PATH": os.environ["PATH"], "HOME": str(home)},
-        sandbox=SandboxSpec(slot=11, memory=4 * 2**30 + 2 * 64 * 2**20 + 64 * 2**20, processes=256,
-                            tmp_size=64 * 2**20, disk=64 * 2**20, files=300),
-        output_limit=1000 * 2**10, notebook_output_limit=3 * 2**20,
-        executed=str(base / "out.ipynb"), result=str(base / "result.json")).write(private / "job.json")
-    proc = subprocess.run([sys.executable, "-m", "autograder.worker", str(private / "job.json")],
-                          capture_output=True, text=True, timeout=280, cwd=ROOT)
+    Job(
+        workdir=str(home),
+        control=str(control),
+        notebook=str(private / "nb.ipynb"),
+        cell_timeout=60,
+        notebook_timeout=200,
+        env={"PATH": os.environ["PATH"], "HOME": str(home)},
+        sandbox=SandboxSpec(
+            slot=11,
+            memory=4 * 2**30 + 2 * 64 * 2**20 + 64 * 2**20,
+            processes=256,
+            tmp_size=64 * 2**20,
+            disk=64 * 2**20,
+            files=300,
+        ),
+        output_limit=1000 * 2**10,
+        notebook_output_limit=3 * 2**20,
+        executed=str(base / "out.ipynb"),
+        result=str(base / "result.json"),
+    ).write(private / "job.json")
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder.worker", str(private / "job.json")],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((base / "result.json").read_text()), base / "out.ipynb"
 
@@ -173,10 +197,15 @@ def test_model_evaluator_starts_with_only_its_pipes(tmp_path, monkeypatch):
     """The evaluator process inherits its three pipes and nothing else of the worker's (its log, say)."""
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 (an open file of the worker's, like its log)
     os.set_inheritable(log.fileno(), True)
-    monkeypatch.setattr(evaluate, "EVALUATOR_CODE", (
-        "import json, os\nfds = {}\nfor fd in os.listdir('/proc/self/fd'):\n    try:\n"
-        "        fds[fd] = os.readlink('/proc/self/fd/' + fd)\n    except OSError:\n        pass\n"
-        "json.dump(fds, open('fds.json', 'w'))\nprint('ready', flush=True)\nimport sys\nsys.stdin.read()\n"))
+    monkeypatch.setattr(
+        evaluate,
+        "EVALUATOR_CODE",
+        (
+            "import json, os\nfds = {}\nfor fd in os.listdir('/proc/self/fd'):\n    try:\n"
+            "        fds[fd] = os.readlink('/proc/self/fd/' + fd)\n    except OSError:\n        pass\n"
+            "json.dump(fds, open('fds.json', 'w'))\nprint('ready', flush=True)\nimport sys\nsys.stdin.read()\n"
+        ),
+    )
     work = tmp_path / "work"
     work.mkdir()
     tmp_path.chmod(0o711)
@@ -211,9 +240,13 @@ def test_killed_grader_leaves_no_process_and_no_folder(tmp_path):
         download.mkdir()
         shutil.copy(SAMPLES / "hw1" / "s01_alice_hw1.ipynb", download)
         pipeline.collect(course, "hw1", download)
-        proc = subprocess.Popen([sys.executable, "-m", "autograder.cli", "--course", str(tmp_path), "autograde",
-                                 "hw1", "--workers", "1"], env=dict(os.environ), start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autograder.cli", "--course", str(tmp_path), "autograde", "hw1", "--workers", "1"],
+            env=dict(os.environ),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         grading = folders.grading_root()
         deadline, kernel = time.monotonic() + 240, None
         while time.monotonic() < deadline and kernel is None:  # until the kernel runs the student's cells

@@ -13,7 +13,9 @@ def test_ruff_passes():
 def test_ruff_catches_an_error(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import os\nprint(undefined_name)\n")
-    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(bad)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", str(bad)], capture_output=True, text=True
+    )
     assert proc.returncode == 1 and "F821" in proc.stdout and "F401" in proc.stdout
 
 
@@ -47,9 +49,24 @@ def test_mypy_passes():
 
 def test_mypy_catches_a_type_error(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("import nbgrader  # untyped: not an error (ignore_missing_imports)\n\n\n"
-                   "def half(n: int) -> int:\n    return n / 2\n")
-    proc = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-                           "--cache-dir", "/dev/null", str(bad)], cwd=tmp_path, capture_output=True, text=True)
+    bad.write_text(
+        "import nbgrader  # untyped: not an error (ignore_missing_imports)\n\n\n"
+        "def half(n: int) -> int:\n    return n / 2\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--cache-dir",
+            "/dev/null",
+            str(bad),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "bad.py:5: error: Incompatible return value type" in proc.stdout and "nbgrader" not in proc.stdout

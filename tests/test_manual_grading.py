@@ -40,8 +40,9 @@ def _meta(gid, **kw):
 def _notebook(answer: str, points=3, cell_type="markdown", prompt="## Question 8: explain (3 points)"):
     cells = []
     if prompt is not None:
-        cells.append(nbformat.v4.new_markdown_cell(prompt, metadata=_meta("q8-md", grade=False, solution=False,
-                                                                        locked=True)))
+        cells.append(
+            nbformat.v4.new_markdown_cell(prompt, metadata=_meta("q8-md", grade=False, solution=False, locked=True))
+        )
     new = nbformat.v4.new_markdown_cell if cell_type == "markdown" else nbformat.v4.new_code_cell
     cells.append(new(answer, metadata=_meta("q8_explain", grade=True, solution=True, locked=False, points=points)))
     return nbformat.v4.new_notebook(cells=cells)
@@ -55,21 +56,28 @@ GOOD = "**Sample answer.** Because.\n\n#### Rubric\n- 1 point: names it.\n- 2 po
 
 def test_rubric_splits_the_cell_and_checks_its_points():
     (q,) = rubric.check(_notebook(GOOD))
-    assert (q.grade_id, q.points, q.prompt, q.sample_answer) == ("q8_explain", 3.0, "## Question 8: explain (3 points)",
-                                                                 "**Sample answer.** Because.")
+    assert (q.grade_id, q.points, q.prompt, q.sample_answer) == (
+        "q8_explain",
+        3.0,
+        "## Question 8: explain (3 points)",
+        "**Sample answer.** Because.",
+    )
     assert q.rubric.startswith("- 1 point: names it.") and q.rubric_points() == 3.0
     text = rubric.render("hwx", [q])
     assert "## q8_explain (3 points)" in text and "- 2 points: explains it." in text and "> ## Question 8" in text
 
 
-@pytest.mark.parametrize(("answer", "points", "prompt", "message"), [
-    ("Because.", 3, "p", "has no rubric: add a line '#### Rubric'"),
-    ("#### Rubric\n- 3 points: all of it.", 3, "p", "has no sample answer"),
-    (GOOD.replace("2 points", "1 point"), 3, "p", "worth 3 points but its rubric's items"),
-    ("### BEGIN SOLUTION\n" + GOOD + "\n### END SOLUTION", 3, "p", "BEGIN/END SOLUTION markers"),
-    (GOOD, 0, "p", "has no points"),
-    (GOOD, 3, None, "has no prompt"),
-])
+@pytest.mark.parametrize(
+    ("answer", "points", "prompt", "message"),
+    [
+        ("Because.", 3, "p", "has no rubric: add a line '#### Rubric'"),
+        ("#### Rubric\n- 3 points: all of it.", 3, "p", "has no sample answer"),
+        (GOOD.replace("2 points", "1 point"), 3, "p", "worth 3 points but its rubric's items"),
+        ("### BEGIN SOLUTION\n" + GOOD + "\n### END SOLUTION", 3, "p", "BEGIN/END SOLUTION markers"),
+        (GOOD, 0, "p", "has no points"),
+        (GOOD, 3, None, "has no prompt"),
+    ],
+)
 def test_rubric_refuses_a_cell_the_grader_cannot_use(answer, points, prompt, message):
     with pytest.raises(rubric.RubricError, match=message):
         rubric.check(_notebook(answer, points=points, prompt=prompt), where="hwx")
@@ -78,14 +86,23 @@ def test_rubric_refuses_a_cell_the_grader_cannot_use(answer, points, prompt, mes
 def test_wrong_answer_cases_never_target_a_question_graded_by_hand(tmp_path):
     nb = nbformat.read(str(MIDTERM), as_version=4)
     base = (ROOT / "source" / "midterm" / "wrong_answers.yml").read_text()
-    assert cases.expected_points(nb, ()) == {"q1_parity": 2.0, "q2_opportunity": 3.0, "q3_audit": 4.0,
-                                             "q4_threshold": 3.0}  # no test cell for questions 5 and 6
+    assert cases.expected_points(nb, ()) == {
+        "q1_parity": 2.0,
+        "q2_opportunity": 3.0,
+        "q3_audit": 4.0,
+        "q4_threshold": 3.0,
+    }  # no test cell for questions 5 and 6
     assert cases.manual_ids(nb) == MANUAL
     for extra, message in [
-        ("  - {id: blank-essay, cell: q5_criterion, replace: Equal, with: x, loses: [q1_parity], why: w}\n",
-         "graded by hand, not by a test"),
-        ("  - {id: wrong-q-five, cell: q1_parity_solution, replace: 'return abs(rate_1 - rate_0)', with: 'return 0.0',"
-         " loses: [q5_criterion], why: w}\n", "must name graded test cells"),
+        (
+            "  - {id: blank-essay, cell: q5_criterion, replace: Equal, with: x, loses: [q1_parity], why: w}\n",
+            "graded by hand, not by a test",
+        ),
+        (
+            "  - {id: wrong-q-five, cell: q1_parity_solution, replace: 'return abs(rate_1 - rate_0)', with: 'return 0.0',"
+            " loses: [q5_criterion], why: w}\n",
+            "must name graded test cells",
+        ),
     ]:
         (tmp_path / "wrong_answers.yml").write_text(base + extra)
         with pytest.raises(cases.CaseError, match=message):
@@ -159,7 +176,9 @@ def test_an_answer_left_as_released_scores_zero_and_needs_no_hand_grade():
     run = {"cells": [{"grade_id": c.grade_id, "status": "ok"} for c in trusted if c.autograded_test], "elapsed": 1}
     full = scoring.score_run("s", "midterm", trusted, run, "k")
     assert [(q.grade_id, q.status, q.points) for q in full.questions if q.manual] == [
-        ("q5_criterion", "pending", 0.0), ("q6_report", "pending", 0.0)]
+        ("q5_criterion", "pending", 0.0),
+        ("q6_report", "pending", 0.0),
+    ]
     assert full.pending == MANUAL and full.score == 12 and full.max_score == 20
     blank = scoring.score_run("s", "midterm", trusted, run, "k", unanswered={"q5_criterion"})
     assert blank.pending == ["q6_report"]
@@ -200,7 +219,9 @@ def _grades(course, student):
 
     with Gradebook(course.db_url, course_id=course.course_id) as gb:
         sub = gb.find_submission("midterm", student)
-        grades = {g.name: (g.auto_score, g.manual_score, g.needs_manual_grade) for nb in sub.notebooks for g in nb.grades}
+        grades = {
+            g.name: (g.auto_score, g.manual_score, g.needs_manual_grade) for nb in sub.notebooks for g in nb.grades
+        }
         return sub.needs_manual_grade, grades
 
 
@@ -259,13 +280,16 @@ def test_the_formgrader_lists_the_answers_to_grade_by_hand(graded, formgrader):
     assert (shown["solution"]["score"], shown["solution"]["max_score"]) == (12.0, 20.0)
     notebooks = {n["student"]: n for n in formgrader.api("/formgrader/api/submitted_notebooks/midterm/midterm")}
     assert notebooks["solution"]["needs_manual_grade"] is True
-    grades = {g["name"]: g for g in formgrader.api(f"/formgrader/api/grades?submission_id={notebooks['solution']['id']}")}
+    grades = {
+        g["name"]: g for g in formgrader.api(f"/formgrader/api/grades?submission_id={notebooks['solution']['id']}")
+    }
     assert (grades["q5_criterion"]["auto_score"], grades["q5_criterion"]["needs_manual_grade"]) == (None, True)
     assert grades["q5_criterion"]["max_score"] == 4.0
     import urllib.request
 
-    with urllib.request.urlopen(formgrader.page(f"/formgrader/submissions/{notebooks['solution']['id']}/"),
-                                timeout=120) as resp:
+    with urllib.request.urlopen(
+        formgrader.page(f"/formgrader/submissions/{notebooks['solution']['id']}/"), timeout=120
+    ) as resp:
         page = html.unescape(resp.read().decode())
     assert "Equal opportunity: among applicants who qualify" in page  # the student's answer, to grade
 
@@ -273,7 +297,9 @@ def test_the_formgrader_lists_the_answers_to_grade_by_hand(graded, formgrader):
 def test_a_hand_grade_counts_everywhere_and_clears_the_flag(graded, formgrader, capsys):
     course, _ = graded
     notebooks = {n["student"]: n for n in formgrader.api("/formgrader/api/submitted_notebooks/midterm/midterm")}
-    grades = {g["name"]: g for g in formgrader.api(f"/formgrader/api/grades?submission_id={notebooks['solution']['id']}")}
+    grades = {
+        g["name"]: g for g in formgrader.api(f"/formgrader/api/grades?submission_id={notebooks['solution']['id']}")
+    }
     formgrader.api(f"/formgrader/api/grade/{grades['q5_criterion']['id']}", "PUT", {"manual_score": 3.5})
     again = {r.student: r for r in pipeline.autograde(course, "midterm", workers=2, progress=False)}  # cached
     solution = again["solution"]
@@ -283,11 +309,17 @@ def test_a_hand_grade_counts_everywhere_and_clears_the_flag(graded, formgrader, 
     assert needs is True and grades["q5_criterion"] == (None, 3.5, False) and grades["q6_report"][2] is True
     assert gradebook.scores(course, "midterm")["solution"]["q5_criterion"] == 3.5
     row = _csv(course)["solution"]
-    assert (row["q5_criterion"], row["q6_report"], row["score"], row["awaiting_grade"]) == ("3.5", "", "15.5",
-                                                                                          "q6_report")
+    assert (row["q5_criterion"], row["q6_report"], row["score"], row["awaiting_grade"]) == (
+        "3.5",
+        "",
+        "15.5",
+        "q6_report",
+    )
     assert cli.main(["--course", str(course.root), "export", "midterm", "--canvas"]) == 0
-    assert "provisional: 1 student with questions awaiting a grade by hand, counted as 0: solution (q6_report)" \
+    assert (
+        "provisional: 1 student with questions awaiting a grade by hand, counted as 0: solution (q6_report)"
         in capsys.readouterr().out
+    )
     assert "15.5" in (course.build / "grades" / "midterm-canvas.csv").read_text()
     assert "3.5 / 4 (graded by hand)" in html.unescape(reports.write_feedback(course, solution, final=True).read_text())
 
@@ -303,8 +335,9 @@ def test_a_hand_grade_counts_everywhere_and_clears_the_flag(graded, formgrader, 
 
     # A new submission after the hand grades: kept (the formgrader's), but flagged for review again.
     stamp = course.submitted / "solution" / "midterm" / "timestamp.txt"
-    stamp.write_text((datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).strftime(
-        "%Y-%m-%d %H:%M:%S.%f %Z"))
+    stamp.write_text(
+        (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S.%f %Z")
+    )
     pipeline.autograde(course, "midterm", ["solution"], workers=1, progress=False)
     needs, grades = _grades(course, "solution")
     assert needs is True and grades["q5_criterion"] == (None, 3.5, True) and grades["q6_report"] == (None, 4.0, True)

@@ -7,7 +7,9 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(
-    p for folder in ("notebooks", "source", "release") for p in (ROOT / folder).rglob("*.ipynb")
+    p
+    for folder in ("notebooks", "source", "release")
+    for p in (ROOT / folder).rglob("*.ipynb")
     if ".ipynb_checkpoints" not in p.parts
 )
 

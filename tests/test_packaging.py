@@ -77,7 +77,9 @@ def pyproject_drift(pyproject: dict, lock: dict) -> list[str]:
         if name not in lock:
             problems.append(f"pyproject.toml: {name} is not in requirements.lock (run 'make lock')")
         elif pins[0] not in versions(lock, name):
-            problems.append(f"pyproject.toml pins {name}=={pins[0]}, requirements.lock has {sorted(versions(lock, name))}")
+            problems.append(
+                f"pyproject.toml pins {name}=={pins[0]}, requirements.lock has {sorted(versions(lock, name))}"
+            )
     python = project.get("requires-python", "")
     if python != ">=3.11":
         problems.append(f"pyproject.toml: requires-python {python!r} is not '>=3.11' (the lock's range)")
@@ -142,8 +144,12 @@ def venv_drift(lock: dict) -> list[str]:
 
 def subset_drift(sub: dict, lock: dict, what: str) -> list[str]:
     """Every pin of ``sub`` is in ``lock`` at the same version."""
-    return [f"{what}: {name}=={version} but requirements.lock has {sorted(versions(lock, name)) or 'nothing'}"
-            for name, entries in sorted(sub.items()) for version, _ in entries if version not in versions(lock, name)]
+    return [
+        f"{what}: {name}=={version} but requirements.lock has {sorted(versions(lock, name)) or 'nothing'}"
+        for name, entries in sorted(sub.items())
+        for version, _ in entries
+        if version not in versions(lock, name)
+    ]
 
 
 def lower_bound_drift(requirements: list[str], pins: dict[str, str], what: str) -> list[str]:
@@ -168,14 +174,23 @@ def lock() -> dict:
 
 
 def test_lock_pins_the_stack(lock):
-    for name, version in {"tensorflow-cpu": "2.21", "tensorflow": "2.21", "keras": "3.", "nbgrader": "0.9.",
-                          "jupyterlab": "4."}.items():
+    for name, version in {
+        "tensorflow-cpu": "2.21",
+        "tensorflow": "2.21",
+        "keras": "3.",
+        "nbgrader": "0.9.",
+        "jupyterlab": "4.",
+    }.items():
         assert all(v.startswith(version) for v in versions(lock, name)), f"{name} {lock.get(name)}"
     for name in ["nbval", "matplotlib", "scikit-learn", "tqdm", "mlxtend", "dask", "distributed", "nbclient", "uv"]:
         assert name in lock
     # The CPU build where it exists, the regular build elsewhere; never both on one machine.
-    for platform, machine, expect in [("linux", "x86_64", "tensorflow-cpu"), ("win32", "AMD64", "tensorflow-cpu"),
-                                      ("darwin", "arm64", "tensorflow"), ("linux", "aarch64", "tensorflow")]:
+    for platform, machine, expect in [
+        ("linux", "x86_64", "tensorflow-cpu"),
+        ("win32", "AMD64", "tensorflow-cpu"),
+        ("darwin", "arm64", "tensorflow"),
+        ("linux", "aarch64", "tensorflow"),
+    ]:
         env = {"sys_platform": platform, "platform_machine": machine}
         tf = {n for n in active(lock, env) if n in ("tensorflow", "tensorflow-cpu")}
         assert tf == {expect}, (platform, machine, tf)
@@ -212,8 +227,12 @@ def test_student_files_agree_with_the_locks(lock):
     assert project["requires-python"] == ">=3.10"
     wanted = locks.student_requirements()
     assert not any(normalize(Requirement(r).name) in ("tensorflow", "tensorflow-cpu") for r in project["dependencies"])
-    assert lower_bound_drift(wanted, active(lock, {"sys_platform": "linux", "platform_machine": "x86_64"}),
-                             "requirements.lock") == []
+    assert (
+        lower_bound_drift(
+            wanted, active(lock, {"sys_platform": "linux", "platform_machine": "x86_64"}), "requirements.lock"
+        )
+        == []
+    )
     colab = active(read_lock((ROOT / "requirements-colab.lock").read_text()))
     assert lower_bound_drift(wanted, colab, "requirements-colab.lock") == []
 
@@ -224,8 +243,12 @@ def test_colab_lock_is_colabs_runtime():
     assert {"nbval", "pytest-xdist"} <= set(colab)
     if not COLAB_FREEZE.exists():
         pytest.skip(f"{COLAB_FREEZE} is not here: cannot compare with Colab's own list")
-    published = {n: v for n, v, _ in locks.parse_pins("\n".join(
-        ln for ln in COLAB_FREEZE.read_text().splitlines() if locks.PIN.match(ln.strip())))}
+    published = {
+        n: v
+        for n, v, _ in locks.parse_pins(
+            "\n".join(ln for ln in COLAB_FREEZE.read_text().splitlines() if locks.PIN.match(ln.strip()))
+        )
+    }
     differ = {n: (v, published[n]) for n, v in colab.items() if n in published and published[n] != v}
     assert differ == {}, f"requirements-colab.lock differs from Colab's list (run make lock-colab): {differ}"
     for name in locks.COLAB_PACKAGES:
@@ -252,15 +275,22 @@ def test_drift_is_detected(lock):
 
     import importlib.metadata
 
-    assert venv_drift({"numpy": [("0.0.1", None)], "surely-not-installed-pkg": [("1.0", None)],
-                       "only-on-windows": [("1.0", "sys_platform == 'win32'")]}) == [
+    assert venv_drift(
+        {
+            "numpy": [("0.0.1", None)],
+            "surely-not-installed-pkg": [("1.0", None)],
+            "only-on-windows": [("1.0", "sys_platform == 'win32'")],
+        }
+    ) == [
         f"numpy: installed {importlib.metadata.version('numpy')}, locked 0.0.1",
         "surely-not-installed-pkg==1.0 is locked but not installed",
     ]
     assert subset_drift({"numpy": [("0.0.1", None)]}, lock, "x") == [
-        f"x: numpy==0.0.1 but requirements.lock has {sorted(versions(lock, 'numpy'))}"]
+        f"x: numpy==0.0.1 but requirements.lock has {sorted(versions(lock, 'numpy'))}"
+    ]
     assert lower_bound_drift(["numpy>=9", "keras>=1; sys_platform == 'win32'"], {"numpy": "2.1.3"}, "Colab") == [
-        "Colab has numpy 2.1.3, which 'numpy>=9' does not admit"]
+        "Colab has numpy 2.1.3, which 'numpy>=9' does not admit"
+    ]
 
 
 def test_lock_rejects_loose_lines():
@@ -295,15 +325,36 @@ def uv():
 
 
 # The platforms we cannot run here, each Python on one of them (a resolution takes about 8 s of index look-ups).
-@pytest.mark.parametrize(("platform", "python"), [("aarch64-apple-darwin", "3.11"), ("aarch64-apple-darwin", "3.13"),
-                                                  ("aarch64-unknown-linux-gnu", "3.12")])
+@pytest.mark.parametrize(
+    ("platform", "python"),
+    [("aarch64-apple-darwin", "3.11"), ("aarch64-apple-darwin", "3.13"), ("aarch64-unknown-linux-gnu", "3.12")],
+)
 def test_lock_resolves_from_wheels_on_other_platforms(uv, platform, python, tmp_path):
     """uv resolves exactly the lock's pins for the platform and Python, from wheels only (no compiler)."""
     lock = read_lock((ROOT / "requirements.lock").read_text())
     out = tmp_path / f"{python}.txt"
-    proc = subprocess.run([uv, "pip", "compile", str(ROOT / "requirements.lock"), "--python-platform", platform,
-                           "--python-version", python, "--only-binary", ":all:", "--no-header", "--no-annotate",
-                           "--quiet", "-o", str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            uv,
+            "pip",
+            "compile",
+            str(ROOT / "requirements.lock"),
+            "--python-platform",
+            platform,
+            "--python-version",
+            python,
+            "--only-binary",
+            ":all:",
+            "--no-header",
+            "--no-annotate",
+            "--quiet",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, f"{platform} Python {python}: {proc.stderr[-2000:]}"
     resolved = {n: v for n, v, _ in locks.parse_pins(out.read_text())}
     assert "keras" in resolved and ({"tensorflow", "tensorflow-cpu"} & set(resolved))
@@ -313,7 +364,24 @@ def test_lock_resolves_from_wheels_on_other_platforms(uv, platform, python, tmp_
 def test_student_package_resolves_on_python_3_10(uv, tmp_path):
     wanted = tmp_path / "student.in"
     wanted.write_text("\n".join(locks.student_requirements()) + "\n")
-    proc = subprocess.run([uv, "pip", "compile", str(wanted), "--python-version", "3.10", "--python-platform",
-                           "x86_64-manylinux_2_28", "--only-binary", ":all:", "--quiet", "-o", str(tmp_path / "o.txt")],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            uv,
+            "pip",
+            "compile",
+            str(wanted),
+            "--python-version",
+            "3.10",
+            "--python-platform",
+            "x86_64-manylinux_2_28",
+            "--only-binary",
+            ":all:",
+            "--quiet",
+            "-o",
+            str(tmp_path / "o.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]

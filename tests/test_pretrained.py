@@ -146,7 +146,9 @@ def test_offline_source_keras_and_source_mirror(monkeypatch, tmp_path):
     with pytest.warns(UserWarning, match=r"Weights for input shape \(224, 224\)"):  # Keras' own warning
         with pytest.raises(RuntimeError, match=r"0\.35_224_no_top\.h5.*~/\.keras/models/"):
             pretrained.load_mobilenet_v2((100, 100, 3), source="keras")  # no Keras file for 100 px: 224's
-    with pytest.raises(FileNotFoundError, match=r"ADL_DATA_MIRROR \('.*not-a-folder' is not a folder\).*source='keras'"):
+    with pytest.raises(
+        FileNotFoundError, match=r"ADL_DATA_MIRROR \('.*not-a-folder' is not a folder\).*source='keras'"
+    ):
         pretrained.load_mobilenet_v2((SIZE, SIZE, 3), source="mirror")
 
 
@@ -167,10 +169,12 @@ def test_keras_download_is_the_fallback_when_no_local_file(monkeypatch, tmp_path
     monkeypatch.setenv("ADL_PROFILE", "full")  # the smoke profile never downloads
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     model = pretrained.load_mobilenet_v2((SIZE, SIZE, 3))
-    assert asked == [(
-        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5",
-        KERAS_URL + "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5",
-    )]
+    assert asked == [
+        (
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5",
+            KERAS_URL + "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5",
+        )
+    ]
     for got, want in zip(model.weights, model_96.weights, strict=True):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
 
@@ -289,7 +293,10 @@ def test_corrupted_mirror_file_fails_the_checksum(monkeypatch, tmp_path, source,
     with open(target, "r+b") as f:
         f.truncate(1_000_000)
     monkeypatch.setenv("ADL_DATA_MIRROR", str(root))
-    with pytest.raises(ValueError, match=rf"{re.escape(str(target))}.*corrupted.*sha256 [0-9a-f]{{64}}, expected {pretrained.MOBILENET_V2_SHA256}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{re.escape(str(target))}.*corrupted.*sha256 [0-9a-f]{{64}}, expected {pretrained.MOBILENET_V2_SHA256}",
+    ):
         pretrained.load_mobilenet_v2((SIZE, SIZE, 3), source=source)
     assert no_network_and_empty_cache == []  # a damaged local file is reported, not silently replaced
 
@@ -308,7 +315,9 @@ def test_missing_layer_is_named(tmp_path):
     _, target = _mirror_copy(tmp_path)
     with h5py.File(target, "r+") as f:
         del f[f"{GROUP}/block_5_project_BN"]
-    with pytest.raises(ValueError, match=r"lacks 1 of the 104 weighted MobileNetV2 layers, e.g. layer 'block_5_project_BN'"):
+    with pytest.raises(
+        ValueError, match=r"lacks 1 of the 104 weighted MobileNetV2 layers, e.g. layer 'block_5_project_BN'"
+    ):
         pretrained.load_mobilenet_v2((SIZE, SIZE, 3), source=str(target))
 
 
@@ -328,7 +337,9 @@ def test_shape_mismatch_is_named(tmp_path):
         name = f"{GROUP}/block_3_expand/kernel:0"
         del f[name]
         f[name] = np.zeros((1, 1, 8, 47), dtype="float32")
-    with pytest.raises(ValueError, match=r"layer 'block_3_expand' weight 'kernel' has shape \(1, 1, 8, 47\).*needs \(1, 1, 8, 48\)"):
+    with pytest.raises(
+        ValueError, match=r"layer 'block_3_expand' weight 'kernel' has shape \(1, 1, 8, 47\).*needs \(1, 1, 8, 48\)"
+    ):
         pretrained.load_mobilenet_v2((SIZE, SIZE, 3), source=target)
 
 
@@ -337,7 +348,9 @@ def test_missing_weight_in_a_layer_is_named(tmp_path):
     _, target = _mirror_copy(tmp_path)
     with h5py.File(target, "r+") as f:
         del f[f"{GROUP}/block_11_depthwise_BN/moving_variance:0"]
-    with pytest.raises(ValueError, match=r"layer 'block_11_depthwise_BN' .* has weights \['beta', 'gamma', 'moving_mean'\]"):
+    with pytest.raises(
+        ValueError, match=r"layer 'block_11_depthwise_BN' .* has weights \['beta', 'gamma', 'moving_mean'\]"
+    ):
         pretrained.load_mobilenet_v2((SIZE, SIZE, 3), source=target)
 
 

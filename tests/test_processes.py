@@ -74,9 +74,17 @@ def test_a_job_leaves_the_workers_environment_as_it_found_it(tmp_path, monkeypat
     monkeypatch.setenv("ADL_DATA_DIR", "/the/workers/own")
     monkeypatch.delenv("ADL_DATA_MIRROR", raising=False)
     before = dict(os.environ)
-    job = Job(workdir=str(tmp_path), notebook=str(tmp_path / "missing.ipynb"), executed=str(tmp_path / "x.ipynb"),
-              result=str(tmp_path / "run.json"), cell_timeout=5, notebook_timeout=10, env={}, sandbox=None,
-              grader_env={"ADL_DATA_DIR": "/course/a/cache", "ADL_DATA_MIRROR": "/course/a/mirror"})
+    job = Job(
+        workdir=str(tmp_path),
+        notebook=str(tmp_path / "missing.ipynb"),
+        executed=str(tmp_path / "x.ipynb"),
+        result=str(tmp_path / "run.json"),
+        cell_timeout=5,
+        notebook_timeout=10,
+        env={},
+        sandbox=None,
+        grader_env={"ADL_DATA_DIR": "/course/a/cache", "ADL_DATA_MIRROR": "/course/a/mirror"},
+    )
     job.write(tmp_path / "job.json")
     with pytest.raises(FileNotFoundError):
         worker.run_job(str(tmp_path / "job.json"))

@@ -27,8 +27,16 @@ PROJECT = ROOT / "course" / "project"
 HANDOUT, RUBRIC, TEMPLATE = PROJECT / "README.md", PROJECT / "rubric.md", PROJECT / "report_template.md"
 STARTERS = sorted((PROJECT / "starters").glob("*.ipynb"))
 MILESTONES = ("Proposal", "Checkpoint", "Final report", "Presentation")
-REPORT_SECTIONS = ("Question", "Data", "Baseline", "Model", "Evaluation", "Error analysis",
-                   "Limitations and responsible-AI notes", "What we would do next")
+REPORT_SECTIONS = (
+    "Question",
+    "Data",
+    "Baseline",
+    "Model",
+    "Evaluation",
+    "Error analysis",
+    "Limitations and responsible-AI notes",
+    "What we would do next",
+)
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 ROW = re.compile(r"^\|(.+)\|\s*$")
@@ -85,8 +93,13 @@ def project_weight(syllabus: str) -> float:
 
 
 def _headings(nb) -> list[str]:
-    return [line[3:] for c in nb.cells if c.cell_type == "markdown"
-            for line in c.source.splitlines() if line.startswith("## ")]
+    return [
+        line[3:]
+        for c in nb.cells
+        if c.cell_type == "markdown"
+        for line in c.source.splitlines()
+        if line.startswith("## ")
+    ]
 
 
 # -------------------------------------------------------------------------------------- the handout files
@@ -98,15 +111,19 @@ def test_handout_files_and_starters_exist():
     assert len(STARTERS) >= 3, f"expected at least 3 starter notebooks in {PROJECT / 'starters'}"
 
 
-@pytest.mark.parametrize("path", [HANDOUT, RUBRIC, TEMPLATE, ROOT / "course" / "syllabus.md"],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path", [HANDOUT, RUBRIC, TEMPLATE, ROOT / "course" / "syllabus.md"], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_links_lead_to_files_that_exist(path):
     assert broken_links(path) == [], f"{path.relative_to(ROOT)} links to files that do not exist"
 
 
 def test_every_starter_is_named_in_the_handout_and_exists():
-    named = {pathlib.Path(t).name for t in LINK.findall(HANDOUT.read_text()) if t.startswith("starters/")
-             and t.endswith(".ipynb")}
+    named = {
+        pathlib.Path(t).name
+        for t in LINK.findall(HANDOUT.read_text())
+        if t.startswith("starters/") and t.endswith(".ipynb")
+    }
     assert named == {p.name for p in STARTERS}, "the handout's starter table and course/project/starters differ"
     syllabus = (ROOT / "course" / "syllabus.md").read_text()
     assert "project/README.md" in syllabus and "course/project/README.md" in (ROOT / "README.md").read_text()
@@ -138,12 +155,15 @@ def test_rubric_rows_say_what_earns_full_partial_and_no_credit():
 
 def test_due_dates_follow_the_schedule():
     weeks = [w["week"] for w in render.load_schedule()["weeks"]]
-    due = {name: [int(n) for n in re.findall(r"week (\d+)", m["due"])]
-           for name, m in handout_milestones(HANDOUT.read_text()).items()}
+    due = {
+        name: [int(n) for n in re.findall(r"week (\d+)", m["due"])]
+        for name, m in handout_milestones(HANDOUT.read_text()).items()
+    }
     assert all(len(d) == 1 and d[0] in weeks for d in due.values()), due
     order = [due[name][0] for name in MILESTONES]
-    assert order[0] < order[1] < order[2] and order[3] == weeks[-1] == order[2], \
+    assert order[0] < order[1] < order[2] and order[3] == weeks[-1] == order[2], (
         "proposal, then checkpoint, then the last week (presentation and final report)"
+    )
     for name in MILESTONES:  # each milestone has its section saying what to hand in
         assert re.search(rf"^### {name} \(", HANDOUT.read_text(), re.M), f"no '### {name} (...)' section"
 
@@ -159,8 +179,10 @@ def test_report_template_has_the_sections_in_order():
 def test_a_broken_link_is_found(tmp_path):
     (tmp_path / "there.md").write_text("x")
     page = tmp_path / "README.md"
-    page.write_text("[ok](there.md) [web](https://example.org/x) [anchor](#rules) [gone](starters/gone.ipynb)"
-                    " [ok too](there.md#part)")
+    page.write_text(
+        "[ok](there.md) [web](https://example.org/x) [anchor](#rules) [gone](starters/gone.ipynb)"
+        " [ok too](there.md#part)"
+    )
     assert broken_links(page) == ["starters/gone.ipynb"]
 
 
@@ -221,8 +243,9 @@ def test_starter_is_a_project_with_a_baseline_first_and_an_error_analysis(path):
 def test_starters_run_in_make_test_and_make_test_colab_and_ship_to_students():
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("\ntest: ", 1)[1].split("\n\n", 1)[0]
-    assert "--nbval-lax" in recipe and re.search(r"\bcourse/project/starters\b", recipe), \
+    assert "--nbval-lax" in recipe and re.search(r"\bcourse/project/starters\b", recipe), (
         "make test must execute course/project/starters with nbval"
+    )
     assert colab.project_starters() == STARTERS
     assert render.project_notebooks() == STARTERS
     assert "course/project" in student_edition.COPIED

@@ -42,29 +42,70 @@ GRADED_IDS = [c.grade_id for c in TRUSTED if c.grade]
 TEST_IDS = [c.grade_id for c in TRUSTED if c.autograded_test]
 ALL_IDS = [c.grade_id for c in TRUSTED]
 
-FAST = settings(max_examples=60, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FAST = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 # ------------------------------------------------------------------------------------------ generators
 
 # Text as a hostile student writes it: any code point, lone surrogates and controls included.
 HOSTILE_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=12) | st.sampled_from(
-    ["", "\ud800", "x\udfff", "\x00", "\x1b[2J", "\u202e", "<script>alert(1)</script>", "a" * 500, "\U0001f600",
-     "cell_type", "code", "grade_id", "nbgrader", *ALL_IDS])
-SCALARS = (st.none() | st.booleans() | st.integers() | st.integers(min_value=10**300, max_value=10**310)
-           | st.floats() | HOSTILE_TEXT)
-JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
-                    | st.dictionaries(HOSTILE_TEXT, inner, max_size=4), max_leaves=10)
+    [
+        "",
+        "\ud800",
+        "x\udfff",
+        "\x00",
+        "\x1b[2J",
+        "\u202e",
+        "<script>alert(1)</script>",
+        "a" * 500,
+        "\U0001f600",
+        "cell_type",
+        "code",
+        "grade_id",
+        "nbgrader",
+        *ALL_IDS,
+    ]
+)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=10**300, max_value=10**310)
+    | st.floats()
+    | HOSTILE_TEXT
+)
+JSON = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(HOSTILE_TEXT, inner, max_size=4), max_leaves=10
+)
 # What a JSON text may hold that json.dumps of a Python value does not write: planted into the text as is.
-RAW_LITERALS = st.sampled_from([
-    "1" + "0" * 5000,  # past Python's 4,300 digits for an integer
-    "1" + "0" * 400,  # an integer no float can hold
-    "1e999", "-1e999", "NaN", "Infinity", "-Infinity", "-0", "1E400",
-    '"\\ud800"', '"\\udc00\\ud800"', '"\\ud83d\\ude00"', '"\\u0000\\u001b[2J"', '{"\\ud800": 1}',
-    '{"a": 1, "a": 2}',  # a repeated key
-]) | st.integers(1, 3000).map(lambda n: "[" * n + "]" * n) | st.integers(1, 200).map(
-    lambda n: '{"x": ' * n + "1" + "}" * n)
+RAW_LITERALS = (
+    st.sampled_from(
+        [
+            "1" + "0" * 5000,  # past Python's 4,300 digits for an integer
+            "1" + "0" * 400,  # an integer no float can hold
+            "1e999",
+            "-1e999",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+            "-0",
+            "1E400",
+            '"\\ud800"',
+            '"\\udc00\\ud800"',
+            '"\\ud83d\\ude00"',
+            '"\\u0000\\u001b[2J"',
+            '{"\\ud800": 1}',
+            '{"a": 1, "a": 2}',  # a repeated key
+        ]
+    )
+    | st.integers(1, 3000).map(lambda n: "[" * n + "]" * n)
+    | st.integers(1, 200).map(lambda n: '{"x": ' * n + "1" + "}" * n)
+)
 
 NBGRADER_KEYS = ["grade_id", "solution", "grade", "locked", "points", "schema_version", "cell_type", "task"]
 CELL_KEYS = ["cell_type", "id", "source", "metadata", "outputs", "execution_count", "attachments"]
@@ -73,9 +114,13 @@ PLANT = "@@plant@@"
 
 
 def _graded(nb: dict) -> list[int]:
-    return [i for i, c in enumerate(nb["cells"])
-            if isinstance(c, dict) and isinstance(c.get("metadata"), dict)
-            and isinstance(c["metadata"].get("nbgrader"), dict)]
+    return [
+        i
+        for i, c in enumerate(nb["cells"])
+        if isinstance(c, dict)
+        and isinstance(c.get("metadata"), dict)
+        and isinstance(c["metadata"].get("nbgrader"), dict)
+    ]
 
 
 @st.composite
@@ -87,8 +132,22 @@ def notebooks(draw, raw: bool = True) -> bytes:
     nb = copy.deepcopy(draw(st.sampled_from([RELEASE, SOURCE])))
     for _ in range(draw(st.integers(1, 4))):
         cells = nb["cells"] if isinstance(nb.get("cells"), list) else None
-        what = draw(st.sampled_from(["top", "cell", "field", "nbgrader", "output", "delete", "copy", "move",
-                                     "steal id", "raw" if raw else "field"]))
+        what = draw(
+            st.sampled_from(
+                [
+                    "top",
+                    "cell",
+                    "field",
+                    "nbgrader",
+                    "output",
+                    "delete",
+                    "copy",
+                    "move",
+                    "steal id",
+                    "raw" if raw else "field",
+                ]
+            )
+        )
         value = PLANT if what == "raw" else draw(JSON)
         if what == "top":
             nb[draw(st.sampled_from(TOP_KEYS))] = value
@@ -105,14 +164,29 @@ def notebooks(draw, raw: bool = True) -> bytes:
             if graded:
                 meta = cells[draw(st.sampled_from(graded))]["metadata"]["nbgrader"]
                 meta[draw(st.sampled_from(NBGRADER_KEYS)) if what == "nbgrader" else "grade_id"] = (
-                    value if what == "nbgrader" else draw(st.sampled_from(ALL_IDS)))
+                    value if what == "nbgrader" else draw(st.sampled_from(ALL_IDS))
+                )
         elif what == "output":
-            cells.append({"cell_type": "code", "metadata": {}, "source": "x", "id": f"out{len(cells)}",
-                          "execution_count": None, "outputs": [
-                              {"output_type": draw(st.sampled_from(["stream", "display_data", "error"])),
-                               "name": "stdout", "text": value, "data": {"text/plain": value}, "metadata": {}}]})
+            cells.append(
+                {
+                    "cell_type": "code",
+                    "metadata": {},
+                    "source": "x",
+                    "id": f"out{len(cells)}",
+                    "execution_count": None,
+                    "outputs": [
+                        {
+                            "output_type": draw(st.sampled_from(["stream", "display_data", "error"])),
+                            "name": "stdout",
+                            "text": value,
+                            "data": {"text/plain": value},
+                            "metadata": {},
+                        }
+                    ],
+                }
+            )
         elif what == "delete":
-            del cells[draw(st.integers(0, len(cells) - 1)):][: draw(st.integers(1, 5))]
+            del cells[draw(st.integers(0, len(cells) - 1)) :][: draw(st.integers(1, 5))]
         elif what == "copy":
             cells.insert(draw(st.integers(0, len(cells))), copy.deepcopy(cells[draw(st.integers(0, len(cells) - 1))]))
         elif what == "move":
@@ -126,9 +200,11 @@ def notebooks(draw, raw: bool = True) -> bytes:
 
 # ------------------------------------------------------------------------------- validation and restore
 
-JARGON = re.compile(r"unhashable|has no attribute|argument of type|object is not|expected \w+ instance|NoneType"
-                    r"|Traceback|not iterable|positional argument|__\w+__|'(str|int|list|dict|float)' object"
-                    r"|maximum recursion|Exceeds the limit|cannot be read: *$")
+JARGON = re.compile(
+    r"unhashable|has no attribute|argument of type|object is not|expected \w+ instance|NoneType"
+    r"|Traceback|not iterable|positional argument|__\w+__|'(str|int|list|dict|float)' object"
+    r"|maximum recursion|Exceeds the limit|cannot be read: *$"
+)
 ACTION = re.compile(r"(?i)\b(submit|save|re-save|download|delete|undo|open|copy)\b")
 
 
@@ -163,9 +239,16 @@ def test_generated_notebooks_are_graded_or_refused_with_a_reason(data):
     check_submission(data)
 
 
-@pytest.mark.parametrize("literal", [
-    "1" + "0" * 5000, "1" + "0" * 400, "[" * 100_000 + "]" * 100_000, "[" * 70 + "]" * 70, '"\\ud800"',
-])
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "1" + "0" * 5000,
+        "1" + "0" * 400,
+        "[" * 100_000 + "]" * 100_000,
+        "[" * 70 + "]" * 70,
+        '"\\ud800"',
+    ],
+)
 @pytest.mark.parametrize("where", ["nbgrader points", "cell metadata", "output"])
 def test_literals_the_json_parser_accepts(literal, where):
     """Each literal where a value goes: not one of them may crash validation (a 5,000-digit integer made
@@ -177,31 +260,50 @@ def test_literals_the_json_parser_accepts(literal, where):
     elif where == "cell metadata":
         cell["metadata"]["x"] = PLANT
     else:
-        nb["cells"].append({"cell_type": "code", "metadata": {}, "source": "", "id": "o1", "execution_count": 1,
-                            "outputs": [{"output_type": "execute_result", "execution_count": 1, "metadata": {},
-                                         "data": {"application/json": PLANT}}]})
+        nb["cells"].append(
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": "",
+                "id": "o1",
+                "execution_count": 1,
+                "outputs": [
+                    {
+                        "output_type": "execute_result",
+                        "execution_count": 1,
+                        "metadata": {},
+                        "data": {"application/json": PLANT},
+                    }
+                ],
+            }
+        )
     check_submission(json.dumps(nb).replace(json.dumps(PLANT), literal).encode())
 
 
 CODE = next(i for i, c in enumerate(RELEASE["cells"]) if c["cell_type"] == "code")  # the first code cell
 
 
-@pytest.mark.parametrize("edit, reason", [
-    (lambda nb: nb["cells"].__setitem__(CODE, 5), f"cell {CODE + 1} is a number, not a code, markdown or raw cell"),
-    # a cell type that is not text crashed nbformat's own error report (TypeError in better_validation_error)
-    (lambda nb: nb["cells"][CODE].__setitem__("cell_type", None), f"cell {CODE + 1} is a cell whose type is null"),
-    (lambda nb: nb["cells"][CODE].__setitem__("id", ["x"]), None),  # repaired: ids mean nothing to grading
-    (lambda nb: nb["cells"][CODE].__setitem__("id", "not valid!"), None),
-    (lambda nb: nb["cells"][CODE + 1].__setitem__("id", nb["cells"][CODE]["id"]), None),
-    (lambda nb: nb.__setitem__("nbformat_minor", "5"), "minor version is '5'"),
-    (lambda nb: nb.__setitem__("nbformat", 4.0), "version 4.0"),
-    (lambda nb: nb["cells"][CODE].__setitem__("metadata", [1]), f"at cells/{CODE}/metadata"),
-    (lambda nb: nb["cells"][CODE].__setitem__("source", ["a", 5]), f"at cells/{CODE}/source"),
-    (lambda nb: nb["cells"][CODE].__setitem__("attachments", {"x": 5}), f"at cells/{CODE}: Additional properties"),
-    (lambda nb: nb.__setitem__("metadata", 3), "at metadata"),
-    (lambda nb: nb["metadata"].__setitem__("x", json.loads("[" * 64 + "]" * 64)),
-     r"too deeply to be a saved notebook \(more than 64 levels, at metadata/x/0/0/0"),
-])
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (lambda nb: nb["cells"].__setitem__(CODE, 5), f"cell {CODE + 1} is a number, not a code, markdown or raw cell"),
+        # a cell type that is not text crashed nbformat's own error report (TypeError in better_validation_error)
+        (lambda nb: nb["cells"][CODE].__setitem__("cell_type", None), f"cell {CODE + 1} is a cell whose type is null"),
+        (lambda nb: nb["cells"][CODE].__setitem__("id", ["x"]), None),  # repaired: ids mean nothing to grading
+        (lambda nb: nb["cells"][CODE].__setitem__("id", "not valid!"), None),
+        (lambda nb: nb["cells"][CODE + 1].__setitem__("id", nb["cells"][CODE]["id"]), None),
+        (lambda nb: nb.__setitem__("nbformat_minor", "5"), "minor version is '5'"),
+        (lambda nb: nb.__setitem__("nbformat", 4.0), "version 4.0"),
+        (lambda nb: nb["cells"][CODE].__setitem__("metadata", [1]), f"at cells/{CODE}/metadata"),
+        (lambda nb: nb["cells"][CODE].__setitem__("source", ["a", 5]), f"at cells/{CODE}/source"),
+        (lambda nb: nb["cells"][CODE].__setitem__("attachments", {"x": 5}), f"at cells/{CODE}: Additional properties"),
+        (lambda nb: nb.__setitem__("metadata", 3), "at metadata"),
+        (
+            lambda nb: nb["metadata"].__setitem__("x", json.loads("[" * 64 + "]" * 64)),
+            r"too deeply to be a saved notebook \(more than 64 levels, at metadata/x/0/0/0",
+        ),
+    ],
+)
 def test_structural_damage_gets_a_precise_reason(edit, reason):
     nb = copy.deepcopy(RELEASE)
     edit(nb)
@@ -240,8 +342,10 @@ def test_restore_takes_any_structure(values, picks):
 def _many_ids(n: int) -> bytes:
     """hw1's release and ``n`` small cells more, each with a grade id of its own."""
     nb = copy.deepcopy(RELEASE)
-    nb["cells"] += [{"cell_type": "raw", "id": f"x{i}", "source": "", "metadata": {"nbgrader": {"grade_id": f"e{i}"}}}
-                    for i in range(n)]
+    nb["cells"] += [
+        {"cell_type": "raw", "id": f"x{i}", "source": "", "metadata": {"nbgrader": {"grade_id": f"e{i}"}}}
+        for i in range(n)
+    ]
     return json.dumps(nb).encode()
 
 
@@ -283,12 +387,25 @@ def test_restore_is_linear_in_the_number_of_cells():
 # ------------------------------------------------------------------------------------------------ scoring
 
 STATUSES = st.sampled_from(["ok", "error", "timeout", "dead", "skipped", "unresponsive"]) | JSON
-RUN_CELLS = st.fixed_dictionaries({}, optional={
-    "grade_id": st.sampled_from(ALL_IDS) | JSON, "index": st.integers(0, 40) | JSON, "status": STATUSES,
-    "ename": st.sampled_from(["AssertionError", "NameError", "ProtocolError", "StudentError", "ValueError"]) | JSON,
-    "evalue": HOSTILE_TEXT | JSON, "line": st.integers(-2, 40) | JSON,
-    "origin": st.sampled_from(["student", "test", "unreadable"]) | JSON, "message": HOSTILE_TEXT | JSON,
-    "function": HOSTILE_TEXT | JSON, "trusted": JSON}) | JSON
+RUN_CELLS = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "grade_id": st.sampled_from(ALL_IDS) | JSON,
+            "index": st.integers(0, 40) | JSON,
+            "status": STATUSES,
+            "ename": st.sampled_from(["AssertionError", "NameError", "ProtocolError", "StudentError", "ValueError"])
+            | JSON,
+            "evalue": HOSTILE_TEXT | JSON,
+            "line": st.integers(-2, 40) | JSON,
+            "origin": st.sampled_from(["student", "test", "unreadable"]) | JSON,
+            "message": HOSTILE_TEXT | JSON,
+            "function": HOSTILE_TEXT | JSON,
+            "trusted": JSON,
+        },
+    )
+    | JSON
+)
 RUNS = st.fixed_dictionaries({"cells": st.lists(RUN_CELLS, max_size=8)}, optional={"elapsed": SCALARS}) | JSON
 
 
@@ -321,8 +438,11 @@ def test_score_takes_any_worker_result(run):
     result = scoring.score_run("alice", "hw1", TRUSTED, run, "k")
     check_result(result)
     cells = run.get("cells") if isinstance(run, dict) else None
-    ok = {c.get("grade_id") for c in cells or [] if isinstance(c, dict) and c.get("status") == "ok"
-          and isinstance(c.get("grade_id"), str)}
+    ok = {
+        c.get("grade_id")
+        for c in cells or []
+        if isinstance(c, dict) and c.get("status") == "ok" and isinstance(c.get("grade_id"), str)
+    }
     for q in result.questions:
         assert (q.status == "passed") == (q.grade_id in ok and q.grade_id in TEST_IDS), (q, run)
 
@@ -337,12 +457,20 @@ def small_course(hw1_course):
 
 RESULTS = st.one_of(
     st.builds(lambda run, student: scoring.score_run(student, "hw1", TRUSTED, run, "k"), RUNS, HOSTILE_TEXT),
-    st.builds(lambda reason, student: scoring.invalid(student, "hw1", TRUSTED, reason, "k"), HOSTILE_TEXT,
-              HOSTILE_TEXT),
-    st.builds(lambda exc, student: scoring.failed(student, "hw1", TRUSTED, exc),
-              st.sampled_from([RecursionError("deep"), TypeError("unhashable type: 'list'"),
-                               UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")]),
-              HOSTILE_TEXT),
+    st.builds(
+        lambda reason, student: scoring.invalid(student, "hw1", TRUSTED, reason, "k"), HOSTILE_TEXT, HOSTILE_TEXT
+    ),
+    st.builds(
+        lambda exc, student: scoring.failed(student, "hw1", TRUSTED, exc),
+        st.sampled_from(
+            [
+                RecursionError("deep"),
+                TypeError("unhashable type: 'list'"),
+                UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"),
+            ]
+        ),
+        HOSTILE_TEXT,
+    ),
 )
 STUDENT_IDS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,15}", fullmatch=True)  # what ingest lets through
 
@@ -375,8 +503,13 @@ def test_table_and_report_take_results_of_any_shape(small_course, results):
 
 
 @settings(max_examples=30, deadline=None, derandomize=True)
-@given(st.dictionaries(HOSTILE_TEXT, st.dictionaries(st.sampled_from(ALL_IDS) | HOSTILE_TEXT,
-                                                      st.floats(allow_nan=False, allow_infinity=False)), max_size=5))
+@given(
+    st.dictionaries(
+        HOSTILE_TEXT,
+        st.dictionaries(st.sampled_from(ALL_IDS) | HOSTILE_TEXT, st.floats(allow_nan=False, allow_infinity=False)),
+        max_size=5,
+    )
+)
 @pytest.mark.slow
 def test_exports_take_any_gradebook_rows(small_course, scores):
     with pytest.MonkeyPatch.context() as mp:
@@ -510,8 +643,10 @@ def test_remove_tree_of_a_link_deletes_the_link_only(tmp_path, outside):
     assert_untouched(outside)
 
 
-@pytest.mark.skipif(not AS_ROOT or shutil.which("chattr") is None, reason="needs root and chattr (an immutable "
-                    "file is the one thing root cannot delete)")
+@pytest.mark.skipif(
+    not AS_ROOT or shutil.which("chattr") is None,
+    reason="needs root and chattr (an immutable file is the one thing root cannot delete)",
+)
 def test_what_cannot_be_deleted_is_named_and_made_unreadable(tmp_path, caplog):
     top = tmp_path / "home"
     (top / "sub").mkdir(parents=True)
@@ -536,8 +671,10 @@ def test_what_cannot_be_deleted_is_named_and_made_unreadable(tmp_path, caplog):
 NOBODY = 65534
 
 
-@pytest.mark.skipif(not AS_ROOT or shutil.which("setpriv") is None or not os.access("/usr/bin/python3", os.X_OK),
-                    reason="needs root, setpriv and /usr/bin/python3 to run remove_tree as an ordinary user")
+@pytest.mark.skipif(
+    not AS_ROOT or shutil.which("setpriv") is None or not os.access("/usr/bin/python3", os.X_OK),
+    reason="needs root, setpriv and /usr/bin/python3 to run remove_tree as an ordinary user",
+)
 def test_remove_tree_as_an_ordinary_user():
     """Without root, rm cannot enter a folder without permissions: remove_tree gives them back first. What
     that user cannot delete (a folder of root's inside) is named, and the tree made unreadable."""
@@ -564,11 +701,27 @@ def test_remove_tree_as_an_ordinary_user():
         subprocess.run(["chown", "-R", "-h", f"{NOBODY}:{NOBODY}", str(work)], check=True)
         (work / "stuck" / "roots").mkdir()
         (work / "stuck" / "roots" / "f").write_text("x")  # root's: the user may not delete it
-        script = ("import sys; sys.path.insert(0, sys.argv[1]); from adl_files import remove_tree; "
-                  "print(remove_tree(sys.argv[2])); print(remove_tree(sys.argv[3]))")
-        proc = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                               "/usr/bin/python3", "-c", script, str(base), str(work / "home"), str(work / "stuck")],
-                              capture_output=True, text=True, timeout=120)
+        script = (
+            "import sys; sys.path.insert(0, sys.argv[1]); from adl_files import remove_tree; "
+            "print(remove_tree(sys.argv[2])); print(remove_tree(sys.argv[3]))"
+        )
+        proc = subprocess.run(
+            [
+                "setpriv",
+                f"--reuid={NOBODY}",
+                f"--regid={NOBODY}",
+                "--clear-groups",
+                "/usr/bin/python3",
+                "-c",
+                script,
+                str(base),
+                str(work / "home"),
+                str(work / "stuck"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         gone, stuck = proc.stdout.splitlines()
         assert gone == "[]" and not (work / "home").exists()
@@ -591,13 +744,14 @@ def test_remove_tree_without_rm_falls_back_to_shutil(tmp_path, outside, monkeypa
     assert_untouched(outside)
 
 
-NAMES = st.binary(min_size=1, max_size=20).filter(lambda b: b"/" not in b and b"\0" not in b
-                                                  and b not in (b".", b".."))
+NAMES = st.binary(min_size=1, max_size=20).filter(lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b".."))
 TREES = st.recursive(
     st.sampled_from(["file", "fifo", "socket", "link out", "link up", "link root", "link self", "hardlink"]),
-    lambda inner: st.tuples(st.sampled_from([0o000, 0o100, 0o300, 0o500, 0o700, 0o755, 0o1777]),
-                            st.dictionaries(NAMES, inner, max_size=4)),
-    max_leaves=15)
+    lambda inner: st.tuples(
+        st.sampled_from([0o000, 0o100, 0o300, 0o500, 0o700, 0o755, 0o1777]), st.dictionaries(NAMES, inner, max_size=4)
+    ),
+    max_leaves=15,
+)
 
 
 def build(path: bytes, spec, outside: pathlib.Path) -> None:
@@ -618,8 +772,7 @@ def build(path: bytes, spec, outside: pathlib.Path) -> None:
     elif spec == "hardlink":
         os.link(outside / "secret", path)
     else:
-        target = {"link out": os.fsencode(outside), "link up": b"../../..", "link root": b"/",
-                  "link self": b"."}[spec]
+        target = {"link out": os.fsencode(outside), "link up": b"../../..", "link root": b"/", "link self": b"."}[spec]
         os.symlink(target, path)
 
 
@@ -715,8 +868,9 @@ def test_cli_feedback_goes_on_past_one_student(small_course, class_of_three, mon
 
 
 def test_cli_exits_zero_when_everyone_is_graded(small_course, class_of_three, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline, "grade_one", lambda course, a, s, force=False: scoring.invalid(
-        s, a, TRUSTED, "a reason", "k"))
+    monkeypatch.setattr(
+        pipeline, "grade_one", lambda course, a, s, force=False: scoring.invalid(s, a, TRUSTED, "a reason", "k")
+    )
     assert cli.main(["--course", str(small_course.root), "autograde", "hw1"]) == 0
     assert cli.main(["--course", str(small_course.root), "feedback", "hw1"]) == 0
     assert cli.main(["--course", str(small_course.root), "report", "hw1"]) == 0
@@ -765,8 +919,7 @@ def test_one_batch_with_a_deep_tree_and_broken_metadata(tmp_path_factory, monkey
     out, err = capsys.readouterr()
     results = {r.student: r for r in pipeline.autograde(course, "hw1", progress=False)}  # cached: no regrade
     assert results["solution"].score == full, results["solution"]
-    assert results["deep"].score == full and scoring.GRADER_FAILED not in results["deep"].flags, (
-        results["deep"], err)
+    assert results["deep"].score == full and scoring.GRADER_FAILED not in results["deep"].flags, (results["deep"], err)
     assert results["broken"].flags == ["invalid notebook"]
     assert "grade id that is a list" in results["broken"].notes[0]
     assert code == 0, err

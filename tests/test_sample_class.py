@@ -78,7 +78,9 @@ def test_fill_replaces_each_stub_at_its_indent_and_puts_the_prefix_on_top():
 
 
 def test_a_student_starts_from_the_correct_answers_or_the_release(tmp_path):
-    students = _load(tmp_path, """
+    students = _load(
+        tmp_path,
+        """
         - id: s01_ann
           note: Correct but for q1.
           answers:
@@ -99,57 +101,79 @@ def test_a_student_starts_from_the_correct_answers_or_the_release(tmp_path):
         - id: s03_cyd
           note: A broken upload.
           truncate_at: 0.5
-    """)
+    """,
+    )
     ann, ben, cyd = students
     assert ann.answers == {"q1_solution": Answer(("return x",)), "q2_solution": Answer(("z = 3", "y = z"))}
     assert ann.failing == {"q1": "f(1) is 1"} and ann.by_hand and ann.tamper is None
     assert ben.answers == {"q1_solution": Answer(("return x + 1",), prefix="import os")}
     assert (ben.test_edits, ben.flags, ben.tamper, ben.needs_sandbox, ben.by_hand) == (
-        {"q2": None}, ("test deleted",), "metadata", True, False)
+        {"q2": None},
+        ("test deleted",),
+        "metadata",
+        True,
+        False,
+    )
     assert cyd.truncate_at == 0.5 and cyd.failing == {}
 
 
-@pytest.mark.parametrize(("students", "message"), [
-    ("- id: s01_ann\n", r"student 's01_ann': missing \['note'\]"),
-    ("- {id: s01_ann, note: x, failling: {q1: typo}}\n", r"student 's01_ann': unknown keys \['failling'\]"),
-    ("- {note: x}\n", r"student 1: missing \['id'\]"),
-    ("- {id: Ann, note: x}\n", r"student 'Ann': 'id' must look like s07_grace"),
-    ("- {id: s01_ann, note: x, answers: {q9_solution: 'y = 1'}}\n",
-     r"student 's01_ann': 'answers' names \['q9_solution'\], not among the cells of release/hwx/hwx.ipynb"),
-    ("- {id: s01_ann, note: x, answers: {q3_words: 'words'}}\n",  # graded by hand: built from the source
-     r"'answers' names \['q3_words'\]"),
-    ("- {id: s01_ann, note: x, failing: {q1_solution: why}}\n",
-     r"student 's01_ann': 'failing' names \['q1_solution'\], .* \(\['q1', 'q2'\]\)"),
-    ("- {id: s01_ann, note: x, test_edits: {q7: pass}}\n", r"'test_edits' names \['q7'\]"),
-    ("- {id: s01_ann, note: x, failing: [q1]}\n", r"'failing' must be a mapping of grade ids, got list"),
-    ("- {id: s01_ann, note: x, failing: {q1: 3}}\n", r"each test cell under 'failing' needs a reason"),
-    ("- {id: s01_ann, note: x, flags: timeout}\n", r"'flags' must be a list of strings"),
-    ("- {id: s01_ann, note: x, truncate_at: half}\n", r"'truncate_at' .* got 'half'"),
-    ("- {id: s01_ann, note: x, truncate_at: 1.5}\n", r"'truncate_at' .* got 1.5"),
-    ("- {id: s01_ann, note: x, truncate_at: 0.5, failing: {q1: cut}}\n", r"a truncated file fails in every"),
-    ("- {id: s01_ann, note: x, needs_sandbox: 'yes'}\n", r"'needs_sandbox' must be true or false, got 'yes'"),
-    ("- {id: s01_ann, note: x, tamper: pickle}\n", r"unknown tamper 'pickle'; known: \['metadata'\]"),
-    ("- {id: s01_ann, note: x, tamper: [metadata]}\n", r"unknown tamper \['metadata'\]"),
-    ("- {id: s01_ann, note: x, failing: {1: why}}\n", r"'failing' names \['1'\]"),
-    ("- {id: s01_ann, note: x, starts_from: blank}\n", r"'starts_from' is 'correct' .* got 'blank'"),
-    ("- {id: s01_ann, note: x, answers: {q2_solution: 'y = 3'}}\n",
-     r"student 's01_ann', answer q2_solution: the release has 2 .* stub\(s\) but the roster gives 1"),
-    ("- {id: s01_ann, note: x, answers: {q1_solution: 7}}\n", r"answer q1_solution: expected the code as a string"),
-    ("- {id: s01_ann, note: x, answers: {q1_solution: {before: x}}}\n", r"has 'prefix' .* got \['before'\]"),
-    ("- {id: s01_ann, note: x}\n- {id: s01_ann, note: y}\n", r"student ids must be unique: \['s01_ann'\]"),
-    ("- just a string\n", r"student 1: expected a mapping, got str"),
-])
+@pytest.mark.parametrize(
+    ("students", "message"),
+    [
+        ("- id: s01_ann\n", r"student 's01_ann': missing \['note'\]"),
+        ("- {id: s01_ann, note: x, failling: {q1: typo}}\n", r"student 's01_ann': unknown keys \['failling'\]"),
+        ("- {note: x}\n", r"student 1: missing \['id'\]"),
+        ("- {id: Ann, note: x}\n", r"student 'Ann': 'id' must look like s07_grace"),
+        (
+            "- {id: s01_ann, note: x, answers: {q9_solution: 'y = 1'}}\n",
+            r"student 's01_ann': 'answers' names \['q9_solution'\], not among the cells of release/hwx/hwx.ipynb",
+        ),
+        (
+            "- {id: s01_ann, note: x, answers: {q3_words: 'words'}}\n",  # graded by hand: built from the source
+            r"'answers' names \['q3_words'\]",
+        ),
+        (
+            "- {id: s01_ann, note: x, failing: {q1_solution: why}}\n",
+            r"student 's01_ann': 'failing' names \['q1_solution'\], .* \(\['q1', 'q2'\]\)",
+        ),
+        ("- {id: s01_ann, note: x, test_edits: {q7: pass}}\n", r"'test_edits' names \['q7'\]"),
+        ("- {id: s01_ann, note: x, failing: [q1]}\n", r"'failing' must be a mapping of grade ids, got list"),
+        ("- {id: s01_ann, note: x, failing: {q1: 3}}\n", r"each test cell under 'failing' needs a reason"),
+        ("- {id: s01_ann, note: x, flags: timeout}\n", r"'flags' must be a list of strings"),
+        ("- {id: s01_ann, note: x, truncate_at: half}\n", r"'truncate_at' .* got 'half'"),
+        ("- {id: s01_ann, note: x, truncate_at: 1.5}\n", r"'truncate_at' .* got 1.5"),
+        ("- {id: s01_ann, note: x, truncate_at: 0.5, failing: {q1: cut}}\n", r"a truncated file fails in every"),
+        ("- {id: s01_ann, note: x, needs_sandbox: 'yes'}\n", r"'needs_sandbox' must be true or false, got 'yes'"),
+        ("- {id: s01_ann, note: x, tamper: pickle}\n", r"unknown tamper 'pickle'; known: \['metadata'\]"),
+        ("- {id: s01_ann, note: x, tamper: [metadata]}\n", r"unknown tamper \['metadata'\]"),
+        ("- {id: s01_ann, note: x, failing: {1: why}}\n", r"'failing' names \['1'\]"),
+        ("- {id: s01_ann, note: x, starts_from: blank}\n", r"'starts_from' is 'correct' .* got 'blank'"),
+        (
+            "- {id: s01_ann, note: x, answers: {q2_solution: 'y = 3'}}\n",
+            r"student 's01_ann', answer q2_solution: the release has 2 .* stub\(s\) but the roster gives 1",
+        ),
+        ("- {id: s01_ann, note: x, answers: {q1_solution: 7}}\n", r"answer q1_solution: expected the code as a string"),
+        ("- {id: s01_ann, note: x, answers: {q1_solution: {before: x}}}\n", r"has 'prefix' .* got \['before'\]"),
+        ("- {id: s01_ann, note: x}\n- {id: s01_ann, note: y}\n", r"student ids must be unique: \['s01_ann'\]"),
+        ("- just a string\n", r"student 1: expected a mapping, got str"),
+    ],
+)
 def test_a_bad_student_is_named_with_what_to_fix(tmp_path, students, message):
     with pytest.raises(RosterError, match=message):
         _load(tmp_path, students)
 
 
-@pytest.mark.parametrize(("correct", "message"), [
-    ("correct:\n  q1_solution: 'return x'\n", r"'correct' has no answer for \['q2_solution'\] of release/hwx"),
-    ("correct:\n  q1_solution: 'return x'\n  q2_solution: 'y = 3'\n",
-     r"correct q2_solution: the release has 2 .* stub\(s\) but the roster gives 1"),
-    ("correct: [q1_solution]\n", r"expected a mapping with 'correct'"),
-])
+@pytest.mark.parametrize(
+    ("correct", "message"),
+    [
+        ("correct:\n  q1_solution: 'return x'\n", r"'correct' has no answer for \['q2_solution'\] of release/hwx"),
+        (
+            "correct:\n  q1_solution: 'return x'\n  q2_solution: 'y = 3'\n",
+            r"correct q2_solution: the release has 2 .* stub\(s\) but the roster gives 1",
+        ),
+        ("correct: [q1_solution]\n", r"expected a mapping with 'correct'"),
+    ],
+)
 def test_bad_correct_answers_are_refused(tmp_path, correct, message):
     with pytest.raises(RosterError, match=message):
         _load(tmp_path, "- {id: s01_ann, note: x}\n", correct=correct)
@@ -164,9 +188,11 @@ def test_a_missing_or_broken_roster_file_is_refused(tmp_path):
 
 
 def test_hw1_roster_fits_the_release_and_expected_json():
-    students = load_roster(ROOT / "source" / "hw1" / "sample_class.yml",
-                           nbformat.read(ROOT / "release" / "hw1" / "hw1.ipynb", as_version=4),
-                           ("browser", "metadata", "outputs", "pickle"))
+    students = load_roster(
+        ROOT / "source" / "hw1" / "sample_class.yml",
+        nbformat.read(ROOT / "release" / "hw1" / "hw1.ipynb", as_version=4),
+        ("browser", "metadata", "outputs", "pickle"),
+    )
     expected = read_expected(SAMPLES / "hw1")
     assert [s.id for s in students] == list(expected)
     assert {s.id: list(s.flags) for s in students} == {sid: e["flags"] for sid, e in expected.items()}
@@ -176,10 +202,25 @@ def test_hw1_roster_fits_the_release_and_expected_json():
 def test_make_sample_class_stops_on_a_bad_roster_with_its_message(tmp_path):
     text = (ROOT / "source" / "hw1" / "sample_class.yml").read_text()
     bad = tmp_path / "sample_class.yml"
-    bad.write_text(text.replace("q7_banknote: p_bank comes from the wrong sigmoid",
-                                "q7_banknot: p_bank comes from the wrong sigmoid", 1))
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "make_sample_class.py"), "--check", "--only",
-                           "hw1", "--roster", str(bad)], capture_output=True, text=True, timeout=120)
+    bad.write_text(
+        text.replace(
+            "q7_banknote: p_bank comes from the wrong sigmoid", "q7_banknot: p_bank comes from the wrong sigmoid", 1
+        )
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "make_sample_class.py"),
+            "--check",
+            "--only",
+            "hw1",
+            "--roster",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "student 's14_oscar': 'failing' names ['q7_banknot']" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -216,22 +257,25 @@ def test_read_expected_keeps_the_entries_as_written(tmp_path):
     assert students == {"s01_ann": _student(ci=True, manual=["q3_words"])}
 
 
-@pytest.mark.parametrize(("entry", "message"), [
-    (_student(file="s02_bob_hwx.ipynb"), r"student 's01_ann': its submission 's02_bob_hwx.ipynb' is not a file"),
-    (_student(file="../s01_ann_hwx.ipynb"), r"its submission '../s01_ann_hwx.ipynb' is not a file in"),
-    ({k: v for k, v in _student().items() if k != "flags"}, r"student 's01_ann': missing \['flags'\]"),
-    (_student(flagz=[]), r"unknown keys \['flagz'\]"),
-    (_student(points={"q1": "2"}), r"'points' must be a mapping of grade id to a number, got \{'q1': '2'\}"),
-    (_student(points={"q1": True}, total=1), r"'points' must be a mapping of grade id to a number"),
-    (_student(total="2"), r"'total' must be a number, got '2'"),
-    (_student(flags="timeout"), r"'flags' must be a list of strings, got 'timeout'"),
-    (_student(needs_sandbox="yes"), r"'needs_sandbox' must be true or false, got 'yes'"),
-    (_student(ci=1), r"'ci' must be true or false, got 1"),
-    (_student(manual="q3_words"), r"'manual' must be a list of grade ids"),
-    (_student(failing=["q1"]), r"'failing' must be a mapping of grade id to a reason"),
-    (_student(total=14), r"'total' is 14 but its points add up to 2"),
-    (["not", "an", "object"], r"student 's01_ann': expected an object, got list"),
-])
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (_student(file="s02_bob_hwx.ipynb"), r"student 's01_ann': its submission 's02_bob_hwx.ipynb' is not a file"),
+        (_student(file="../s01_ann_hwx.ipynb"), r"its submission '../s01_ann_hwx.ipynb' is not a file in"),
+        ({k: v for k, v in _student().items() if k != "flags"}, r"student 's01_ann': missing \['flags'\]"),
+        (_student(flagz=[]), r"unknown keys \['flagz'\]"),
+        (_student(points={"q1": "2"}), r"'points' must be a mapping of grade id to a number, got \{'q1': '2'\}"),
+        (_student(points={"q1": True}, total=1), r"'points' must be a mapping of grade id to a number"),
+        (_student(total="2"), r"'total' must be a number, got '2'"),
+        (_student(flags="timeout"), r"'flags' must be a list of strings, got 'timeout'"),
+        (_student(needs_sandbox="yes"), r"'needs_sandbox' must be true or false, got 'yes'"),
+        (_student(ci=1), r"'ci' must be true or false, got 1"),
+        (_student(manual="q3_words"), r"'manual' must be a list of grade ids"),
+        (_student(failing=["q1"]), r"'failing' must be a mapping of grade id to a reason"),
+        (_student(total=14), r"'total' is 14 but its points add up to 2"),
+        (["not", "an", "object"], r"student 's01_ann': expected an object, got list"),
+    ],
+)
 def test_a_malformed_student_is_named_with_what_is_wrong(tmp_path, entry, message):
     with pytest.raises(ExpectedError, match=message) as info:
         read_expected(_expected_dir(tmp_path, {"s01_ann": entry}))
@@ -258,10 +302,13 @@ def test_adl_grade_reports_a_malformed_expected_json_as_a_course_error(tmp_path)
     assert extra_cases(tmp_path / "no-class") == ()  # a class without expected.json: nothing to compare
 
 
-@pytest.mark.parametrize(("weights", "uses_backbone", "explained"), [
-    ("stand-in", True, True), ("keras cache", True, False), ("stand-in", False, False)])
-def test_the_demo_explains_grades_that_need_the_pretrained_weights(tmp_path, monkeypatch, capsys, weights,
-                                                                   uses_backbone, explained):
+@pytest.mark.parametrize(
+    ("weights", "uses_backbone", "explained"),
+    [("stand-in", True, True), ("keras cache", True, False), ("stand-in", False, False)],
+)
+def test_the_demo_explains_grades_that_need_the_pretrained_weights(
+    tmp_path, monkeypatch, capsys, weights, uses_backbone, explained
+):
     """On a machine without MobileNetV2's ImageNet weights, an accuracy-based grade of an assignment built on
     the backbone can differ from expected.json: the demo says why instead of leaving a bare UNEXPECTED."""
     from adl_helpers import pretrained
@@ -271,8 +318,14 @@ def test_the_demo_explains_grades_that_need_the_pretrained_weights(tmp_path, mon
     source = tmp_path / "hwx.ipynb"
     source.write_text("adl.pretrained.load_mobilenet_v2(...)" if uses_backbone else "np.mean(x)")
     monkeypatch.setattr(pretrained, "weights_source", lambda shape, profile: weights)
-    got = scoring.Result("s01_ann", "hwx", [scoring.QuestionResult("q1", 0.0, 2.0, "failed"),
-                                            scoring.QuestionResult("q2", 0.0, 2.0, "failed")], [], 1.0, "k")
+    got = scoring.Result(
+        "s01_ann",
+        "hwx",
+        [scoring.QuestionResult("q1", 0.0, 2.0, "failed"), scoring.QuestionResult("q2", 0.0, 2.0, "failed")],
+        [],
+        1.0,
+        "k",
+    )
     compare_with_expected(sample, [got], source, "smoke")
     out = capsys.readouterr().out
     assert "0/1 as expected" in out and "UNEXPECTED s01_ann" in out

@@ -30,8 +30,10 @@ pytestmark = pytest.mark.slow  # grades, starts kernels or servers: not in make 
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("ADL_REQUIRE_SANDBOX") == "1"  # set by .ci/run, which installs bubblewrap
-needs_bwrap = pytest.mark.skipif(bwrap_path() is None and not IN_CI,
-                                 reason="bubblewrap is not installed (apt install bubblewrap); .ci/run installs it")
+needs_bwrap = pytest.mark.skipif(
+    bwrap_path() is None and not IN_CI,
+    reason="bubblewrap is not installed (apt install bubblewrap); .ci/run installs it",
+)
 needs_root = pytest.mark.skipif(os.geteuid() != 0 and not IN_CI, reason="the per-slot user needs a root grader")
 
 
@@ -54,7 +56,7 @@ def _listener():
     return srv, hits
 
 
-FORK_AND_LEAVE = '''
+FORK_AND_LEAVE = """
 import os, time
 fds_at_start = {}
 for fd in os.listdir("/proc/self/fd"):
@@ -69,9 +71,9 @@ for _ in range(5):
         time.sleep(600)
         os._exit(0)
     left.append(pid)
-'''
+"""
 
-PROBES = '''
+PROBES = """
 import os, pathlib, socket, threading
 facts = {}
 def _state(pid):
@@ -164,15 +166,36 @@ facts["numpy_threads"] = results
 import tensorflow as tf
 
 facts["tensorflow"] = float(tf.reduce_sum(tf.ones((64, 64)) @ tf.ones((64, 64))))
-'''
+"""
 
 # Syscalls the filter must refuse, by number on this machine (x86_64 and aarch64 differ), for the probes.
 try:
     import pyseccomp
-    SYSCALLS = {name: pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name) for name in (
-        "unshare", "clone", "setns", "mount", "umount2", "pivot_root", "ptrace", "keyctl", "add_key", "request_key",
-        "bpf", "perf_event_open", "userfaultfd", "kexec_load", "init_module", "finit_module", "open_by_handle_at",
-        "io_uring_setup", "clone3")}
+
+    SYSCALLS = {
+        name: pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name)
+        for name in (
+            "unshare",
+            "clone",
+            "setns",
+            "mount",
+            "umount2",
+            "pivot_root",
+            "ptrace",
+            "keyctl",
+            "add_key",
+            "request_key",
+            "bpf",
+            "perf_event_open",
+            "userfaultfd",
+            "kexec_load",
+            "init_module",
+            "finit_module",
+            "open_by_handle_at",
+            "io_uring_setup",
+            "clone3",
+        )
+    }
 except (ImportError, RuntimeError):
     SYSCALLS = {}
 
@@ -186,25 +209,48 @@ def facts(tmp_path_factory):
         d.mkdir()
     private.chmod(0o700)
     srv, hits = _listener()
-    consts = (f"COURSE = {str(ROOT)!r}\nPRIVATE = {str(private)!r}\nPORT = {srv.getsockname()[1]}\n"
-              f"GRADER_PID = {os.getpid()}\nMIRROR = {str(mirror)!r}\nSYSCALLS = {SYSCALLS!r}\n")
+    consts = (
+        f"COURSE = {str(ROOT)!r}\nPRIVATE = {str(private)!r}\nPORT = {srv.getsockname()[1]}\n"
+        f"GRADER_PID = {os.getpid()}\nMIRROR = {str(mirror)!r}\nSYSCALLS = {SYSCALLS!r}\n"
+    )
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell(FORK_AND_LEAVE),
         nbformat.v4.new_code_cell(consts + PROBES),
-        nbformat.v4.new_code_cell("import json\nprint(json.dumps(facts))",
-                                  metadata={"nbgrader": {"grade_id": "t", "grade": True, "points": 1}}),
+        nbformat.v4.new_code_cell(
+            "import json\nprint(json.dumps(facts))",
+            metadata={"nbgrader": {"grade_id": "t", "grade": True, "points": 1}},
+        ),
     ]
     nbformat.write(nb, str(private / "nb.ipynb"))
-    Job(workdir=str(home), control=str(control), notebook=str(private / "nb.ipynb"),
-        cell_timeout=60, notebook_timeout=200, env={"PATH": os.environ["PATH"], "HOME": str(home), "NFORKS": "400"},
-        sandbox=SandboxSpec(slot=7, memory=4 * 2**30 + 2 * 64 * 2**20 + 512 * 2**20, processes=256,
-                            readonly=(str(mirror),), tmp_size=64 * 2**20, disk=512 * 2**20),
+    Job(
+        workdir=str(home),
+        control=str(control),
+        notebook=str(private / "nb.ipynb"),
+        cell_timeout=60,
+        notebook_timeout=200,
+        env={"PATH": os.environ["PATH"], "HOME": str(home), "NFORKS": "400"},
+        sandbox=SandboxSpec(
+            slot=7,
+            memory=4 * 2**30 + 2 * 64 * 2**20 + 512 * 2**20,
+            processes=256,
+            readonly=(str(mirror),),
+            tmp_size=64 * 2**20,
+            disk=512 * 2**20,
+        ),
         log=str(base / "logs" / "student.log"),
-        executed=str(base / "out.ipynb"), result=str(base / "result.json")).write(private / "job.json")
+        executed=str(base / "out.ipynb"),
+        result=str(base / "result.json"),
+    ).write(private / "job.json")
     with (base / "worker.log").open("w") as worker_log:  # as the pipeline runs it: stderr to a log file
-        proc = subprocess.run([sys.executable, "-m", "autograder.worker", str(private / "job.json")],
-                              stdout=subprocess.PIPE, stderr=worker_log, text=True, timeout=280, cwd=ROOT)
+        proc = subprocess.run(
+            [sys.executable, "-m", "autograder.worker", str(private / "job.json")],
+            stdout=subprocess.PIPE,
+            stderr=worker_log,
+            text=True,
+            timeout=280,
+            cwd=ROOT,
+        )
     srv.close()
     assert proc.returncode == 0, (base / "worker.log").read_text()[-3000:]
     result = json.loads((base / "result.json").read_text())
@@ -320,19 +366,25 @@ def test_without_bwrap_a_folder_the_kernel_cannot_enter_is_covered(no_bwrap, fol
     (locked / "data" / "x.txt").write_text("data")
     box = Sandbox(work, Limits(), slot=12, readonly=(locked / "data",))
     assert locked in box.unreachable and str(locked / "data") in "\n".join(enforced(box))
-    code = ("import json, os, pathlib\n"
-            f"d = pathlib.Path({str(locked)!r})\n"
-            "facts = {'uid': os.getuid(), 'cwd': os.getcwd(), 'listing': sorted(os.listdir(d)),\n"
-            "         'data': (d / 'data' / 'x.txt').read_text()}\n"
-            "try:\n    (d / 'data' / 'y.txt').write_text('x')\n    facts['write'] = 'written'\n"
-            "except OSError as exc:\n    facts['write'] = exc.strerror\n"
-            "pathlib.Path('mine.txt').write_text('ok')\nprint(json.dumps(facts))")
+    code = (
+        "import json, os, pathlib\n"
+        f"d = pathlib.Path({str(locked)!r})\n"
+        "facts = {'uid': os.getuid(), 'cwd': os.getcwd(), 'listing': sorted(os.listdir(d)),\n"
+        "         'data': (d / 'data' / 'x.txt').read_text()}\n"
+        "try:\n    (d / 'data' / 'y.txt').write_text('x')\n    facts['write'] = 'written'\n"
+        "except OSError as exc:\n    facts['write'] = exc.strerror\n"
+        "pathlib.Path('mine.txt').write_text('ok')\nprint(json.dumps(facts))"
+    )
     box.prepare()
-    proc = subprocess.run(box.wrap([sys.executable, "-c", code]), cwd=work, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(box.wrap([sys.executable, "-c", code]), cwd=work, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"uid": kernel_uid(12), "cwd": str(work), "listing": ["data"],
-                                       "data": "data", "write": "Read-only file system"}
+    assert json.loads(proc.stdout) == {
+        "uid": kernel_uid(12),
+        "cwd": str(work),
+        "listing": ["data"],
+        "data": "data",
+        "write": "Read-only file system",
+    }
     assert (work / "mine.txt").read_text() == "ok"
     assert sorted(p.name for p in locked.iterdir()) == ["data", "solutions.txt"]
     assert "adl-sandbox" not in pathlib.Path("/proc/self/mounts").read_text()
@@ -361,8 +413,11 @@ def test_root_without_bwrap_or_mount_namespaces_refuses(no_bwrap, folders, monke
     (locked / "data").mkdir()
     monkeypatch.setattr(host, "unshare_problem", lambda: "no mount namespace can be made here (test)")
     box = Sandbox(work, Limits(), slot=14, readonly=(locked / "data",))
-    with pytest.raises(SandboxError, match=r"cannot enter .*, which holds .*/data, and no mount namespace .* "
-                                           r"Install bubblewrap \(apt-get install bubblewrap\)"):
+    with pytest.raises(
+        SandboxError,
+        match=r"cannot enter .*, which holds .*/data, and no mount namespace .* "
+        r"Install bubblewrap \(apt-get install bubblewrap\)",
+    ):
         box.wrap(["/bin/true"])
     assert f"CANNOT GRADE: the kernel's user (uid {kernel_uid(14)})" in "\n".join(enforced(box))
     assert "no mount namespace can be made here (test)" in box.probe([sys.executable, "-c", "pass"])
@@ -404,8 +459,10 @@ def test_sweep_finds_sandbox_processes_a_parent_walk_misses(tmp_path, monkeypatc
     from autograder import kernel as kernel_module
 
     tmp_path.chmod(0o711)
-    script = ("import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        time.sleep(120)\n"
-              "        os._exit(0)\ntime.sleep(120)\n")
+    script = (
+        "import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        time.sleep(120)\n"
+        "        os._exit(0)\ntime.sleep(120)\n"
+    )
     box = Sandbox(tmp_path, Limits(), slot=9)
     proc = subprocess.Popen(box.wrap([sys.executable, "-c", script]), pass_fds=box.pass_fds)
     box.release()
@@ -459,31 +516,50 @@ def test_fork_bomb_in_a_cell_costs_that_cell_only(tmp_path):
     private.chmod(0o700)
     # One copy never exits (so the sweep always has something to kill, however the churn goes); the others
     # exit when their fork fails, freeing the slot for another copy's fork.
-    churn = ("import os, time\n\ndef churn():\n    me = os.getpid()\n    if os.fork() == 0:\n        while True:\n"
-             "            time.sleep(1)\n    while True:\n        try:\n            os.fork()\n"
-             "        except OSError:\n            if os.getpid() == me:\n                raise\n            os._exit(0)\n\n"
-             "def copies():  # forks of this kernel that still run: same command line (its connection file)\n"
-             "    me, n = open('/proc/self/cmdline', 'rb').read(), 0\n"
-             "    for pid in filter(str.isdigit, os.listdir('/proc')):\n"
-             "        try:\n"
-             "            same = int(pid) != os.getpid() and open(f'/proc/{pid}/cmdline', 'rb').read() == me\n"
-             "            n += same and open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z'\n"
-             "        except OSError:\n            pass\n    return n")
+    churn = (
+        "import os, time\n\ndef churn():\n    me = os.getpid()\n    if os.fork() == 0:\n        while True:\n"
+        "            time.sleep(1)\n    while True:\n        try:\n            os.fork()\n"
+        "        except OSError:\n            if os.getpid() == me:\n                raise\n            os._exit(0)\n\n"
+        "def copies():  # forks of this kernel that still run: same command line (its connection file)\n"
+        "    me, n = open('/proc/self/cmdline', 'rb').read(), 0\n"
+        "    for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "        try:\n"
+        "            same = int(pid) != os.getpid() and open(f'/proc/{pid}/cmdline', 'rb').read() == me\n"
+        "            n += same and open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z'\n"
+        "        except OSError:\n            pass\n    return n"
+    )
     test = {"nbgrader": {"grade_id": "t", "grade": True, "points": 1}}
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in ("p = 0.5", "import os\nwhile True:\n    os.fork()", "q = 1")]
     nb.cells.append(nbformat.v4.new_code_cell("assert p == 0.5 and q == 1", metadata=test))
     nb.cells.append(nbformat.v4.new_code_cell(churn))
-    nb.cells.append(nbformat.v4.new_code_cell("churn()", metadata={"nbgrader": {**test["nbgrader"], "grade_id": "bomb"}}))
-    nb.cells.append(nbformat.v4.new_code_cell("assert copies() == 0, copies()",
-                                              metadata={"nbgrader": {**test["nbgrader"], "grade_id": "after"}}))
+    nb.cells.append(
+        nbformat.v4.new_code_cell("churn()", metadata={"nbgrader": {**test["nbgrader"], "grade_id": "bomb"}})
+    )
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "assert copies() == 0, copies()", metadata={"nbgrader": {**test["nbgrader"], "grade_id": "after"}}
+        )
+    )
     nbformat.write(nb, str(private / "nb.ipynb"))
-    Job(workdir=str(home), control=str(control), notebook=str(private / "nb.ipynb"),
-        cell_timeout=60, notebook_timeout=200, env={"PATH": os.environ["PATH"], "HOME": str(home)},
+    Job(
+        workdir=str(home),
+        control=str(control),
+        notebook=str(private / "nb.ipynb"),
+        cell_timeout=60,
+        notebook_timeout=200,
+        env={"PATH": os.environ["PATH"], "HOME": str(home)},
         sandbox=SandboxSpec(slot=8, memory=4 * 2**30, processes=128),
-        executed=str(tmp_path / "out.ipynb"), result=str(tmp_path / "result.json")).write(private / "job.json")
-    proc = subprocess.run([sys.executable, "-m", "autograder.worker", str(private / "job.json")],
-                          capture_output=True, text=True, timeout=280, cwd=ROOT)
+        executed=str(tmp_path / "out.ipynb"),
+        result=str(tmp_path / "result.json"),
+    ).write(private / "job.json")
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder.worker", str(private / "job.json")],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert [c["status"] for c in result["cells"]] == ["ok", "error", "ok", "ok", "ok", "error", "ok"], result["cells"]

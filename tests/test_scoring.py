@@ -28,8 +28,10 @@ def _run(*cells, elapsed=12.5):
 
 
 def test_points_follow_each_test_cells_status():
-    run = _run({"grade_id": "q1", "status": "ok"},
-               {"grade_id": "q2", "status": "error", "ename": "AssertionError", "line": 3, "origin": "test"})
+    run = _run(
+        {"grade_id": "q1", "status": "ok"},
+        {"grade_id": "q2", "status": "error", "ename": "AssertionError", "line": 3, "origin": "test"},
+    )
     result = scoring.score_run("ana", "hw1", TRUSTED, run, "key")
     by_id = {q.grade_id: q for q in result.questions}
     assert list(by_id) == ["q1", "q2", "q3_words"]  # graded cells only, in notebook order
@@ -53,12 +55,21 @@ def test_a_test_cell_that_did_not_run_fails_with_the_graders_words():
     assert q2.status == "failed" and q2.reason == "the test could not run: the test cell did not run"
 
 
-@pytest.mark.parametrize(("status", "flag"), [("timeout", "timeout"), ("dead", "kernel died"),
-                                              ("skipped", "time limit"), ("unresponsive", "kernel unresponsive"),
-                                              ("disk", "disk limit")])
+@pytest.mark.parametrize(
+    ("status", "flag"),
+    [
+        ("timeout", "timeout"),
+        ("dead", "kernel died"),
+        ("skipped", "time limit"),
+        ("unresponsive", "kernel unresponsive"),
+        ("disk", "disk limit"),
+    ],
+)
 def test_each_kind_of_trouble_is_flagged_once_with_a_note(status, flag):
-    run = _run({"grade_id": "q1", "status": status, "evalue": "what happened"},
-               {"grade_id": None, "status": status, "evalue": "again"})
+    run = _run(
+        {"grade_id": "q1", "status": status, "evalue": "what happened"},
+        {"grade_id": None, "status": status, "evalue": "again"},
+    )
     result = scoring.score_run("ana", "hw1", TRUSTED, run, "k")
     assert result.flags == [flag]
     assert result.notes == ["cell q1: what happened", "cell 1: again"]
@@ -77,8 +88,17 @@ def test_an_unanswered_question_graded_by_hand_scores_zero_and_awaits_nothing():
     assert "handed in as released" in q3.reason
 
 
-@pytest.mark.parametrize("run", [None, [], {"cells": "x"}, {"cells": [1, None, {"status": 5}]},
-                                 {"cells": [], "elapsed": float("nan")}, {"elapsed": "12"}])
+@pytest.mark.parametrize(
+    "run",
+    [
+        None,
+        [],
+        {"cells": "x"},
+        {"cells": [1, None, {"status": 5}]},
+        {"cells": [], "elapsed": float("nan")},
+        {"elapsed": "12"},
+    ],
+)
 def test_a_malformed_run_still_gives_every_question_a_status(run):
     result = scoring.score_run("ana", "hw1", TRUSTED, run, "k")
     assert [q.grade_id for q in result.questions] == ["q1", "q2", "q3_words"]

@@ -100,16 +100,20 @@ def test_data_dirs(monkeypatch, tmp_path):
 
 
 def test_import_is_cheap():
-    code = "import sys, adl_helpers; print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules))"
+    code = (
+        "import sys, adl_helpers; print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_setup_without_tensorflow_does_not_import_it():
     """NumPy-only notebooks (hw1) skip the TensorFlow import: grading kernels start in a second, not five."""
-    code = ("import sys, adl_helpers as adl; adl.setup(seed=1, profile='smoke', quiet=True, tensorflow=False); "
-            "import numpy as np; a = np.random.rand(); adl.set_seed(1, tensorflow=False); "
-            "assert np.random.rand() == a; print('tensorflow' in sys.modules)")
+    code = (
+        "import sys, adl_helpers as adl; adl.setup(seed=1, profile='smoke', quiet=True, tensorflow=False); "
+        "import numpy as np; a = np.random.rand(); adl.set_seed(1, tensorflow=False); "
+        "assert np.random.rand() == a; print('tensorflow' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
@@ -119,8 +123,13 @@ def test_setup_without_tensorflow_does_not_import_it():
 # ...", which TF_CPP_MIN_LOG_LEVEL=2 hides; printed whenever the CPU has instructions the wheel was not built
 # for), and two lines no log level governs in TensorFlow 2.21 (absl's "All log messages before
 # absl::InitializeLog() ..." and the oneDNN notice), which adl_helpers filters out while TensorFlow loads.
-CPP_STARTUP = ("cpu_feature_guard", "This TensorFlow binary", "To enable the following instructions",
-               "absl::InitializeLog", "oneDNN custom operations")
+CPP_STARTUP = (
+    "cpu_feature_guard",
+    "This TensorFlow binary",
+    "To enable the following instructions",
+    "absl::InitializeLog",
+    "oneDNN custom operations",
+)
 TF_RUN = "import tensorflow as tf; print(int(tf.constant(1) + 1))"
 
 
@@ -131,11 +140,17 @@ def tensorflow_stderr():
     runs = {
         "with adl_helpers": ("import os, adl_helpers; print(os.environ['TF_CPP_MIN_LOG_LEVEL']); " + TF_RUN, env),
         "without": ("print('-'); " + TF_RUN, env),
-        "user level 0": ("import os, adl_helpers; print(os.environ['TF_CPP_MIN_LOG_LEVEL']); " + TF_RUN,
-                         {**env, "TF_CPP_MIN_LOG_LEVEL": "0"}),
+        "user level 0": (
+            "import os, adl_helpers; print(os.environ['TF_CPP_MIN_LOG_LEVEL']); " + TF_RUN,
+            {**env, "TF_CPP_MIN_LOG_LEVEL": "0"},
+        ),
     }
-    procs = {name: subprocess.Popen([sys.executable, "-c", code], env=e, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True) for name, (code, e) in runs.items()}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", code], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for name, (code, e) in runs.items()
+    }
     out = {}
     for name, proc in procs.items():
         stdout, stderr = proc.communicate(timeout=300)
@@ -173,11 +188,13 @@ def test_a_level_the_user_set_is_kept(tensorflow_stderr):
 @pytest.mark.slow
 def test_setup_quiets_tensorflows_python_loggers():
     """In a fresh process: the loggers are process-wide, and this one may have set them already."""
-    code = ("import logging, absl.logging, adl_helpers as adl\n"
-            "adl.setup(seed=0, profile='smoke', quiet=True, tensorflow=False)\n"
-            "print(logging.getLogger('tensorflow').level, absl.logging.get_verbosity())\n"
-            "adl.setup(seed=0, profile='smoke', quiet=True)\n"
-            "print(logging.getLogger('tensorflow').level, absl.logging.get_verbosity())\n")
+    code = (
+        "import logging, absl.logging, adl_helpers as adl\n"
+        "adl.setup(seed=0, profile='smoke', quiet=True, tensorflow=False)\n"
+        "print(logging.getLogger('tensorflow').level, absl.logging.get_verbosity())\n"
+        "adl.setup(seed=0, profile='smoke', quiet=True)\n"
+        "print(logging.getLogger('tensorflow').level, absl.logging.get_verbosity())\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     before, after = out.stdout.splitlines()
@@ -187,13 +204,15 @@ def test_setup_quiets_tensorflows_python_loggers():
 
 def test_the_import_filter_keeps_every_other_line_on_stderr():
     """What a C++ library writes to file descriptor 2 while TensorFlow loads still shows, but the notices."""
-    code = ("import os, sys\n"
-            "from adl_helpers.settings import _stderr_without\n"
-            "with _stderr_without((b'oneDNN custom operations',)):\n"
-            "    os.write(2, b'E real error: keep me\\n')\n"
-            "    os.write(2, b'I port.cc] oneDNN custom operations are on. drop me\\n')\n"
-            "    os.write(2, b'no newline at the end')\n"
-            "os.write(2, b' - and after\\n')\n")
+    code = (
+        "import os, sys\n"
+        "from adl_helpers.settings import _stderr_without\n"
+        "with _stderr_without((b'oneDNN custom operations',)):\n"
+        "    os.write(2, b'E real error: keep me\\n')\n"
+        "    os.write(2, b'I port.cc] oneDNN custom operations are on. drop me\\n')\n"
+        "    os.write(2, b'no newline at the end')\n"
+        "os.write(2, b' - and after\\n')\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stderr == b"E real error: keep me\nno newline at the end - and after\n"

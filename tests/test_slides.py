@@ -30,18 +30,37 @@ def _lesson():
     badge.metadata["tags"] = ["colab-badge"]
     setup = code("import numpy as np")
     setup.metadata["tags"] = ["setup"]
-    return nbformat.v4.new_notebook(cells=[
-        md("# Week 0: a title\n\nBy the end you can ..."), badge, md("## Setup\n\nOne cell ..."), setup,
-        md("## 1. A section\n\nThe loss is $\\ell = -\\log p$."), md("More text."),
-        code("import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0]); plt.title('a line'); plt.show()"),
-        md("Notice the line."), md("### A subsection"), md("## Summary\n\n- one")])
+    return nbformat.v4.new_notebook(
+        cells=[
+            md("# Week 0: a title\n\nBy the end you can ..."),
+            badge,
+            md("## Setup\n\nOne cell ..."),
+            setup,
+            md("## 1. A section\n\nThe loss is $\\ell = -\\log p$."),
+            md("More text."),
+            code("import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0]); plt.title('a line'); plt.show()"),
+            md("Notice the line."),
+            md("### A subsection"),
+            md("## Summary\n\n- one"),
+        ]
+    )
 
 
 def test_default_slide_types():
     nb = _lesson()
     assert slides.tag(nb) == len(nb.cells)
     assert [c.metadata.slideshow.slide_type for c in nb.cells] == [
-        "slide", "skip", "skip", "skip", "slide", "-", "subslide", "fragment", "subslide", "slide"]
+        "slide",
+        "skip",
+        "skip",
+        "skip",
+        "slide",
+        "-",
+        "subslide",
+        "fragment",
+        "subslide",
+        "slide",
+    ]
     assert slides.untagged(nb) == [] and slides.tag(nb) == 0
 
 
@@ -69,8 +88,11 @@ def test_tag_check_names_untagged_cells(tmp_path, capsys):
 
 
 def test_every_lesson_cell_has_a_slide_type():
-    problems = [f"{p.name}: cell {i}" for p in slides.lesson_notebooks()
-                for i in slides.untagged(nbformat.read(str(p), as_version=4))]
+    problems = [
+        f"{p.name}: cell {i}"
+        for p in slides.lesson_notebooks()
+        for i in slides.untagged(nbformat.read(str(p), as_version=4))
+    ]
     assert problems == [], f"run 'python course/slides.py tag': {problems[:10]}"
 
 
@@ -111,10 +133,22 @@ def deck(tmp_path_factory):
 
 
 def _open(url: str, tmp_path: pathlib.Path, *action: str) -> str:
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--window-size=1280,800",
-           # no network: every host name fails to resolve, and any request that tries a proxy hits a dead port
-           "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9", *action, url]
+    cmd = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",
+        "--window-size=1280,800",
+        # no network: every host name fails to resolve, and any request that tries a proxy hits a dead port
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--proxy-server=http://127.0.0.1:9",
+        *action,
+        url,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
@@ -149,6 +183,7 @@ def test_an_executed_lesson_shows_its_plot(deck, tmp_path):
 def test_make_slides_builds_every_week(tmp_path):
     make = (ROOT / "Makefile").read_text()
     assert re.search(r"^slides: .*\n\t.*course/slides.py build", make, re.M)
-    proc = subprocess.run([sys.executable, str(ROOT / "course" / "slides.py"), "build", "--help"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "course" / "slides.py"), "build", "--help"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "--execute" in proc.stdout

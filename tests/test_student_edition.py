@@ -47,23 +47,43 @@ def test_private_material_is_known(private):
     # Solutions, hidden tests, sample submissions and wrong-answer cases of every assignment.
     assert len(private) > 500
     solution = json.loads((ROOT / "source" / "hw1" / "hw1.ipynb").read_text())
-    blocks = [ln for c in solution["cells"]
-              for ln in student_edition._blocks("".join(c["source"]), "### BEGIN SOLUTION", "### END SOLUTION")]
+    blocks = [
+        ln
+        for c in solution["cells"]
+        for ln in student_edition._blocks("".join(c["source"]), "### BEGIN SOLUTION", "### END SOLUTION")
+    ]
     assert any(student_edition._norm(ln) in private for ln in blocks)
     assert not private & student_edition.public_lines(), "a public line counted as private"
 
 
 def test_edition_holds_what_students_need(edition):
     top = sorted(p.name for p in edition.iterdir())
-    assert top == sorted([".adl-student-edition", ".dockerignore", "Dockerfile", "LICENSE", "README.md",
-                          "adl_helpers", "course", "environment.yml", "notebooks", "pyproject.toml", "release",
-                          "requirements.txt"])
+    assert top == sorted(
+        [
+            ".adl-student-edition",
+            ".dockerignore",
+            "Dockerfile",
+            "LICENSE",
+            "README.md",
+            "adl_helpers",
+            "course",
+            "environment.yml",
+            "notebooks",
+            "pyproject.toml",
+            "release",
+            "requirements.txt",
+        ]
+    )
     assert sorted(p.name for p in (edition / "notebooks").glob("*.ipynb")) == sorted(
-        p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
-    assert sorted(p.name for p in (edition / "release").iterdir()) == sorted(p.name for p in (ROOT / "release").iterdir())
+        p.name for p in (ROOT / "notebooks").glob("*.ipynb")
+    )
+    assert sorted(p.name for p in (edition / "release").iterdir()) == sorted(
+        p.name for p in (ROOT / "release").iterdir()
+    )
     assert sorted(p.name for p in (edition / "course").iterdir()) == ["project", "schedule.yml", "syllabus.md"]
     assert sorted(p.name for p in (edition / "course" / "project" / "starters").glob("*.ipynb")) == sorted(
-        p.name for p in (ROOT / "course" / "project" / "starters").glob("*.ipynb"))
+        p.name for p in (ROOT / "course" / "project" / "starters").glob("*.ipynb")
+    )
     readme = (edition / "README.md").read_text()
     assert "{table}" not in readme and "colab.research.google.com/github/" in readme
     assert "week01_tensorflow_keras.ipynb" in readme and "release/hw1" in readme
@@ -76,11 +96,14 @@ def test_edition_wheel_sdist_and_image_context_hold_no_private_material(edition,
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         metadata = zf.read(next(n for n in names if n.endswith("/METADATA"))).decode()
-    assert {n.split("/")[0] for n in names} == {"adl_helpers", wheel.name.split("-")[0] + "-" +
-                                                wheel.name.split("-")[1] + ".dist-info"}
+    assert {n.split("/")[0] for n in names} == {
+        "adl_helpers",
+        wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info",
+    }
     assert "Name: adl-helpers" in metadata and "Requires-Python: >=3.10" in metadata
-    assert "tensorflow" not in [ln.split()[1] for ln in metadata.splitlines() if ln.startswith("Requires-Dist:")
-                                and "extra ==" not in ln]
+    assert "tensorflow" not in [
+        ln.split()[1] for ln in metadata.splitlines() if ln.startswith("Requires-Dist:") and "extra ==" not in ln
+    ]
     # The image is built from the edition folder as it is (its .dockerignore drops only caches and builds),
     # and copies nothing from outside it.
     dockerfile = (edition / "Dockerfile").read_text()
@@ -105,8 +128,7 @@ def test_scan_finds_each_kind_of_leak(edition, dists, private, tmp_path):
     nb = json.loads(nb_path.read_text())
     nb["cells"][-1]["source"] = ["x = 1\n", "    " + secret + "\n"]
     nb_path.write_text(json.dumps(nb))
-    assert [h for h in student_edition.scan([leaky], private) if "hw1.ipynb" in h] == [
-        f"{nb_path}: {secret[:120]}"]
+    assert [h for h in student_edition.scan([leaky], private) if "hw1.ipynb" in h] == [f"{nb_path}: {secret[:120]}"]
     # 3. a sample submission inside the wheel
     wheel, _ = dists
     bad = tmp_path / wheel.name

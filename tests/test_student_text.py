@@ -25,7 +25,9 @@ MAX_CODE_LINE = 100
 # Words about how the course was made or tested, wherever they appear (text, comments, strings).
 ANYWHERE = re.compile(
     r"\bslides?\b|\bslide ?decks?\b|\bour (?:text )?cop(?:y|ies)\b|\berrat(?:a|um)\b|\bsmoke\b|(?-i:\bCI\b)"
-    r"|\bHEADLINES\b|\bseed decks?\b|\bour sources?\b|\bsource material\b", re.IGNORECASE)
+    r"|\bHEADLINES\b|\bseed decks?\b|\bour sources?\b|\bsource material\b",
+    re.IGNORECASE,
+)
 # ...and in prose only (markdown and comments; code may name its `profile` variable).
 IN_PROSE = re.compile(r"\bprofiles?\b|\bstand-ins?\b", re.IGNORECASE)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
@@ -87,17 +89,37 @@ def _nb(*cells):
     return nbformat.v4.new_notebook(cells=list(cells))
 
 
-@pytest.mark.parametrize("source", [
-    "As the slides show, ...", "the fourth slide deck", "incomplete in our copy", "our text copy of it",
-    "Errata: ...", "the smoke run", "what CI runs", "see HEADLINES", "the run profile decides",
-    "a stand-in for SVHN", "our sources say"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "As the slides show, ...",
+        "the fourth slide deck",
+        "incomplete in our copy",
+        "our text copy of it",
+        "Errata: ...",
+        "the smoke run",
+        "what CI runs",
+        "see HEADLINES",
+        "the run profile decides",
+        "a stand-in for SVHN",
+        "our sources say",
+    ],
+)
 def test_words_about_the_making_are_found_in_markdown(source):
     assert text_problems(_nb(nbformat.v4.new_markdown_cell(source))) != []
 
 
-@pytest.mark.parametrize("source", [
-    "The filter moves across the image.", "A sliding window of 3 days.", "`profile.epochs(5)` shrinks the run.",
-    "Open-source code; the source image.", "Seed the generator with 42.", "Ci, the cell state."])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "The filter moves across the image.",
+        "A sliding window of 3 days.",
+        "`profile.epochs(5)` shrinks the run.",
+        "Open-source code; the source image.",
+        "Seed the generator with 42.",
+        "Ci, the cell state.",
+    ],
+)
 def test_ordinary_words_pass(source):
     assert text_problems(_nb(nbformat.v4.new_markdown_cell(source))) == []
 
@@ -114,6 +136,7 @@ def test_long_lines_and_bare_asserts_are_found():
     cell = nbformat.v4.new_code_cell("x = 1\n" + "y = " + "1" * 97 + "\nassert x == 1, 'x is one'")
     assert code_problems(_nb(cell), lesson=True) == [
         "cell 0 line 2: 101 characters",
-        "cell 0 line 3: a bare assert (write adl.check(condition, 'the claim'))"]
+        "cell 0 line 3: a bare assert (write adl.check(condition, 'the claim'))",
+    ]
     assert code_problems(_nb(cell), lesson=False) == ["cell 0 line 2: 101 characters"]  # homework tests assert
     assert code_problems(_nb(nbformat.v4.new_code_cell("y = " + "1" * 96)), lesson=True) == []

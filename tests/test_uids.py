@@ -37,6 +37,7 @@ sys.stdin.read()
 @pytest.fixture(autouse=True)
 def deadline():
     """A lease that blocks instead of failing fast (a lock taken without LOCK_NB) fails its test, not the run."""
+
     def expired(signum, frame):
         raise TimeoutError("the test took more than 20 s: something blocked")
 
@@ -56,8 +57,15 @@ def lock_dir(tmp_path, monkeypatch):
 
 def _holder(lock_dir: pathlib.Path, start: str = "own-start", slots: int = uids.SLOTS) -> subprocess.Popen:
     env = {**os.environ, uids.LOCK_DIR_ENV: str(lock_dir)}
-    return subprocess.Popen([sys.executable, "-S", "-c", HOLDER, start, str(slots)], cwd=ROOT, env=env, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-S", "-c", HOLDER, start, str(slots)],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _report(proc: subprocess.Popen, deadline: float) -> list[int] | None:
@@ -245,8 +253,11 @@ def test_lock_dir_that_is_a_symlink_is_refused(tmp_path, monkeypatch):
 
 
 def test_lock_dir_that_cannot_be_made_or_is_a_file_is_refused(tmp_path):
-    with pytest.raises(UidLeaseError, match=r"cannot create the uid lock dir .*missing/locks \(No such file or "
-                                            r"directory\); set ADL_UID_LOCK_DIR"):
+    with pytest.raises(
+        UidLeaseError,
+        match=r"cannot create the uid lock dir .*missing/locks \(No such file or "
+        r"directory\); set ADL_UID_LOCK_DIR",
+    ):
         lease(tmp_path / "missing" / "locks")
     (tmp_path / "file").write_text("")
     with pytest.raises(UidLeaseError, match="file is not a folder"):
@@ -316,8 +327,11 @@ def test_lock_file_that_is_a_symlink_is_refused(lock_dir):
 
 def test_all_slots_taken_is_a_clear_error(lock_dir, monkeypatch):
     held = [lease(slots=3) for _ in range(3)]
-    with pytest.raises(RuntimeError, match=r"no free grading slot: all 3 are taken \(3 held by running graders\)"
-                                            r"\. Wait .* fewer workers; `fuser -v .*slot-\*\.lock`"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"no free grading slot: all 3 are taken \(3 held by running graders\)"
+        r"\. Wait .* fewer workers; `fuser -v .*slot-\*\.lock`",
+    ):
         lease(slots=3)
     monkeypatch.setattr(uids, "SLOTS", 3)
     with pytest.raises(UidLeaseError, match="all 3 are taken"):
@@ -348,8 +362,11 @@ def test_slot_whose_uid_has_an_account_is_skipped(lock_dir, monkeypatch):
     monkeypatch.setattr(uids, "_start", lambda slots: 0)
     with lease(slots=3) as got:
         assert got.slot == 1
-        with pytest.raises(UidLeaseError, match=r"\(1 held by running graders, 2 skipped because their uids "
-                                                r"belong to accounts of this machine \(leave uids 20000-20005"):
+        with pytest.raises(
+            UidLeaseError,
+            match=r"\(1 held by running graders, 2 skipped because their uids "
+            r"belong to accounts of this machine \(leave uids 20000-20005",
+        ):
             lease(slots=3)
 
 

@@ -30,14 +30,22 @@ CELLS = [
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("worker")
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src, metadata={"nbgrader": {"grade_id": f"c{i}"}})
-                for i, (src, _) in enumerate(CELLS)]
+    nb.cells = [
+        nbformat.v4.new_code_cell(src, metadata={"nbgrader": {"grade_id": f"c{i}"}}) for i, (src, _) in enumerate(CELLS)
+    ]
     nbformat.write(nb, str(tmp / "nb.ipynb"))
-    Job(workdir=str(tmp), notebook=str(tmp / "nb.ipynb"), cell_timeout=4, notebook_timeout=300,
+    Job(
+        workdir=str(tmp),
+        notebook=str(tmp / "nb.ipynb"),
+        cell_timeout=4,
+        notebook_timeout=300,
         env={"PATH": os.environ["PATH"], "HOME": str(tmp)},
-        executed=str(tmp / "out.ipynb"), result=str(tmp / "result.json")).write(tmp / "job.json")
-    proc = subprocess.run([sys.executable, "-m", "autograder.worker", str(tmp / "job.json")],
-                          capture_output=True, text=True, timeout=280)
+        executed=str(tmp / "out.ipynb"),
+        result=str(tmp / "result.json"),
+    ).write(tmp / "job.json")
+    proc = subprocess.run(
+        [sys.executable, "-m", "autograder.worker", str(tmp / "job.json")], capture_output=True, text=True, timeout=280
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((tmp / "result.json").read_text()), nbformat.read(str(tmp / "out.ipynb"), as_version=4)
 

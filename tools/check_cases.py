@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         results = {r.student: r for r in pipeline.autograde(course, a, workers=args.workers, progress=True)}
         processes.shutdown()
         graded_ids = list(cases.expected_points(source_nb, ()))
-        expect = {"solution": cases.expected_points(source_nb, ()),
-                  "blank": cases.expected_points(source_nb, graded_ids)}
+        expect = {
+            "solution": cases.expected_points(source_nb, ()),
+            "blank": cases.expected_points(source_nb, graded_ids),
+        }
         expect.update({s["id"]: cases.expected_points(source_nb, s["loses"]) for s in students})
         # questions graded by hand: answered (so awaiting a grade) by all but the blank release
         manual = {student: cases.manual_ids(source_nb) if student != "blank" else [] for student in expect}
@@ -72,14 +74,18 @@ def main(argv: list[str] | None = None) -> int:
             got = {q.grade_id: q.points for q in r.questions if not q.manual}
             ok = got == exp and not r.flags and r.pending == manual[student]
             bad += not ok
-            print(f"{'ok  ' if ok else 'FAIL'} {student:40s} {r.score:g}/{r.max_score:g} in {r.elapsed:.1f} s"
-                  + ("" if not r.flags else f"  flags {r.flags}"))
+            print(
+                f"{'ok  ' if ok else 'FAIL'} {student:40s} {r.score:g}/{r.max_score:g} in {r.elapsed:.1f} s"
+                + ("" if not r.flags else f"  flags {r.flags}")
+            )
             if r.pending != manual[student]:
                 print(f"       awaiting a grade by hand: {r.pending}, expected {manual[student]}")
             for q in r.questions:
                 if not q.manual and q.points != exp[q.grade_id]:
-                    print(f"       {q.grade_id}: got {q.points:g}, expected {exp[q.grade_id]:g} "
-                          f"({q.status}: {(q.reason or '')[:300]})")
+                    print(
+                        f"       {q.grade_id}: got {q.points:g}, expected {exp[q.grade_id]:g} "
+                        f"({q.status}: {(q.reason or '')[:300]})"
+                    )
         print(f"{len(expect) - bad}/{len(expect)} as expected in {time.perf_counter() - t0:.0f} s")
         if args.keep:
             print(f"scratch course: {tmp}")

