@@ -1,7 +1,7 @@
 """A sample class's ``expected.json``: the grade each sample submission must get, read and checked.
 
 ``tools/make_sample_class.py`` writes it (hw1 from ``source/hw1/sample_class.yml``, later assignments from
-``wrong_answers.yml``); :func:`read_expected` is its one reader, for ``adl-grade demo`` and the tests, which
+``wrong_answers.yml``); :func:`read_expected` (and :func:`read_manual_points`) is its one reader, for ``adl-grade demo`` and the tests, which
 compare the grades with it. A malformed file is refused with what is wrong and how to rewrite it. The demo
 asks :func:`extra_cases` and :func:`needs_sandbox` which students to grade and prints
 :func:`compare_with_expected`.
@@ -114,6 +114,17 @@ def read_expected(sample_dir: pathlib.Path) -> dict[str, ExpectedStudent]:
             raise ExpectedError(f"{where}: its submission {name!r} is not a file in {path.parent}: {REGENERATE}")
         out[sid] = cast(ExpectedStudent, dict(entry))  # every key checked above
     return out
+
+
+def read_manual_points(sample_dir: pathlib.Path) -> dict[str, float]:
+    """The questions of ``sample_dir/expected.json`` graded by hand (``manual_points``: grade id -> points), in
+    the notebook's order; {} if it has none. ExpectedError if the file is malformed (as :func:`read_expected`)."""
+    path = pathlib.Path(sample_dir) / EXPECTED_FILE
+    read_expected(sample_dir)  # the same checks, the same messages
+    manual = json.loads(path.read_text()).get("manual_points", {})
+    if not isinstance(manual, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in manual.items()):
+        raise ExpectedError(f"{path}: 'manual_points' must map grade ids to numbers, got {manual!r}: {REGENERATE}")
+    return {k: float(v) for k, v in manual.items()}
 
 
 def compare_with_expected(

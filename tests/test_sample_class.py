@@ -13,7 +13,14 @@ import nbformat
 import pytest
 
 from autograder.course import CourseError
-from autograder.expected import ExpectedError, compare_with_expected, extra_cases, needs_sandbox, read_expected
+from autograder.expected import (
+    ExpectedError,
+    compare_with_expected,
+    extra_cases,
+    needs_sandbox,
+    read_expected,
+    read_manual_points,
+)
 from autograder.sample_class import Answer, RosterError, fill, load_roster
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -330,3 +337,22 @@ def test_the_demo_explains_grades_that_need_the_pretrained_weights(
     out = capsys.readouterr().out
     assert "0/1 as expected" in out and "UNEXPECTED s01_ann" in out
     assert ("stand-in backbone with random weights" in out) == explained
+
+
+def test_read_manual_points_in_the_files_order(tmp_path):
+    folder = _expected_dir(tmp_path, {"s01_ann": _student()})
+    data = json.loads((folder / "expected.json").read_text())
+    (folder / "expected.json").write_text(json.dumps({**data, "manual_points": {"q9_words": 3, "q2_why": 1.5}}))
+    assert list(read_manual_points(folder).items()) == [("q9_words", 3.0), ("q2_why", 1.5)]
+    (tmp_path / "none").mkdir()
+    assert read_manual_points(_expected_dir(tmp_path / "none", {"s01_ann": _student()})) == {}
+    assert read_manual_points(SAMPLES / "hw1") == {"q8_banknote_errors": 3.0}
+
+
+@pytest.mark.parametrize("bad", [["q9_words"], {"q9_words": "3"}, {"q9_words": True}])
+def test_malformed_manual_points_are_refused(tmp_path, bad):
+    folder = _expected_dir(tmp_path, {"s01_ann": _student()})
+    data = json.loads((folder / "expected.json").read_text())
+    (folder / "expected.json").write_text(json.dumps({**data, "manual_points": bad}))
+    with pytest.raises(ExpectedError, match="'manual_points' must map grade ids to numbers"):
+        read_manual_points(folder)
