@@ -160,7 +160,8 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     out = pathlib.Path(args.out)
-    out.write_text((out.read_text() if out.exists() else "# Benchmark results\n\n") + text + "\n")
+    before = out.read_text() if out.exists() else "# Benchmark results\n\n"
+    out.write_text(before.rstrip("\n") + "\n\n" + text.strip("\n") + "\n")  # one blank line between sections
     return 0
 
 

@@ -150,7 +150,8 @@ def main() -> int:
     print(text)
     out = pathlib.Path(args.out)
     header = "# Benchmark results\n\nEach section is appended by the script named in it; rerun to compare.\n\n"
-    out.write_text((out.read_text() if out.exists() else header) + text + "\n")
+    before = out.read_text() if out.exists() else header
+    out.write_text(before.rstrip("\n") + "\n\n" + text.strip("\n") + "\n")  # one blank line between sections
     return 0
 
 

@@ -117,7 +117,8 @@ def main() -> int:
         f"## Notebook headlines, {datetime.date.today().isoformat()}\n\n`{command}` on {os.cpu_count()} CPU "
         f"cores, Python {platform.python_version()}, no GPU.\n\n" + "\n".join(sections)
     )
-    out.write_text((out.read_text() if out.exists() else header) + text + "\n")
+    before = out.read_text() if out.exists() else header
+    out.write_text(before.rstrip("\n") + "\n\n" + text.strip("\n") + "\n")  # one blank line between sections
     return 0
 
 
