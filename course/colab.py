@@ -34,32 +34,13 @@ import nbformat
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "course"))
+import locks  # noqa: E402
 import student_edition  # noqa: E402
 
 WORK = ROOT / "build" / "colab"
 INSTALL = re.compile(r"^\s*%pip install (?P<args>.*\"adl-helpers(?:\[[^\]]*\])? @ git\+https://[^\"]+\".*)$", re.M)
 KEPT = ("tensorflow", "keras", "numpy")  # Colab's own builds: installing the helpers must not touch them
-LATEST = (
-    "tensorflow",
-    "keras",
-    "tensorboard",
-    "numpy",
-    "scipy",
-    "matplotlib",
-    "scikit-learn",
-    "pandas",
-    "h5py",
-    "tqdm",
-    "mlxtend",
-    "platformdirs",
-    "pyyaml",
-    "pytest",
-    "ipykernel",
-    "nbclient",
-    "nbformat",
-    "nbval",
-    "pytest-xdist",
-)
+LATEST = (*locks.COLAB_PACKAGES, *locks.COLAB_TEST_TOOLS)  # the Colab set and our test tools, at pip's newest
 
 
 def run(cmd, **kw) -> subprocess.CompletedProcess:
