@@ -65,16 +65,25 @@ class Limits:
                 "1 GiB (TensorFlow about 2.5). Raise memory_limit or lower disk_limit in assignments.yml"
             )
 
-    def prlimit_args(self) -> list[str]:
+    def rlimits(self) -> list[tuple[str, int]]:
+        """The limits as ``(name in the resource module, value)`` pairs, soft and hard alike."""
         self.check()
         return [
-            f"--as={self.address_space}",
-            f"--nproc={self.processes}",
-            f"--fsize={self.file_size}",
-            f"--nofile={self.open_files}",
-            f"--cpu={self.cpu_seconds}",
-            "--core=0",
+            ("RLIMIT_AS", self.address_space),
+            ("RLIMIT_NPROC", self.processes),
+            ("RLIMIT_FSIZE", self.file_size),
+            ("RLIMIT_NOFILE", self.open_files),
+            ("RLIMIT_CPU", self.cpu_seconds),
+            ("RLIMIT_CORE", 0),
         ]
+
+    def prlimit_args(self, skip: tuple[str, ...] = ()) -> list[str]:
+        """The limits as ``prlimit`` options, but those named in ``skip`` (left as they are)."""
+        return [f"--{PRLIMIT_OPTION[name]}={value}" for name, value in self.rlimits() if name not in skip]
+
+
+PRLIMIT_OPTION = {"RLIMIT_AS": "as", "RLIMIT_NPROC": "nproc", "RLIMIT_FSIZE": "fsize", "RLIMIT_NOFILE": "nofile"}
+PRLIMIT_OPTION.update(RLIMIT_CPU="cpu", RLIMIT_CORE="core")
 
 
 # What the sandbox's seccomp filter refuses (EPERM): syscalls a notebook never needs that reach kernel code

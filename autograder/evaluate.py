@@ -12,7 +12,8 @@ its place, so that a crafted model file never gets near the grader's process:
    limits; no network, no course folder) loads the copy with Keras' safe mode (no ``Lambda`` code, no
    unknown classes) and writes the outputs as ``.npy`` files and the rest as JSON. No student code runs
    there, and the student's kernel cannot see or reach it. One such process serves the whole job (one
-   submission): it imports TensorFlow once, loads each model file (by content) once, and answers every
+   submission; with bubblewrap, a child of the worker's template, :mod:`autograder.forkserver`, which has
+   imported TensorFlow once): it loads each model file (by content) once, and answers every
    evaluation of it (a public check and a hidden test, say). All its files come from one student.
 3. The grader reads the outputs with ``allow_pickle=False``; the test compares them with labels that
    never left the grader.
@@ -31,44 +32,51 @@ import tempfile
 
 import numpy as np
 
+from autograder import forkserver
 from autograder.processes import LineProcess
 from autograder.sandbox import Limits, Sandbox
 
 MAX_OUTPUT_BYTES = 256 * 2**20
 
-# Runs inside the sandbox with `python -I`: imports Keras once, then answers one request per line of stdin (a
-# folder name under requests/ holding the inputs and the model file's name under models/) with a line on
-# stdout, loading each model on its first request; nothing else runs there.
-EVALUATOR_CODE = r"""
+# Runs inside the sandbox with `python -I`: imports Keras once; ``serve`` answers one request per line of ``inp``
+# (a folder name under requests/ holding the inputs and the model file's name under models/) with a line on
+# ``out``, loading each model on its first request; nothing else runs there. EVALUATOR_CODE is a process of its
+# own per submission; autograder.forkserver's template runs SERVE_CODE once and forks a child per submission.
+SERVE_CODE = r"""
 import json, sys
 import numpy as np
-def answer(line):
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 from adl_helpers import grading
 import keras
-answer("ready")
-models = {}
-for line in sys.stdin:
-    d = "requests/" + line.strip()
-    try:
-        req = json.load(open(d + "/request.json"))
-        if req["model"] not in models:
-            folder = "models/" + req["model"] + "/"
-            try:
-                models[req["model"]] = grading.load_for_grading(folder + req["name"])
-            except BaseException as exc:  # the message names the student's file, not the copy
-                raise type(exc)(str(exc).replace(folder, "")) from None
-        batches = {n: np.load(f"{d}/input-{i}.npy", allow_pickle=False) for i, n in enumerate(req["names"])}
-        report = grading.model_report(models[req["model"]], batches, batch_size=req["batch_size"], single=False)
-        for i, name in enumerate(req["names"]):
-            np.save(f"{d}/output-{i}.npy", np.ascontiguousarray(report["outputs"][name]), allow_pickle=False)
-        report.pop("outputs")
-        json.dump({"ok": report}, open(d + "/report.json", "w"))
-    except BaseException as exc:
-        json.dump({"error": [type(exc).__name__, str(exc)[:2000]]}, open(d + "/report.json", "w"))
-    answer("done")
+
+
+def serve(inp, out):
+    def answer(line):
+        out.write(line + "\n")
+        out.flush()
+
+    answer("ready")
+    models = {}
+    for line in inp:
+        d = "requests/" + line.strip()
+        try:
+            req = json.load(open(d + "/request.json"))
+            if req["model"] not in models:
+                folder = "models/" + req["model"] + "/"
+                try:
+                    models[req["model"]] = grading.load_for_grading(folder + req["name"])
+                except BaseException as exc:  # the message names the student's file, not the copy
+                    raise type(exc)(str(exc).replace(folder, "")) from None
+            batches = {n: np.load(f"{d}/input-{i}.npy", allow_pickle=False) for i, n in enumerate(req["names"])}
+            report = grading.model_report(models[req["model"]], batches, batch_size=req["batch_size"], single=False)
+            for i, name in enumerate(req["names"]):
+                np.save(f"{d}/output-{i}.npy", np.ascontiguousarray(report["outputs"][name]), allow_pickle=False)
+            report.pop("outputs")
+            json.dump({"ok": report}, open(d + "/report.json", "w"))
+        except BaseException as exc:
+            json.dump({"error": [type(exc).__name__, str(exc)[:2000]]}, open(d + "/report.json", "w"))
+        answer("done")
 """
+EVALUATOR_CODE = SERVE_CODE + "\nserve(sys.stdin, sys.stdout)\n"
 
 
 class ModelEvaluator:
@@ -108,8 +116,9 @@ class ModelEvaluator:
         self.calls = 0
         self.loads = 0  # model files sent to an evaluator process (each is loaded there once)
         self.starts = 0  # evaluator processes started
-        self._proc: LineProcess | None = None
+        self._proc: LineProcess | forkserver.Child | None = None
         self._box: pathlib.Path | None = None  # the process's folder: models/, requests/
+        self._template: forkserver.Template | None = None  # the worker's template, while this job holds it
         self._models: set[str] = set()  # sha256 of the model files the running process holds
 
     def __call__(self, path, inputs, *, batch_size=256) -> dict:
@@ -209,11 +218,15 @@ class ModelEvaluator:
             raise ValueError(f"evaluate_saved_model: {path!r} should be a .keras file (model.save('name.keras'))")
         return data
 
-    def _process(self) -> tuple[LineProcess, pathlib.Path]:
-        """The job's running evaluator (started on first use, or again if it died: a model that crashed it)."""
+    def _process(self) -> tuple[LineProcess | forkserver.Child, pathlib.Path]:
+        """The job's running evaluator (started on first use, or again if it died: a model that crashed it):
+        a child of this worker's template (:mod:`autograder.forkserver`) with bubblewrap, else a process of its own."""
         if self._proc is not None and self._box is not None and self._proc.alive():
             return self._proc, self._box
         self.close()
+        sandbox = self._sandbox(self.workdir)
+        if sandbox.isolated:
+            return self._fork(sandbox)
         box = pathlib.Path(tempfile.mkdtemp(prefix="adl-eval-", dir=self.scratch))
         box.chmod(0o755)
         (box / "models").mkdir(mode=0o755)
@@ -229,6 +242,28 @@ class ModelEvaluator:
         finally:
             sandbox.release()
         self._proc, self._box = proc, box
+        return self._ready(proc, box)
+
+    def _fork(self, sandbox: Sandbox) -> tuple[forkserver.Child, pathlib.Path]:
+        """A fresh child of this worker's template, in a folder of its own, for this job."""
+        env = {**self.env, "TF_CPP_MIN_LOG_LEVEL": self.env.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        try:
+            template = self._template or forkserver.acquire(SERVE_CODE, env, self.limits, self.timeout)
+        except forkserver.TemplateError as exc:
+            raise ValueError(f"evaluate_saved_model: {exc}") from None
+        self._template = template
+        try:
+            child = template.fork(sandbox.uid, sandbox.limits_now())
+        except forkserver.TemplateError as exc:
+            self._drop_template()
+            raise ValueError(f"evaluate_saved_model: {exc}") from None
+        (child.folder / "models").mkdir(mode=0o755)
+        (child.folder / "requests").mkdir(mode=0o755)
+        self._give(child.folder)
+        self._proc, self._box = child, child.folder
+        return self._ready(child, child.folder)
+
+    def _ready(self, proc, box: pathlib.Path):
         self.starts += 1
         line = self._exchange(proc, None)
         if line != "ready":
@@ -242,23 +277,35 @@ class ModelEvaluator:
             for p in [path, *path.iterdir()] if path.is_dir() else [path]:
                 os.chown(p, self.sandbox_uid, self.sandbox_uid)
 
-    def _exchange(self, proc: LineProcess, request: str | None) -> str | None:
+    def _exchange(self, proc, request: str | None) -> str | None:
         """Send one request line (None: just wait) and read the answer line, within the time limit."""
         try:
             return proc.ask(request, self.timeout)
         except TimeoutError:
+            self._drop_template()  # the child is stuck: the template goes with it
             self.close()
             raise TimeoutError(
                 f"evaluate_saved_model: loading and running the model took more than {self.timeout:g} s"
             ) from None
 
     def close(self) -> None:
-        """Stop the job's evaluator and remove its folder."""
-        if self._proc is not None:
+        """End the job's evaluator and remove its folder; give the template back for the next job."""
+        if isinstance(self._proc, forkserver.Child):
+            if not self._proc.end(timeout=30):
+                self._drop_template()
+        elif self._proc is not None:
             self._proc.kill()
         if self._box is not None:
             shutil.rmtree(self._box, ignore_errors=True)
         self._proc, self._box, self._models = None, None, set()
+        if self._template is not None:
+            forkserver.release(self._template)
+            self._template = None
+
+    def _drop_template(self) -> None:
+        if self._template is not None:
+            self._template.close()
+            self._template = None
 
     @staticmethod
     def _open_regular(path: pathlib.Path, limit: int):

@@ -46,6 +46,10 @@ from autograder.confinement import (  # noqa: F401 (Limits, parse_size and Sandb
 )
 from autograder.uids import evaluator_uid, kernel_uid
 
+# What a root template (autograder.forkserver) keeps: to hand a child to the slot's user (SETUID, SETGID, SETPCAP to
+# empty its bounding set), and to kill and remove what the child left in the sandbox (KILL, DAC_OVERRIDE, FOWNER).
+TEMPLATE_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_FOWNER")
+
 
 def _bwrap() -> str:
     """bubblewrap's path: there whenever :attr:`Sandbox.isolated` is (:func:`autograder.host.bwrap_problem`)."""
@@ -124,7 +128,8 @@ class Sandbox:
             for path in [self.workdir, *self.workdir.rglob("*")]:
                 os.chown(path, self.uid, self.uid, follow_symlinks=False)
 
-    def _limits(self) -> Limits:
+    def limits_now(self) -> Limits:
+        """The limits to set now: as a normal user, the process limit counts the processes it already runs."""
         if os.geteuid() == 0:
             return self.limits
         # RLIMIT_NPROC counts every process of the user: as a normal user, leave room for the ones running.
@@ -147,7 +152,7 @@ class Sandbox:
         prlimit = host.tool("prlimit")
         if prlimit is None:
             raise SandboxError("prlimit (util-linux) is not installed: it sets the kernel's resource limits")
-        cmd = [prlimit, *self._limits().prlimit_args(), "--"] + argv
+        cmd = [prlimit, *self.limits_now().prlimit_args(), "--"] + argv
         if self.isolated:
             # The innermost bubblewrap makes a user namespace of the kernel's own in which no further one can be
             # made (--disable-userns), and loads the seccomp filter.
@@ -190,6 +195,26 @@ class Sandbox:
         if problem is not None:
             raise SandboxError(self.cannot_reach(tops, problem))
         return self._reach_args(tops) + cmd
+
+    def wrap_template(self, argv: list[str]) -> list[str]:
+        """``argv`` run as the template of :mod:`autograder.forkserver`: in bubblewrap's namespaces and file system,
+        with the seccomp filter (inherited by every process it forks), its address space, file size and open files
+        limited (each child sets every limit of its own). As root it keeps the capabilities it needs to hand each
+        child to the slot's user and to clear up after it; else it is the grader's user, in a user namespace
+        in which no further one can be made. Only with bubblewrap (:attr:`isolated`)."""
+        if not self.isolated:
+            raise SandboxError("a template process needs bubblewrap")
+        prlimit = host.tool("prlimit")
+        if prlimit is None:
+            raise SandboxError("prlimit (util-linux) is not installed: it sets the evaluator's resource limits")
+        fd = self._seccomp_fd()
+        seccomp = ["--seccomp", str(fd)] if fd is not None else []
+        if self.uid is None:
+            confine = ["--unshare-user", "--disable-userns"]
+        else:
+            confine = [arg for cap in TEMPLATE_CAPS for arg in ("--cap-add", cap)]
+        limits = self.limits.prlimit_args(skip=("RLIMIT_NPROC", "RLIMIT_CPU"))
+        return self._bwrap_args() + confine + seccomp + ["--", prlimit, *limits, "--"] + argv
 
     def _drop_root(self) -> list[str]:
         setpriv = host.tool("setpriv")

@@ -19,7 +19,6 @@ from helpers import scratch_course
 from autograder import evaluate, folders, pipeline
 from autograder.contract import MAX_ITEMS, MAX_NESTING, ProtocolError, read_answer
 from autograder.course import CourseError, load_course, load_settings
-from autograder.host import bwrap_path
 from autograder.job import Job, SandboxSpec
 from autograder.sandbox import Limits, SandboxError
 
@@ -192,9 +191,10 @@ def test_root_grader_gives_the_folder_a_tmpfs_of_its_size_and_file_count(tmp_pat
 # ------------------------------------------------------------------------------------- the model evaluator
 
 
-@pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap is not installed")
 def test_model_evaluator_starts_with_only_its_pipes(tmp_path, monkeypatch):
-    """The evaluator process inherits its three pipes and nothing else of the worker's (its log, say)."""
+    """Without bubblewrap (``sandbox: false``) the evaluator is a process of its own per submission: it inherits its
+    three pipes and nothing else of the worker's (its log, say). With bubblewrap each is a child of a template
+    process, which keeps none of its descriptors (tests/test_forkserver.py)."""
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 (an open file of the worker's, like its log)
     os.set_inheritable(log.fileno(), True)
     monkeypatch.setattr(
@@ -209,7 +209,7 @@ def test_model_evaluator_starts_with_only_its_pipes(tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     tmp_path.chmod(0o711)
-    ev = evaluate.ModelEvaluator(work, timeout=60, slot=12, scratch=tmp_path)
+    ev = evaluate.ModelEvaluator(work, timeout=60, slot=12, scratch=tmp_path, sandbox=False)
     try:
         _, box = ev._process()
         assert box.parent == tmp_path
