@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pathlib
@@ -37,7 +38,7 @@ import numpy as np
 from adl_helpers._download import OFFLINE_ENV, offline
 from adl_helpers.settings import MIRROR_ENV, PROFILES, Profile, data_dir, get_profile, mirror_dir
 
-__all__ = ["extract_features", "load_mobilenet_v2", "preprocess", "weights_source"]
+__all__ = ["architecture", "extract_features", "load_mobilenet_v2", "preprocess", "weights_source"]
 
 #: Where the Teachable Machine export lives inside the data mirror and the data cache.
 MOBILENET_V2_FILE = "pretrained/mobilenet_v2_035_224_no_top_teachable/keras_model.h5"
@@ -152,6 +153,32 @@ def load_mobilenet_v2(input_shape=(224, 224, 3), *, source="auto", pooling=None,
                 raise RuntimeError(_unavailable_message(input_shape, err, tried_local=True)) from err
     model.trainable = trainable
     return model
+
+
+def architecture(input_shape=(224, 224, 3)):
+    """MobileNetV2 (alpha=0.35, no top) without weights: the layout checks compare a model with.
+
+    Built once per input shape and process (about a second each time otherwise) and shared: read it
+    (``count_params()``, ``layers``, ``get_layer(name).output``), never train or change it.
+
+    Args:
+        input_shape: ``(height, width, 3)``, as in :func:`load_mobilenet_v2`.
+
+    Returns:
+        The same ``keras.Model`` for the same shape, every call.
+
+    Example:
+        >>> architecture((96, 96, 3)).count_params()  # doctest: +SKIP
+        410208
+    """
+    return _architecture(_check_input_shape(input_shape))
+
+
+@functools.lru_cache(maxsize=4)
+def _architecture(input_shape):
+    import keras
+
+    return keras.applications.MobileNetV2(alpha=ALPHA, include_top=False, weights=None, input_shape=input_shape)
 
 
 def weights_source(input_shape=(224, 224, 3), *, profile=None):

@@ -79,7 +79,10 @@ def test_import_does_not_import_tensorflow_keras_or_h5py():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "['extract_features', 'load_mobilenet_v2', 'preprocess', 'weights_source']"
+    assert (
+        proc.stdout.strip()
+        == "['architecture', 'extract_features', 'load_mobilenet_v2', 'preprocess', 'weights_source']"
+    )
 
 
 @pytest.mark.parametrize(
@@ -246,6 +249,18 @@ def test_param_count_and_trainable(model_96):
     assert trainable.output_shape == (None, 1280)
     assert len(trainable.trainable_weights) == 52 + 52 * 2  # kernels, gammas and betas; not the BN statistics
     assert trainable.count_params() == N_PARAMS
+
+
+def test_architecture_is_the_backbones_layout_built_once_per_shape():
+    """What hw4's checks compare a model with: the backbone's layers and parameter count, no weights loaded,
+    and the same object on every call, so a grader builds it once per process, not per submission."""
+    arch = pretrained.architecture((SIZE, SIZE, 3))
+    assert arch.count_params() == N_PARAMS and arch.output_shape == (None, 3, 3, 1280)
+    assert pretrained.architecture([SIZE, SIZE, 3]) is arch  # any spelling of the shape
+    assert pretrained.architecture((64, 64, 3)) is not arch
+    assert "block_16_expand" in [layer.name for layer in arch.layers]
+    with pytest.raises(ValueError):
+        pretrained.architecture((SIZE, SIZE, 1))
 
 
 @needs_mirror
