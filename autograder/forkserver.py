@@ -243,7 +243,10 @@ class Template:
 
     @property
     def key(self) -> tuple:
-        return (self.code, tuple(sorted(self.env.items())), dataclasses.astuple(self.limits))
+        """What the template depends on: its code, environment and sandbox (address space, file size and open
+        files, ``/tmp``), not the processes and CPU time each child sets for itself."""
+        own = dataclasses.replace(self.limits, processes=0, cpu_seconds=0)
+        return (self.code, tuple(sorted(self.env.items())), dataclasses.astuple(own))
 
     def start(self, timeout: float) -> None:
         """Start the process (it imports TensorFlow) and wait for it to be ready; TemplateError if it is not."""

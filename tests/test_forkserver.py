@@ -192,7 +192,7 @@ def test_the_template_has_no_writable_shared_memory(template):
 
 def test_the_evaluator_reuses_the_template_across_submissions(tmp_path):
     """Two submissions one after the other: one template, two children; each child is a fresh evaluator that
-    loads its own model (the second student's file is not the first's)."""
+    loads its own model (the second student's file is not the first's) and has its job's own limits."""
     keras = pytest.importorskip("keras")
     forkserver.close_all()
     x = np.ones((2, 3), "float32")
@@ -202,7 +202,9 @@ def test_the_evaluator_reuses_the_template_across_submissions(tmp_path):
         work.mkdir()
         model = keras.Sequential([keras.Input((3,)), keras.layers.Rescaling(scale)])
         model.save(work / "net.keras")
-        ev = evaluate.ModelEvaluator(work, timeout=120, slot=SLOT, env={"PATH": os.environ["PATH"]})
+        # the second job's own CPU-time and process limits (another assignment's) need no new template
+        limits = Limits(cpu_seconds=int(100 * scale), processes=int(32 * scale))
+        ev = evaluate.ModelEvaluator(work, timeout=120, slot=SLOT, limits=limits, env={"PATH": os.environ["PATH"]})
         outputs.append(ev("net.keras", x)["outputs"])
         assert ev.starts == 1
         ev.close()
