@@ -16,16 +16,14 @@ import os
 import pathlib
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
-# nbgrader_config.py turns nbgrader's own autograde off (autograder/README.md, "The formgrader"); the
-# benchmark compares against it on a scratch copy, so it turns it back on there.
-NBGRADER_AUTOGRADE_ON = "--Autograde.exporter_class=nbconvert.exporters.NotebookExporter"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from peer import nbgrader_autograde  # noqa: E402 (benchmarks/peer.py)
 
 from autograder import pipeline, preflight  # noqa: E402
 from autograder.course import load_course  # noqa: E402
@@ -69,31 +67,7 @@ def make_course(tmp: pathlib.Path, n: int):
 
 
 def run_nbgrader(course) -> float:
-    env = dict(
-        os.environ, ADL_PROFILE="smoke", PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    )
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nbgrader",
-            "autograde",
-            "hw1",
-            "--force",
-            "--ExecutePreprocessor.timeout=60",
-            "--log-level=ERROR",
-            NBGRADER_AUTOGRADE_ON,
-        ],
-        cwd=course.root,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
-    return elapsed
+    return nbgrader_autograde(course, "hw1", cell_timeout=60)
 
 
 def nbgrader_scores(course) -> dict[str, float]:

@@ -32,18 +32,16 @@ import pathlib
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 import nbformat
 
-# nbgrader_config.py turns nbgrader's own autograde off (autograder/README.md, "The formgrader"); the
-# benchmark compares against it on a scratch copy, so it turns it back on there.
-NBGRADER_AUTOGRADE_ON = "--Autograde.exporter_class=nbconvert.exporters.NotebookExporter"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from peer import nbgrader_autograde  # noqa: E402 (benchmarks/peer.py)
 
 from autograder import expected, ingest, pipeline, preflight, processes  # noqa: E402
 from autograder.course import load_course  # noqa: E402
@@ -76,30 +74,7 @@ def _nbgrader(course, assignment: str) -> tuple[float, dict[str, dict[str, float
     """(wall seconds, {student: {grade_id: points}}, {student: executed notebook}) of one `nbgrader autograde`."""
     from nbgrader.api import Gradebook
 
-    env = dict(
-        os.environ, ADL_PROFILE="smoke", PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    )
-    start = time.perf_counter()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nbgrader",
-            "autograde",
-            assignment,
-            "--force",
-            "--ExecutePreprocessor.timeout=300",
-            "--log-level=ERROR",
-            NBGRADER_AUTOGRADE_ON,
-        ],
-        cwd=course.root,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        print(f"nbgrader autograde {assignment} exited {done.returncode}: {done.stderr[-2000:]}", file=sys.stderr)
+    wall = nbgrader_autograde(course, assignment, cell_timeout=300)
     points: dict[str, dict[str, float]] = {}
     with Gradebook(course.db_url, course_id=course.course_id) as gb:
         for sub in gb.assignment_submissions(assignment):

@@ -60,3 +60,51 @@ def test_headlines_read_only_what_their_notebook_defines(path):
 def test_a_name_the_notebook_lacks_is_found():
     assert undefined("HEADLINES = {'acc': float(acc), 'n': len(x_test)}", {"acc"}) == ["x_test"]
     assert undefined("HEADLINES = {'k': [v for v in vals]}", {"vals"}) == []
+
+
+# --------------------------------------------------------------------------------------------------------
+# The grading benchmarks' own logic: what they read back from nbgrader and from the results file.
+
+
+def _script(name: str):
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts import benchmarks/peer.py as their neighbour
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return module
+
+
+def test_a_score_difference_is_explained_from_nbgraders_executed_cell():
+    why = _script("grading_speed")._why_nbgrader_differs
+    cell = nbformat.v4.new_code_cell("check()")
+    cell.metadata["nbgrader"] = {"grade_id": "q1"}
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    assert why(nb, "q1") == "nbgrader's cell ran without error"
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="I0000 tensorflow says hello\n")]
+    assert why(nb, "q1") == "nbgrader gives 0 to a test cell with output on stderr"
+    cell.outputs.append(nbformat.v4.new_output("error", ename="AssertionError", evalue="", traceback=[]))
+    assert why(nb, "q1") == "nbgrader's cell raised AssertionError"
+    assert why(nb, "q2") == why(None, "q1") == "nbgrader kept no executed cell"
+
+
+def test_the_projection_reads_the_newest_grading_speed_table(tmp_path):
+    table = _script("dask_scaling")._speed_table
+    results = tmp_path / "results.md"
+    row = "| {} | 8 | 83 s | 10.4 s | 57 s | {} s | **1.47x** (not met) | 5.2 s | 9.0 s | 24 s |"
+    results.write_text(
+        "# Benchmark results\n\n## Grading speed per assignment, 2026-12-01\n\n"
+        + row.format("hw3", "9.9")
+        + "\n\n## Grading speed per assignment, 2026-12-04\n\n| assignment | submissions |\n|---|---|\n"
+        + row.format("hw3", "7.1")
+        + "\n"
+        + row.format("midterm", "2.5")
+        + "\n\n## Grading on Dask, 2026-12-04\n\n| 1 | 80.4 s | 17.9 | 1.00x | 92.3 s | 15.6 |\n"
+    )
+    assert table(results) == {"hw3": 7.1, "midterm": 2.5}
+    assert table(tmp_path / "missing.md") == {}
