@@ -17,7 +17,8 @@ child starts in a fraction of a second), which, before it reads anything of the 
    the grader over two named pipes made there for this submission alone.
 
 When the child has ended, the template kills every other process left in its PID namespace (``kill(-1)``; it
-is the sandbox's subreaper, so it waits for each) and empties ``/tmp`` and ``/dev/shm``, then reports ``ended``;
+is the sandbox's subreaper, so it waits for each) and empties ``/tmp`` and ``/dev/shm`` (but for the mount points in them: its own folder, a Python installation
+under ``/tmp``), then reports ``ended``;
 if it cannot, it reports ``unclean`` and exits, and the grader starts a new one. The template never loads a
 student's file, is not dumpable (a child of the same user can neither read nor write its memory or reach its
 descriptors through ``/proc``), has no writable shared mapping a child could write through, and its folder
@@ -111,15 +112,19 @@ def sweep():
     return None
 
 
-def empty(top):  # remove everything in top but the way to this process's folder (bound into /tmp, say)
+def on_the_way(path):  # a folder holding a mount point
+    return any(k.startswith(path + "/") for k in KEEP)
+
+
+def empty(top):  # remove everything in top but the mount points in it (its own folder, a bound venv) and their way
     for name in os.listdir(top):
         path = os.path.join(top, name)
-        if BOX.startswith(path + "/"):
+        if path in KEEP:
+            continue
+        if on_the_way(path):
             problem = empty(path)
             if problem:
                 return problem
-            continue
-        if path == BOX:
             continue
         try:
             if os.path.isdir(path) and not os.path.islink(path):
@@ -128,11 +133,12 @@ def empty(top):  # remove everything in top but the way to this process's folder
                 os.unlink(path)
         except OSError:
             pass
-    left = [n for n in os.listdir(top) if not BOX.startswith(os.path.join(top, n) + "/") and os.path.join(top, n) != BOX]
+    left = [n for n in os.listdir(top) if os.path.join(top, n) not in KEEP and not on_the_way(os.path.join(top, n))]
     return "%s is not empty: %s" % (top, left[:3]) if left else None
 
 
-BOX = os.getcwd()
+with open("/proc/self/mountinfo") as fh:  # field 5: the mount point, a space written as \040
+    KEEP = {line.split()[4].encode().decode("unicode_escape") for line in fh} | {os.getcwd()}
 prctl(4, 0)  # PR_SET_DUMPABLE: no child reads or writes this process's memory or descriptors
 prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: what a child leaves running is this process's to kill and wait for
 sys.stdout.write("ready\n")

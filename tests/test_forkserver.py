@@ -144,9 +144,10 @@ result = "left"
         """
 import os
 me = os.getpid()
+mounts = [line.split()[4] for line in open('/proc/self/mountinfo')]  # the grading folder, a venv under /tmp
 result = {
     "processes": sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getppid(), me)),
-    "tmp": [n for n in os.listdir('/tmp') if not n.startswith('adl')],
+    "tmp": [n for n in os.listdir('/tmp') if not any(m.startswith('/tmp/' + n) for m in mounts)],
     "shm": os.listdir('/dev/shm'),
     "home": sorted(os.listdir('.')),
 }
@@ -228,3 +229,24 @@ def test_a_stuck_evaluator_times_out_and_takes_the_template_with_it(tmp_path, mo
     with pytest.raises(TimeoutError, match="more than 5 s"):
         ev("net.keras", np.zeros((1, 3)))
     assert template.proc is None and forkserver._IDLE == {}  # killed, child and all, not kept
+
+
+def test_a_mount_under_tmp_survives_the_sweep(tmp_path, monkeypatch):
+    """A path the sandbox binds under /tmp (a Python installation or the data there) is a mount point in the
+    template's /tmp: the sweep after each child leaves it, and the way to it, and the template serves on."""
+    from autograder import host
+
+    bound = tmp_path / "venv"  # pytest's folders are under /tmp
+    bound.mkdir()
+    roots = host.readonly_roots()
+    monkeypatch.setattr(host, "readonly_roots", lambda: [*roots, bound])
+    forkserver.close_all()
+    template = forkserver.acquire(COMPROMISED, {"PATH": os.environ["PATH"]}, LIMITS, 60)
+    try:
+        for _ in range(2):
+            child = _child(template)
+            assert run(child, f"import os\nresult = os.path.isdir({str(bound)!r})") is True
+            assert child.end(10) and child.ended == "ended 0"
+            assert template.alive() and template.clean()
+    finally:
+        template.close()
