@@ -380,8 +380,11 @@ def test_validation_is_linear_in_the_number_of_ids():
 def test_restore_is_linear_in_the_number_of_cells():
     small, large = parse_submission(_many_ids(500)), parse_submission(_many_ids(2000))
     restore(small, TRUSTED)
-    ratio = cpu_time(lambda nb: restore(nb, TRUSTED), large) / cpu_time(lambda nb: restore(nb, TRUSTED), small)
-    assert ratio < 6, f"4x the cells took {ratio:.1f}x the time to restore"
+    ratio = cpu_time(lambda nb: restore(nb, TRUSTED), large, runs=5) / cpu_time(
+        lambda nb: restore(nb, TRUSTED), small, runs=5
+    )
+    # linear: about 4x; quadratic: 16x. Under a loaded CI machine a linear restore measured 6.4x once (caches).
+    assert ratio < 10, f"4x the cells took {ratio:.1f}x the time to restore"
 
 
 # ------------------------------------------------------------------------------------------------ scoring
