@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import re
 
 import yaml
 
@@ -18,6 +19,9 @@ COURSE_SETTINGS = "assignments.yml"  # a course's own, in its root: used instead
 
 class CourseError(RuntimeError):
     """The course directory or its configuration is not usable; the message says how to fix it."""
+
+
+MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")  # a module to import: tensorflow, keras.layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +44,7 @@ class AssignmentSettings:
     max_processes: int = 256  # processes and threads of the grading kernel's user
     sandbox: bool = True  # bubblewrap isolation (resource limits apply either way)
     feedback_rounds: int | None = None  # feedback on at most this many different submissions; None: no cap
+    preload: tuple[str, ...] = ()  # modules every grading kernel has imported before the student's code runs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +108,12 @@ def merge_settings(assignment: str, raw: dict, path: pathlib.Path) -> Assignment
     if unknown:
         raise CourseError(f"{path}: unknown setting(s) {unknown} for {assignment!r}; known: {sorted(known)}")
     merged["data_files"] = tuple(merged.get("data_files") or ())
+    preload = merged.get("preload") or []
+    if not isinstance(preload, list) or not all(isinstance(m, str) and MODULE_NAME.match(m) for m in preload):
+        raise CourseError(
+            f"{path}: preload for {assignment!r} must be a list of module names such as [tensorflow], got {preload!r}"
+        )
+    merged["preload"] = tuple(preload)
     for key in ("cell_timeout", "notebook_timeout"):
         value = merged.get(key)
         if not isinstance(value, (int, float)) or value <= 0:

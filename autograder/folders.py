@@ -120,14 +120,14 @@ def prepare_submission_folder(
     return home, control, private
 
 
-def mount_home(home: pathlib.Path, limits: Limits) -> bool:
+def mount_home(home: pathlib.Path, limits: Limits, mode: str = "0700") -> bool:
     """Under a root grader: make the kernel's folder a tmpfs of ``limits.disk`` bytes and ``limits.files``
     files and folders, so a write past either fails at once (ENOSPC). Elsewhere (not root, or no right to
     mount, as in a container) the worker checks the folder after each cell instead. True if mounted."""
     mount = shutil.which("mount")
     if os.geteuid() != 0 or mount is None:
         return False
-    options = f"size={limits.disk},nr_inodes={limits.files + 1},mode=0700,nosuid,nodev"
+    options = f"size={limits.disk},nr_inodes={limits.files + 1},mode={mode},nosuid,nodev"
     proc = subprocess.run([mount, "-t", "tmpfs", "-o", options, "adl-home", str(home)], capture_output=True)
     return proc.returncode == 0
 

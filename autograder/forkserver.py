@@ -38,16 +38,21 @@ import os
 import pathlib
 import select
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+
+import psutil
 
 from autograder.processes import LineProcess
 from autograder.sandbox import Limits, Sandbox
 
 # Runs in the template after the evaluator's code (which defines ``serve(inp, out)`` and imports what it needs).
 TEMPLATE_CODE = r"""
-import ctypes, os, resource, shutil, signal, time, warnings
+import ctypes, json, os, resource, shutil, signal, sys, time, warnings
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # fork() beside TensorFlow's idle threads
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -80,8 +85,14 @@ def child(req):
         resource.setrlimit(getattr(resource, name), (value, value))
     os.chdir(req["folder"])
     os.environ["HOME"] = req["folder"]
-    with open("in") as inp, open("out", "w") as out:
-        serve(inp, out)
+    start(req)
+
+
+if "start" not in globals():  # the evaluator's: one request line in, one answer line out, over named pipes
+
+    def start(req):
+        with open("in") as inp, open("out", "w") as out:
+            serve(inp, out)
 
 
 def reap():
@@ -141,7 +152,7 @@ with open("/proc/self/mountinfo") as fh:  # field 5: the mount point, a space wr
     KEEP = {line.split()[4].encode().decode("unicode_escape") for line in fh} | {os.getcwd()}
 prctl(4, 0)  # PR_SET_DUMPABLE: no child reads or writes this process's memory or descriptors
 prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: what a child leaves running is this process's to kill and wait for
-sys.stdout.write("ready\n")
+sys.stdout.write("ready %d\n" % os.getpid())
 sys.stdout.flush()
 while True:
     line = sys.stdin.readline()
@@ -156,7 +167,13 @@ while True:
             code = 0
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    if req.get("report"):
+        sys.stdout.write("forked %d\n" % pid)
+        sys.stdout.flush()
+    while True:  # reap what the child leaves behind as it dies (this process is their subreaper), until it ends
+        done, status = os.waitpid(-1, 0)
+        if done == pid:
+            break
     problem = sweep()
     sys.stdout.write(("unclean %s" % problem)[:1000] if problem else "ended %d" % os.waitstatus_to_exitcode(status))
     sys.stdout.write("\n")
@@ -166,6 +183,7 @@ while True:
 """
 
 LINE_LIMIT = 4096  # bytes of one answer line
+JOB_FILES = 8  # files and folders of the grader's own in a kernel's job folder (the folder, its log, its home)
 
 
 class TemplateError(RuntimeError):
@@ -237,43 +255,86 @@ class Child:
 
 
 class Template:
-    """The template process and its folder (see the module docstring). ``code``: the evaluator's code, which
-    defines ``serve(inp, out)``; ``env``: the process's environment; ``limits``: its sandbox's."""
+    """The template process and its folder (see the module docstring). ``code``: the code it runs first (the
+    evaluator's, which defines ``serve(inp, out)``, or :func:`kernel_code`'s, which defines ``start(req)``);
+    ``env``: the process's environment; ``limits``: its sandbox's; ``readonly``: extra read-only paths (the
+    data mirror). A kernel template (``kernel``) also has ``control/``, read-only inside, for the files the
+    grader writes for each kernel, and under a root grader its ``jobs/`` is a tmpfs of the kernel's disk limit."""
 
-    def __init__(self, code: str, env: dict[str, str], limits: Limits):
+    def __init__(
+        self,
+        code: str,
+        env: dict[str, str],
+        limits: Limits,
+        readonly: tuple[pathlib.Path, ...] = (),
+        kernel: bool = False,
+    ):
         self.code, self.env, self.limits = code, dict(env), limits
+        self.readonly, self.kernel = tuple(readonly), kernel
         self.proc: LineProcess | None = None
         self.box: pathlib.Path | None = None
         self.forks = 0
+        self.pid: int | None = None  # the template's process id (in this process's PID namespace)
+        self.mounted = False  # jobs/ is a tmpfs
         self._listing: list | None = None
+
+    @property
+    def what(self) -> str:
+        return "kernel template" if self.kernel else "evaluator"
 
     @property
     def key(self) -> tuple:
         """What the template depends on: its code, environment and sandbox (address space, file size and open
         files, ``/tmp``), not the processes and CPU time each child sets for itself."""
         own = dataclasses.replace(self.limits, processes=0, cpu_seconds=0)
-        return (self.code, tuple(sorted(self.env.items())), dataclasses.astuple(own))
+        return (self.code, tuple(sorted(self.env.items())), dataclasses.astuple(own), self.readonly, self.kernel)
 
     def start(self, timeout: float) -> None:
         """Start the process (it imports TensorFlow) and wait for it to be ready; TemplateError if it is not."""
-        from autograder.folders import grading_folder
+        from autograder.folders import grading_folder, mount_home
 
-        self.box = pathlib.Path(tempfile.mkdtemp(prefix="evaluator-", dir=grading_folder()))
+        self.box = pathlib.Path(tempfile.mkdtemp(prefix="kt-" if self.kernel else "evaluator-", dir=grading_folder()))
         self.box.chmod(0o711)
         (self.box / "jobs").mkdir(mode=0o711)
-        sandbox = Sandbox(self.box, self.limits, evaluator=True)
+        readonly = self.readonly
+        if self.kernel:
+            (self.box / "control").mkdir(mode=0o755)
+            readonly += (self.box / "control",)
+            slack = dataclasses.replace(self.limits, files=self.limits.files + 2 * JOB_FILES)
+            self.mounted = mount_home(self.box / "jobs", slack, mode="0711")
+        sandbox = Sandbox(self.box, self.limits, evaluator=not self.kernel, readonly=readonly)
         try:
-            argv = sandbox.wrap_template([sys.executable, "-I", "-c", self.code + TEMPLATE_CODE])
+            argv = sandbox.wrap_template(
+                [sys.executable, *([] if self.kernel else ["-I"]), "-c", self.code + TEMPLATE_CODE]
+            )
             self.proc = LineProcess(
                 argv, cwd=self.box, env={**self.env, "HOME": str(self.box)}, pass_fds=sandbox.pass_fds
             )
         finally:
             sandbox.release()
         line = self.read_line(timeout)
-        if line != "ready":
+        if not line or line.split()[0] != "ready":
             self.close()
-            raise TemplateError(f"the evaluator did not start ({line or 'no answer'})")
+            raise TemplateError(f"the {self.what} did not start ({line or 'no answer'})")
+        self.pid = self._host_pid(self.proc.proc.pid, line.split()[-1])
         self._listing = _listing(self.box)
+
+    @staticmethod
+    def _host_pid(top: int, inner: str) -> int | None:
+        """The process below ``top`` whose id in its own PID namespace is ``inner``."""
+        try:
+            below = psutil.Process(top).children(recursive=True)
+        except psutil.Error:
+            return None
+        for proc in below:
+            try:
+                with open(f"/proc/{proc.pid}/status") as fh:
+                    ids = next((line.split()[1:] for line in fh if line.startswith("NSpid:")), [])
+            except OSError:
+                continue
+            if ids and ids[-1] == inner and proc.pid != top:
+                return proc.pid
+        return None
 
     def read_line(self, timeout: float) -> str | None:
         """The template's next line, None if it said nothing in ``timeout`` s (then it is killed) or died."""
@@ -284,6 +345,13 @@ class Template:
         except TimeoutError:
             self.close()
             return None
+
+    def said(self) -> bool:
+        """Whether the template has a line waiting (without reading it)."""
+        if self.proc is None:
+            return True
+        ready, _, _ = select.select([self.proc.stdout], [], [], 0)
+        return bool(ready)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.alive()
@@ -301,52 +369,246 @@ class Template:
             for path in (folder, folder / "in", folder / "out"):
                 os.chown(path, uid, uid)
         child = Child(self, folder)
-        request = {"folder": str(folder), "uid": uid, "limits": limits.rlimits()}
+        try:
+            self._send({"folder": str(folder), "uid": uid, "limits": limits.rlimits()})
+        except TemplateError:
+            child.end(0)
+            raise
+        return child
+
+    def _send(self, request: dict) -> None:
+        assert self.proc is not None
         try:
             self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
         except OSError as exc:
-            child.end(0)
-            raise TemplateError(f"the evaluator is gone ({exc})") from None
-        return child
+            raise TemplateError(f"the {self.what} is gone ({exc})") from None
 
     def clean(self) -> bool:
         """True when the folder holds what it held at the start (the submissions' folders removed)."""
         if self.box is None:
             return False
-        for folder in (self.box / "jobs").iterdir():
-            shutil.rmtree(folder, ignore_errors=True)
+        for top in ("jobs", "control"):
+            for folder in (self.box / top).iterdir() if (self.box / top).is_dir() else ():
+                if folder.is_dir() and not folder.is_symlink():
+                    shutil.rmtree(folder, ignore_errors=True)
+                else:
+                    folder.unlink(missing_ok=True)
         return not any((self.box / "jobs").iterdir()) and _listing(self.box) == self._listing
 
     def close(self) -> None:
         if self.proc is not None:
             self.proc.kill()
         if self.box is not None:
-            shutil.rmtree(self.box, ignore_errors=True)
-        self.proc, self.box = None, None
+            from autograder.folders import remove_grading_folder
+
+            remove_grading_folder(self.box)
+        self.proc, self.box, self.pid, self.mounted = None, None, None, False
 
 
 def _listing(box: pathlib.Path) -> list:
     """Every path under ``box`` with its size, mode and time of change (the template's own files: Keras's)."""
     out = []
     for path in sorted(box.rglob("*")):
-        if path == box / "jobs" or box / "jobs" in path.parents:
+        if any(path == box / top or box / top in path.parents for top in ("jobs", "control")):
             continue
         st = path.lstat()
         out.append((str(path.relative_to(box)), st.st_size, st.st_mode, st.st_mtime_ns))
     return out
 
 
-_IDLE: dict[tuple, Template] = {}  # this process's idle template, by key: one at a time
+# A kernel template's code (``PRELOAD``: the modules to import once): each child becomes the submission's IPython
+# kernel, as ``python -m ipykernel_launcher`` started in its folder with the job's environment would be.
+KERNEL_CODE = r"""
+import importlib, os, random, sys
+
+import ipykernel.kernelapp
+import ipykernel_launcher
+import numpy
+
+for _name in PRELOAD:
+    importlib.import_module(_name)
 
 
-def acquire(code: str, env: dict[str, str], limits: Limits, timeout: float) -> Template:
-    """This process's idle template for ``code``, ``env`` and ``limits``, or a new one started (TemplateError)."""
-    wanted = Template(code, env, limits)
-    found = _IDLE.pop(wanted.key, None)
-    if found is not None and found.alive():
+def start(req):
+    os.environ.clear()
+    os.environ.update(req["env"])
+    try:  # the kernel's own stderr goes to the submission's log, through the named pipe the grader reads
+        fd = os.open(req["log"], os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        fd = None
+    if fd is not None:
+        os.set_blocking(fd, True)
+        os.dup2(fd, 2)
+        os.close(fd)
+    sys.path[0] = os.getcwd()
+    sys.argv = [ipykernel_launcher.__file__, *req["argv"]]
+    random.seed()  # each kernel its own random state, as a fresh process has (the template's was seeded once)
+    numpy.random.seed()
+    config = sys.modules.get("keras.src.backend.config")
+    if config is not None and hasattr(config, "_KERAS_DIR"):  # Keras fixed its folder at import: the template's
+        base = os.path.expanduser("~")
+        config._KERAS_DIR = os.environ.get("KERAS_HOME") or os.path.join(
+            base if os.access(base, os.W_OK) else "/tmp", ".keras"
+        )
+    ipykernel.kernelapp.IPKernelApp.launch_instance(argv=list(req["argv"]))
+"""
+KERNEL_COMMAND = ["-m", "ipykernel_launcher"]  # what a kernel spec's command must run for a forked kernel to stand in
+
+
+def kernel_code(preload: tuple[str, ...]) -> str:
+    """The code of a kernel template that imports ``preload`` (module names) once."""
+    from autograder.course import MODULE_NAME
+
+    bad = [name for name in preload if not MODULE_NAME.match(name)]
+    if bad:
+        raise TemplateError(f"not a module name: {bad[0]!r}")
+    return f"PRELOAD = {tuple(preload)!r}\n" + KERNEL_CODE
+
+
+class ForkedKernel:
+    """A kernel forked by a kernel template, as jupyter_client's provisioner sees a kernel's process (the part of
+    ``subprocess.Popen`` it uses). Its end is what the template says: ``ended N`` or ``unclean ...``."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, template: Template, process: psutil.Process):
+        self.template, self.process, self.pid = template, process, process.pid
+        self.returncode: int | None = None
+        self.clean = True  # False once the template could not clear up after it (the template is gone then)
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self.template.said():
+            line = self.template.read_line(5) or "gone"
+            self.clean = line.startswith("ended ")
+            self.returncode = int(line.split()[1]) if self.clean else -9
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("kernel", timeout or 0)
+            time.sleep(0.02)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                self.process.send_signal(sig)  # psutil: only this process, never one that reused its id
+            except psutil.Error:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+class KernelJob:
+    """One submission's kernels, forked by a kernel template: the folder ``jobs/<n>`` (``home/``, the kernel's
+    working folder and the only place it writes, and ``log``, the named pipe its stderr goes to) and
+    ``control/<n>`` (the grader's files for it, read-only inside). The first kernel and each restart is a fork;
+    the template clears up after each. ``drain(fd)`` reads the kernels' log until its end."""
+
+    def __init__(self, template: Template, uid: int | None, drain):
+        assert template.box is not None
+        template.forks += 1
+        self.template, self.uid = template, uid
+        self.folder = template.box / "jobs" / str(template.forks)
+        self.home = self.folder / "home"
+        self.control = template.box / "control" / str(template.forks)
+        self.kernel: ForkedKernel | None = None
+        from autograder.folders import UNIX_SOCKET_PATH
+
+        if len(os.fsencode(self.home / ".kernel" / "ipc-12345")) > UNIX_SOCKET_PATH:
+            raise TemplateError(f"the kernel's sockets under {self.home} would pass a socket path's limit")
+        self.folder.mkdir(mode=0o711)
+        self.home.mkdir(mode=0o700)
+        self.control.mkdir(mode=0o755)
+        log = self.folder / "log"
+        os.mkfifo(log, 0o600)
+        if uid is not None:
+            for path in (self.home, log):
+                os.chown(path, uid, uid)
+        # The reader first (a kernel's open for writing then never waits), and a writer of this process's own, so
+        # that the reader sees no end between one kernel and the next: it ends once finish() closes the writer
+        # and the last kernel (and all it started) is gone.
+        reader = os.open(log, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        self._writer: int | None = os.open(log, os.O_WRONLY | os.O_CLOEXEC)
+        os.set_blocking(reader, True)
+        threading.Thread(target=drain, args=(reader,), daemon=True).start()
+
+    def usable(self) -> bool:
+        """Whether the next kernel can be forked (the template is alive; the last kernel ended and was cleared up)."""
+        last = self.kernel
+        return self.template.alive() and (last is None or (last.poll() is not None and last.clean))
+
+    def launch(self, argv: list[str], env: dict[str, str], limits: Limits, timeout: float) -> ForkedKernel:
+        """Fork a kernel that runs ``python argv...`` (``-m ipykernel_launcher -f <connection file> ...``) with
+        ``env`` and ``limits`` in the job's home; TemplateError if the template cannot."""
+        if argv[: len(KERNEL_COMMAND)] != KERNEL_COMMAND:
+            raise TemplateError(f"a kernel template runs ipykernel's kernels only, not {argv[:3]}")
+        if not self.usable():
+            raise TemplateError("the kernel template cannot fork another kernel")
+        env = {k: v for k, v in env.items() if k != "JPY_PARENT_PID"}  # its parent is not the grader
+        request = {
+            "folder": str(self.home),
+            "uid": self.uid,
+            "limits": limits.rlimits(),
+            "report": True,
+            "env": env,
+            "argv": argv[len(KERNEL_COMMAND) :],
+            "log": str(self.folder / "log"),
+        }
+        self.template._send(request)
+        line = self.template.read_line(timeout)
+        pid = None
+        if line and line.startswith("forked ") and self.template.pid is not None:
+            pid = Template._host_pid(self.template.pid, line.split()[1])
+        if pid is None:
+            self.template.close()
+            raise TemplateError(f"the kernel template did not fork ({line or 'no answer'})")
+        self.kernel = ForkedKernel(self.template, psutil.Process(pid))
+        return self.kernel
+
+    def finish(self, timeout: float = 30) -> None:
+        """After the submission: end its kernel, close the log, and give the template back (or end it)."""
+        kernel = self.kernel
+        if kernel is not None and kernel.poll() is None:
+            kernel.kill()
+            try:
+                kernel.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.template.close()
+        if self._writer is not None:
+            os.close(self._writer)
+            self._writer = None
+        if kernel is not None and not kernel.clean:
+            self.template.close()
+        release(self.template)
+
+
+_IDLE: dict[bool, Template] = {}  # this process's idle templates: one evaluator's and one kernel template at most
+
+
+def acquire(
+    code: str,
+    env: dict[str, str],
+    limits: Limits,
+    timeout: float,
+    readonly: tuple[pathlib.Path, ...] = (),
+    kernel: bool = False,
+) -> Template:
+    """This process's idle template of its kind for ``code``, ``env``, ``limits`` and ``readonly``, or a new one
+    started (TemplateError); an idle one of the same kind with other settings is ended."""
+    wanted = Template(code, env, limits, readonly, kernel)
+    found = _IDLE.pop(kernel, None)
+    if found is not None and found.key == wanted.key and found.alive():
         return found
-    close_all()  # another key's template, or a dead one
+    if found is not None:
+        found.close()  # another assignment's, or a dead one
     wanted.start(timeout)
     return wanted
 
@@ -354,8 +616,10 @@ def acquire(code: str, env: dict[str, str], limits: Limits, timeout: float) -> T
 def release(template: Template) -> None:
     """Keep ``template`` for the next submission if it is alive and its folder unchanged; else end it."""
     if template.alive() and template.clean():
-        close_all()
-        _IDLE[template.key] = template
+        old = _IDLE.pop(template.kernel, None)
+        if old is not None and old is not template:
+            old.close()
+        _IDLE[template.kernel] = template
     else:
         template.close()
 

@@ -70,6 +70,7 @@ class Job:
     grader_memory: int | None = None  # headroom of the worker's own address space (None: no limit)
     scratch: str | None = None  # the submission's grading folder (the evaluator's folder goes there)
     log: str | None = None  # the submission's log (the kernel's stderr, the worker's notes)
+    preload: tuple[str, ...] = ()  # modules the kernel imports before the student's code: forked from a template
 
     def evaluator_env(self) -> dict[str, str]:
         """The model evaluator's environment: :data:`EVALUATOR_ENV_KEEP` of the kernel's."""
@@ -220,4 +221,5 @@ def submission_job(
         grader_memory=parse_size(settings.grader_memory),
         scratch=str(base),
         log=str(course.build / "logs" / assignment / f"{student}.log"),
+        preload=settings.preload,
     )

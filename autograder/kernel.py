@@ -21,10 +21,12 @@ import psutil
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 from nbclient import NotebookClient
 
+from autograder.forkserver import KernelJob
 from autograder.sandbox import Limits, Sandbox
 
 # Messages whose content the executed notebook keeps: counted against the output limits.
 OUTPUT_MESSAGES = {"stream", "display_data", "execute_result", "error", "update_display_data", "comm_open", "comm_msg"}
+FORK_TIMEOUT = 30  # seconds a kernel template may take to fork a kernel
 KERNEL_LOG_LIMIT = 64 * 2**10  # bytes of the kernel's own stderr (start-up errors) kept in the job's log
 REAP_ROUNDS = 50  # a fork bomb is frozen in a few rounds; the cap only guards against a pathological tree
 QUIET_ROUNDS = 5  # passes of freeze-then-kill until one finds nothing left
@@ -193,20 +195,37 @@ class SandboxedKernelManager(AsyncKernelManager):
     working directory (it has no network), interrupted by message (signals do not cross the sandbox)."""
 
     sandbox: Sandbox | None = None
+    forked: KernelJob | None = None  # the submission's kernel template, if its kernels are forked from one
+    _fork_next = False  # the command formatted last is to be forked, not started
 
     def format_kernel_cmd(self, extra_arguments=None):
         cmd = super().format_kernel_cmd(extra_arguments)
         cmd += ["--HistoryManager.enabled=False"]
+        self._fork_next = False
         if self.sandbox is None:
             return cmd
         self.sandbox.prepare()  # hand the working directory to the kernel's user
         os.chmod(self.connection_file, 0o644)  # just written (0600): the kernel's user must read it
+        if self.forked is not None and self.forked.usable():
+            self._fork_next = True  # in the template's sandbox (autograder.forkserver.KernelJob)
+            return cmd
         return self.sandbox.wrap(cmd)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         """Start the kernel with nothing of the worker's but what it needs: stdin and stdout are /dev/null, stderr
         a pipe this process drains into the job's log (marked as the kernel's, cut at KERNEL_LOG_LIMIT), and
-        the seccomp filter's descriptor for bubblewrap. Never the worker's log or any other open file."""
+        the seccomp filter's descriptor for bubblewrap. Never the worker's log or any other open file. A forked
+        kernel's stderr goes to its job's log through :class:`autograder.forkserver.KernelJob`'s pipe."""
+        if self._fork_next and self.forked is not None and self.sandbox is not None:
+            provisioner = self.provisioner
+            assert provisioner is not None
+            process = self.forked.launch(
+                kernel_cmd[1:], kw.get("env") or {}, self.sandbox.limits_now(), timeout=FORK_TIMEOUT
+            )
+            provisioner.process, provisioner.pid, provisioner.pgid = process, process.pid, None
+            provisioner.cwd = kw.get("cwd")
+            self._reconcile_connection_info(provisioner.connection_info)
+            return
         read_end, write_end = os.pipe()
         kw.update(
             stdin=subprocess.DEVNULL,
@@ -242,7 +261,7 @@ class Reaper:
         self._keep_for: int | None = None  # the top process the kernel's own pids below were found for
         self._keep: set[int] = set()
 
-    def reap(self, top) -> int:
+    def reap(self, top, forked: bool = False) -> int:
         """Kill the processes a cell left behind below ``top`` (the kernel's provisioner process); how many (a fork bomb's survivors, a daemon): in the sandbox only the
         kernel and bubblewrap's own processes may outlive a cell. A forked copy of the kernel would otherwise
         hold the process limit and the kernel's sockets, and a fork bomb left running takes the CPU from the
@@ -253,7 +272,7 @@ class Reaper:
         their parent waits. So each process is handled on its own, and each round stops (SIGSTOP) every
         stray it finds, which then cannot fork any more, until a round finds no new one; then all of them
         are killed."""
-        keep = self._kernel_line(top)
+        keep = self._kernel_line(top, forked)
         if not keep:
             return 0
         stopped: dict[int, psutil.Process] = {}
@@ -324,12 +343,25 @@ class Reaper:
                 return ns
         return None
 
-    def _kernel_line(self, top) -> set[int]:
+    def _kernel_line(self, top, forked: bool = False) -> set[int]:
         """The pids that belong to the running kernel: the provisioner's process (bwrap), the kernel's
         python process (the oldest one: its forks are younger) and the processes between them. Found once
-        per kernel start, before a fork bomb could hide it among its copies."""
+        per kernel start, before a fork bomb could hide it among its copies. A kernel forked by a template
+        (``forked``) is ``top`` itself; the template and bubblewrap's init above it in its PID namespace stay."""
         if self._keep_for == top.pid:
             return self._keep
+        if forked:
+            try:
+                ns = os.readlink(f"/proc/{top.pid}/ns/pid")
+                keep = {top.pid}
+                for parent in top.parents():
+                    if os.readlink(f"/proc/{parent.pid}/ns/pid") != ns:
+                        break
+                    keep.add(parent.pid)
+            except (OSError, psutil.Error):
+                return set()
+            self._keep_for, self._keep = top.pid, keep
+            return keep
         kernels = []
         for proc in [top, *_children(top)]:
             try:  # the python process, not bwrap (whose arguments name it too)

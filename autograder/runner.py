@@ -37,6 +37,7 @@ from autograder.contract import (
     read_answer,
 )
 from autograder.evaluate import ModelEvaluator
+from autograder.forkserver import ForkedKernel, KernelJob
 from autograder.kernel import BoundedClient, Reaper, SandboxedKernelManager, folder_over_limit
 from autograder.notebook import error_of, is_test_cell
 from autograder.sandbox import Sandbox
@@ -57,10 +58,14 @@ class Runner:
         control: pathlib.Path | None = None,
         output_limits: tuple[int, int] = (2**20, 16 * 2**20),
         evaluator: ModelEvaluator | None = None,
+        forked: KernelJob | None = None,
     ):
         """``evaluator``: what ``adl.grading.evaluate_saved_model`` is in the test cells (a sandboxed process of
-        its own); None: the helper package's own, which loads the file in this process."""
+        its own); None: the helper package's own, which loads the file in this process. ``forked``: the kernel
+        template that forks this submission's kernels (``workdir`` and ``control`` are its job's); None: each
+        kernel is started in a sandbox of its own."""
         self.nb = nb
+        self.forked = forked
         self.workdir = workdir
         self.sandbox = sandbox
         # Files the grader writes (connection file, requests) go to `control`, which the kernel can read but
@@ -108,6 +113,7 @@ class Runner:
     def _kernel_manager(self) -> SandboxedKernelManager:
         km = SandboxedKernelManager(kernel_name="python3")
         km.sandbox = self.sandbox
+        km.forked = self.forked
         kdir = self.workdir / ".kernel"
         kdir.mkdir(exist_ok=True)
         km.transport = "ipc"
@@ -205,7 +211,7 @@ class Runner:
             top = psutil.Process(process.pid)
         except psutil.Error:
             return
-        killed = self.reaper.reap(top)
+        killed = self.reaper.reap(top, forked=isinstance(process, ForkedKernel))
         if killed:
             self.events.append(f"cell {index}: killed {killed} process(es) it left running")
 

@@ -322,7 +322,11 @@ class Sandbox:
             "/dev/shm",
         ]
         made: set[str] = {"/", "/usr", "/etc", "/tmp", "/dev", "/proc"}
-        mounts = [(path, "--bind" if writable else "--ro-bind") for path, writable in self._mounts()]
+        # outer folders first: a read-only folder inside the writable one (a kernel template's control/) stays so
+        mounts = sorted(
+            ((path, "--bind" if writable else "--ro-bind") for path, writable in self._mounts()),
+            key=lambda mount: len(pathlib.Path(mount[0]).parts),
+        )
         for path, _ in mounts:  # parents with normal permissions (bwrap would make them 0700)
             for parent in reversed(pathlib.Path(path).parents):
                 if str(parent) not in made:

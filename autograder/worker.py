@@ -9,10 +9,12 @@ executed notebook and a JSON run. Nothing here touches the gradebook.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pathlib
 import resource
+import shutil
 import sys
 import threading
 import time
@@ -20,15 +22,18 @@ import time
 import nbformat
 import psutil
 
+from autograder import forkserver
 from autograder.evaluate import ModelEvaluator
 from autograder.files import write_json
 from autograder.formgrader import sanitize_notebook
 from autograder.job import Job, JobError
+from autograder.kernel import _drain
 from autograder.processes import kill_tree
 from autograder.runner import Runner
 from autograder.sandbox import Limits, Sandbox
 
 log = logging.getLogger("autograder.worker")
+TEMPLATE_TIMEOUT = 120  # seconds a kernel template may take to start (it imports TensorFlow)
 
 
 def run_job(job_path: str) -> None:
@@ -66,6 +71,14 @@ def _run_job(job: Job) -> None:
             enabled=box.enabled,
         )
     start = time.monotonic()
+    env = job.env
+    forked = _kernel_template(job, sandbox) if sandbox is not None else None
+    if forked is not None and sandbox is not None:
+        _copy_into(workdir, forked.home)
+        kept = tuple(path for path in sandbox.readonly if path != control)  # the data mirror
+        env = {k: v.replace(str(workdir), str(forked.home)) for k, v in env.items()}  # HOME, its caches
+        workdir, control = forked.home, forked.control
+        sandbox = dataclasses.replace(sandbox, workdir=workdir, readonly=kept + (control,))
     # Saved models (adl.grading.evaluate_saved_model in a test cell) are loaded in a sandbox of their own.
     evaluator = ModelEvaluator(
         workdir,
@@ -81,17 +94,20 @@ def _run_job(job: Job) -> None:
         workdir,
         job.cell_timeout,
         job.notebook_timeout,
-        job.env,
+        env,
         sandbox,
         control,
         output_limits=(job.output_limit, job.notebook_output_limit),
         evaluator=evaluator,
+        forked=forked,
     )
     _limit_memory(job.grader_memory)
     try:
         cells = runner.run()
     finally:
         evaluator.close()
+        if forked is not None:
+            forked.finish()
     pathlib.Path(job.executed).write_text(nbformat.writes(sanitize_notebook(nb)))
     write_json(
         job.result,
@@ -102,6 +118,43 @@ def _run_job(job: Job) -> None:
             "elapsed": round(time.monotonic() - start, 3),
         },
     )
+
+
+def _kernel_template(job: Job, sandbox: Sandbox) -> forkserver.KernelJob | None:
+    """This job's folder in the worker's kernel template, which has imported the assignment's ``preload``
+    modules once (:mod:`autograder.forkserver`): its kernels are forked from it instead of started afresh. None
+    when the assignment preloads nothing, without bubblewrap, or if the template cannot start (then, as
+    without one, each kernel starts in a sandbox of its own)."""
+    if not job.preload or not sandbox.isolated:
+        return None
+    workdir = str(job.workdir)
+    # The template's environment is the kernel's but for what names the submission's own folder (HOME, caches).
+    env = {k: v for k, v in job.env.items() if workdir not in v}
+    try:
+        template = forkserver.acquire(
+            forkserver.kernel_code(job.preload),
+            env,
+            dataclasses.replace(sandbox.limits, cpu_seconds=0),
+            TEMPLATE_TIMEOUT,
+            readonly=tuple(map(pathlib.Path, job.sandbox.readonly)) if job.sandbox else (),
+            kernel=True,
+        )
+    except forkserver.TemplateError as exc:
+        log.warning("the kernel template did not start (%s): each kernel starts on its own", exc)
+        return None
+    try:
+        return forkserver.KernelJob(template, sandbox.uid, _drain)
+    except (forkserver.TemplateError, OSError) as exc:
+        log.warning("the kernel template cannot take this submission (%s): its kernel starts on its own", exc)
+        forkserver.release(template)
+        return None
+
+
+def _copy_into(source: pathlib.Path, target: pathlib.Path) -> None:
+    """The files the pipeline put in the submission's folder (the assignment's data files), copied into ``target``."""
+    for path in source.iterdir():
+        if path.is_file() and not path.is_symlink():
+            shutil.copy2(path, target / path.name)
 
 
 def _limit_memory(headroom: int | None) -> None:

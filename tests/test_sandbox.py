@@ -83,6 +83,7 @@ def _state(pid):
         return "gone"
 facts["left_running"] = [pid for pid in left if _state(pid) not in ("Z", "gone")]
 facts["uid"] = os.getuid()
+facts["cwd"] = os.getcwd()
 facts["sees_course"] = pathlib.Path(COURSE, "source").exists() or pathlib.Path(COURSE, "tests").exists()
 facts["sees_private"] = pathlib.Path(PRIVATE).exists()
 try:
@@ -200,8 +201,13 @@ except (ImportError, RuntimeError):
     SYSCALLS = {}
 
 
-@pytest.fixture(scope="module")
-def facts(tmp_path_factory):
+# Each kernel is started in a sandbox of its own (an assignment that preloads nothing), or forked from a kernel
+# template that imported TensorFlow once (autograder.forkserver.KernelJob): every claim must hold for both.
+KERNELS = {"fresh": (), "forked": ("tensorflow",)}
+
+
+@pytest.fixture(scope="module", params=sorted(KERNELS))
+def facts(tmp_path_factory, request):
     base = tmp_path_factory.mktemp("sbx")
     base.chmod(0o711)
     home, control, private, mirror = base / "home", base / "control", base / "private", base / "mirror"
@@ -241,6 +247,7 @@ def facts(tmp_path_factory):
         log=str(base / "logs" / "student.log"),
         executed=str(base / "out.ipynb"),
         result=str(base / "result.json"),
+        preload=KERNELS[request.param],
     ).write(private / "job.json")
     with (base / "worker.log").open("w") as worker_log:  # as the pipeline runs it: stderr to a log file
         proc = subprocess.run(
@@ -258,7 +265,10 @@ def facts(tmp_path_factory):
     assert result["cells"][2]["status"] == "ok", result["cells"]
     assert "cell 0: killed 5 process(es) it left running" in result["events"]
     text = "".join(o.get("text", "") for o in out.cells[2].outputs)
-    return json.loads(text), hits, mirror
+    got = json.loads(text)
+    if Sandbox(base).isolated:  # a forked kernel works in its template's folder (kt-...), a fresh one in its own
+        assert ("/kt-" in got["cwd"]) == (request.param == "forked"), got["cwd"]
+    return got, hits, mirror
 
 
 @needs_bwrap
@@ -501,7 +511,8 @@ def test_sweep_finds_sandbox_processes_a_parent_walk_misses(tmp_path, monkeypatc
         proc.wait()
 
 
-def test_fork_bomb_in_a_cell_costs_that_cell_only(tmp_path):
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
+def test_fork_bomb_in_a_cell_costs_that_cell_only(tmp_path, kernel):
     """`while True: os.fork()` at the top level of a cell: the process limit stops it, the survivors (forked
     copies of the kernel) are killed after the cell, and the kernel grades the rest of the notebook.
 
@@ -520,11 +531,11 @@ def test_fork_bomb_in_a_cell_costs_that_cell_only(tmp_path):
         "import os, time\n\ndef churn():\n    me = os.getpid()\n    if os.fork() == 0:\n        while True:\n"
         "            time.sleep(1)\n    while True:\n        try:\n            os.fork()\n"
         "        except OSError:\n            if os.getpid() == me:\n                raise\n            os._exit(0)\n\n"
-        "def copies():  # forks of this kernel that still run: same command line (its connection file)\n"
+        "def copies():  # forks of this kernel that still run: same command line (a forked kernel's parent's too)\n"
         "    me, n = open('/proc/self/cmdline', 'rb').read(), 0\n"
         "    for pid in filter(str.isdigit, os.listdir('/proc')):\n"
         "        try:\n"
-        "            same = int(pid) != os.getpid() and open(f'/proc/{pid}/cmdline', 'rb').read() == me\n"
+        "            same = int(pid) not in (os.getpid(), os.getppid()) and open(f'/proc/{pid}/cmdline', 'rb').read() == me\n"
         "            n += same and open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z'\n"
         "        except OSError:\n            pass\n    return n"
     )
@@ -552,6 +563,7 @@ def test_fork_bomb_in_a_cell_costs_that_cell_only(tmp_path):
         sandbox=SandboxSpec(slot=8, memory=4 * 2**30, processes=128),
         executed=str(tmp_path / "out.ipynb"),
         result=str(tmp_path / "result.json"),
+        preload=KERNELS[kernel],
     ).write(private / "job.json")
     proc = subprocess.run(
         [sys.executable, "-m", "autograder.worker", str(private / "job.json")],
@@ -577,7 +589,9 @@ def test_kernel_inherits_no_open_file_of_the_grader(facts):
     got, _, _ = facts
     fds = got["fds"]  # at the first cell: ipykernel has put pipes of its own on 1 and 2, and keeps the originals
     assert fds["0"] == "/dev/null"
-    assert {target for target in fds.values() if target.startswith("/")} == {"/dev/null"}, fds
+    # a forked kernel's stderr is the named pipe its job's log is read from, in its own job folder
+    own_log = str(pathlib.Path(got["cwd"]).parent / "log")
+    assert {target for target in fds.values() if target.startswith("/")} - {own_log} == {"/dev/null"}, fds
 
 
 @needs_bwrap
