@@ -1,4 +1,4 @@
-"""A template process that has imported TensorFlow once and forks a fresh, sandboxed evaluator per submission.
+"""A template process that has imported TensorFlow once and forks a fresh, sandboxed evaluator (or kernel) per submission.
 
 Starting a model evaluator (:mod:`autograder.evaluate`) costs a TensorFlow import, about 4-5 s of CPU, and it was
 paid once per submission that saves a model. A :class:`Template` pays it once per grading worker: a Python
@@ -25,8 +25,24 @@ descriptors through ``/proc``), has no writable shared mapping a child could wri
 is checked unchanged after every submission; so nothing one submission does reaches the next, except by
 killing the template, which costs only a new start. ``tests/test_forkserver.py`` shows each claim.
 
-Only with bubblewrap: without it (``sandbox: false``, or not installed) the evaluator is started per submission
-as before (:class:`autograder.evaluate.ModelEvaluator`).
+**Kernel templates.** The same template serves the grading kernels of an assignment whose settings name modules to
+``preload`` (``autograder/assignments.yml``: TensorFlow for hw3-hw7): its code (:func:`kernel_code`) imports
+ipykernel, NumPy and those modules once, and each child becomes one submission's IPython kernel, as ``python -m
+ipykernel_launcher`` started in the submission's folder would be: the job's environment replaces the template's,
+its stderr goes to the submission's log (a named pipe the grader reads), Python's and NumPy's random state is
+drawn afresh, and it runs as the slot's *kernel* user with the kernel's limits. A :class:`KernelJob` is one
+submission's part of the template: ``jobs/<n>/home`` (the kernel's working folder, the only place it writes;
+under a root grader ``jobs/`` is a tmpfs of the kernel's disk limit) and ``control/<n>`` (the grader's files for
+the kernel, in ``control/``, bound read-only inside). The kernel's first start and each restart (a cell that
+killed it or would not be interrupted) are forks in the same folder, each after the template has cleared up
+the one before; jupyter_client sees a forked kernel as a process (:class:`ForkedKernel`). If the template dies
+mid-submission (a kernel of the grader's own user can kill it), the submission's later kernels start in a
+sandbox of their own, in the same folder. ``tests/test_kernel_template.py`` shows what is particular to kernels;
+``tests/test_sandbox.py`` checks every claim of the sandbox on forked kernels as on fresh ones.
+
+Only with bubblewrap: without it (``sandbox: false``, or not installed) the evaluator, and every kernel, is
+started per submission as before (:class:`autograder.evaluate.ModelEvaluator`,
+:class:`autograder.kernel.SandboxedKernelManager`).
 """
 
 from __future__ import annotations
@@ -183,6 +199,7 @@ while True:
 """
 
 LINE_LIMIT = 4096  # bytes of one answer line
+SWEEP_TIMEOUT = 60  # seconds a template may take to clear up after a kernel (a fork bomb's remains)
 JOB_FILES = 8  # files and folders of the grader's own in a kernel's job folder (the folder, its log, its home)
 
 
@@ -234,7 +251,8 @@ class Child:
                     self._out = None
                     continue
                 self._buf += chunk
-                if len(self._buf) > LINE_LIMIT and b"\n" not in self._buf:
+                if len(self._buf) > LINE_LIMIT and b"\n" not in self._buf:  # not an answer: done with this child
+                    self._close()  # it ends on its next write or read; end() awaits the template's line
                     return None
         line, _, self._buf = self._buf.partition(b"\n")
         return line.decode("utf-8", "replace").strip() or None
@@ -242,13 +260,16 @@ class Child:
     def alive(self) -> bool:
         return self.ended is None and self._in is not None
 
-    def end(self, timeout: float) -> bool:
-        """Close the child's input (it exits) and wait for the template's ``ended``: True when the template is
-        ready for the next submission."""
+    def _close(self) -> None:
         for fd in (self._in, self._out):
             if fd is not None:
                 os.close(fd)
         self._in = self._out = None
+
+    def end(self, timeout: float) -> bool:
+        """Close the child's input (it exits) and wait for the template's ``ended``: True when the template is
+        ready for the next submission."""
+        self._close()
         if self.ended is None:
             self.ended = self.template.read_line(timeout)
         return self.ended is not None and self.ended.startswith("ended ")
@@ -478,11 +499,19 @@ class ForkedKernel:
         self.clean = True  # False once the template could not clear up after it (the template is gone then)
 
     def poll(self) -> int | None:
-        if self.returncode is None and self.template.said():
-            line = self.template.read_line(5) or "gone"
+        # The template's line may already sit in this process's buffer of its pipe, where select() cannot see it:
+        # once the kernel's process is gone, the line is read (waiting while the template clears up after it).
+        if self.returncode is None and (self.template.said() or not self._running()):
+            line = self.template.read_line(SWEEP_TIMEOUT) or "gone"
             self.clean = line.startswith("ended ")
             self.returncode = int(line.split()[1]) if self.clean else -9
         return self.returncode
+
+    def _running(self) -> bool:
+        try:
+            return self.process.is_running() and self.process.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout

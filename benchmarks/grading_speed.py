@@ -131,12 +131,14 @@ def _adl_grade(course, assignment: str, workers: int):
         wall = time.perf_counter() - start
     finally:
         pipeline.grade_one = grade_one
-    overhead = {}
+    overhead, tests, own_total = {}, {}, 0.0
     for r in results:
         run = json.loads((course.autograded / r.student / assignment / "run.json").read_text())
         own = sum(c.get("seconds", 0.0) for c in run["cells"] if not c.get("trusted"))
+        tests[r.student] = sum(c.get("seconds", 0.0) for c in run["cells"] if c.get("trusted"))
         overhead[r.student] = walls[r.student] - own
-    return startup, wall, results, overhead, max(walls.values())
+        own_total += own
+    return startup, wall, results, overhead, max(walls.values()), tests, own_total
 
 
 def main() -> int:
@@ -166,13 +168,16 @@ def main() -> int:
             pipeline.collect(course, a, _class(course, a, tmp, args.copies, args.all_cases))
             n = len(ingest.submitted_students(course, a))
             peer_wall, peer_points, peer_nbs = _nbgrader(course, a)
-            startup, wall, results, overhead, slowest = _adl_grade(course, a, args.workers)
+            startup, wall, results, overhead, slowest, tests, own_total = _adl_grade(course, a, args.workers)
             ratio = peer_wall / wall
             over = list(overhead.values())
+            # The most the students' own cells allow: nbgrader's time against theirs alone, shared by the workers.
+            ceiling = peer_wall / (own_total / args.workers)
             rows.append(
                 f"| {a} | {n} | {peer_wall:.0f} s | {peer_wall / n:.1f} s | {wall:.0f} s | {wall / n:.1f} s | "
                 f"**{ratio:.2f}x** {'(met)' if ratio >= TARGET else '(not met)'} | {statistics.mean(over):.1f} s | "
-                f"{max(over):.1f} s | {slowest:.0f} s{'' if slowest <= BUDGET else ' (over 2 min)'} | {startup:.0f} s |"
+                f"{max(over):.1f} s | {slowest:.0f} s{'' if slowest <= BUDGET else ' (over 2 min)'} | {startup:.0f} s | "
+                f"{statistics.mean(tests.values()):.1f} s | {ceiling:.2f}x |"
             )
             reasons: dict[str, list[str]] = {}
             for r in results:
@@ -199,12 +204,16 @@ def main() -> int:
         f"`autograde --workers {args.workers}` on started workers (start-up: the first {args.workers} submissions graded "
         "once before, from cold: paid once per run, whatever the class size), with every guarantee on (sandbox: "
         f"{'bubblewrap' if isolated else 'NOT ISOLATED'}). Overhead: a submission's grading time less its own "
-        f"cells' time in the kernel. Targets: {TARGET:g}x nbgrader's throughput, {OVERHEAD:g} s of overhead, "
+        f"cells' time in the kernel; of which tests: the test cells' time (the hidden tests, run in the grader "
+        "against the kernel; nbgrader runs them too). Ceiling: nbgrader's time against the students' own cells' "
+        f"time alone shared by {args.workers} workers, the most any grader could reach on these submissions. Targets: "
+        f"{TARGET:g}x nbgrader's throughput, {OVERHEAD:g} s of overhead, "
         f"every submission graded within {BUDGET / 60:g} minutes.",
         "",
         "| assignment | submissions | nbgrader | per submission | adl-grade | per submission | throughput vs "
-        "nbgrader | overhead mean | overhead max | slowest submission | adl-grade start-up |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "nbgrader | overhead mean | overhead max | slowest submission | adl-grade start-up | of which tests (mean) "
+        "| ceiling |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "Where the two give a test cell different points (the reason from nbgrader's executed notebook, or "

@@ -166,6 +166,15 @@ def test_a_child_that_dies_is_reported_and_the_next_one_starts(template):
     assert run(_child(template), "result = 1 + 1") == 2
 
 
+def test_an_answer_past_the_line_limit_ends_that_child_only(template):
+    child = _child(template)
+    assert child.ask(json.dumps("with open('out', 'w') as fh:\n    fh.write('x' * 100000)"), 30) is None
+    assert not child.alive() and child.ask(json.dumps("result = 1"), 5) is None  # nothing more is read from it
+    assert child.end(30) and child.ended.startswith("ended ")  # the template's line for it, not a later one's
+    assert template.clean()
+    assert run(_child(template), "result = 1 + 1") == 2
+
+
 def test_a_child_that_changes_the_templates_folder_ends_the_template(template):
     child = _child(template)
     got = run(child, f"open({str(template.box / 'planted')!r}, 'w').write('x')\nresult = 'wrote'")
