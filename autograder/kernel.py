@@ -21,7 +21,7 @@ import psutil
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 from nbclient import NotebookClient
 
-from autograder.forkserver import KernelJob
+from autograder.kerneltemplate import KernelJob
 from autograder.sandbox import Limits, Sandbox
 
 # Messages whose content the executed notebook keeps: counted against the output limits.
@@ -207,7 +207,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self.sandbox.prepare()  # hand the working directory to the kernel's user
         os.chmod(self.connection_file, 0o644)  # just written (0600): the kernel's user must read it
         if self.forked is not None and self.forked.usable():
-            self._fork_next = True  # in the template's sandbox (autograder.forkserver.KernelJob)
+            self._fork_next = True  # in the template's sandbox (autograder.kerneltemplate.KernelJob)
             return cmd
         return self.sandbox.wrap(cmd)
 
@@ -215,7 +215,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         """Start the kernel with nothing of the worker's but what it needs: stdin and stdout are /dev/null, stderr
         a pipe this process drains into the job's log (marked as the kernel's, cut at KERNEL_LOG_LIMIT), and
         the seccomp filter's descriptor for bubblewrap. Never the worker's log or any other open file. A forked
-        kernel's stderr goes to its job's log through :class:`autograder.forkserver.KernelJob`'s pipe."""
+        kernel's stderr goes to its job's log through :class:`autograder.kerneltemplate.KernelJob`'s pipe."""
         if self._fork_next and self.forked is not None and self.sandbox is not None:
             provisioner = self.provisioner
             assert provisioner is not None

@@ -20,6 +20,7 @@ from autograder.course import Course, CourseError
 from autograder.files import write_json
 from autograder.ingest import printable
 from autograder.notebook import read_source
+from autograder.question_stats import QUESTION_STATISTICS_HELP, question_statistics, statistics_plot
 from autograder.scoring import GRADED_BY_HAND, PENDING, Result
 
 
@@ -266,7 +267,8 @@ def _md(text: object, limit: int = 400) -> str:
 
 
 def write_report(course: Course, assignment: str, results: list[Result]) -> pathlib.Path:
-    """report.md with per-question pass rates, the score distribution (PNG) and the flagged submissions.
+    """report.md with per-question pass rates, question statistics (difficulty, discrimination, the commonest reasons
+    for lost points, with a plot), the score distribution (PNG) and the flagged submissions.
     Every string that comes from a submission passes through ``_md``."""
     import matplotlib
 
@@ -323,7 +325,25 @@ def write_report(course: Course, assignment: str, results: list[Result]) -> path
             continue
         passed = sum(1 for status in statuses if status.get(gid) == "passed")
         lines.append(f"| {gid} | {q.max_points:g} | {passed}/{len(results)} | {passed / len(results):.0%} |")
+    stats = question_statistics(results)
+    statistics_plot(stats, outdir / "question_statistics.png", assignment)
     lines += [
+        "",
+        "## Question statistics",
+        "",
+        QUESTION_STATISTICS_HELP,
+        "",
+        "| question | students | difficulty | discrimination | most common reasons for lost points |",
+        "|---|---|---|---|---|",
+    ]
+    for st in stats:
+        disc = "n/a" if st["discrimination"] is None else f"{st['discrimination']:.2f}"
+        diff = "n/a" if st["difficulty"] is None else f"{st['difficulty']:.2f}"
+        why = "; ".join(f"{_md(reason, 160)} ({count})" for reason, count in st["reasons"]) or "none lost"
+        lines.append(f"| {st['grade_id']} | {st['n']} | {diff} | {disc} | {why} |")
+    lines += [
+        "",
+        "![question statistics](question_statistics.png)",
         "",
         "## Score distribution",
         "",

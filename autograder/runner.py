@@ -37,8 +37,8 @@ from autograder.contract import (
     read_answer,
 )
 from autograder.evaluate import ModelEvaluator
-from autograder.forkserver import ForkedKernel, KernelJob
 from autograder.kernel import BoundedClient, Reaper, SandboxedKernelManager, folder_over_limit
+from autograder.kerneltemplate import ForkedKernel, KernelJob
 from autograder.notebook import error_of, is_test_cell
 from autograder.sandbox import Sandbox
 

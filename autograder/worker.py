@@ -22,7 +22,7 @@ import time
 import nbformat
 import psutil
 
-from autograder import forkserver
+from autograder import forkserver, kerneltemplate
 from autograder.evaluate import ModelEvaluator
 from autograder.files import write_json
 from autograder.formgrader import sanitize_notebook
@@ -120,9 +120,9 @@ def _run_job(job: Job) -> None:
     )
 
 
-def _kernel_template(job: Job, sandbox: Sandbox) -> forkserver.KernelJob | None:
+def _kernel_template(job: Job, sandbox: Sandbox) -> kerneltemplate.KernelJob | None:
     """This job's folder in the worker's kernel template, which has imported the assignment's ``preload``
-    modules once (:mod:`autograder.forkserver`): its kernels are forked from it instead of started afresh. None
+    modules once (:mod:`autograder.kerneltemplate`): its kernels are forked from it instead of started afresh. None
     when the assignment preloads nothing, without bubblewrap, or if the template cannot start (then, as
     without one, each kernel starts in a sandbox of its own)."""
     if not job.preload or not sandbox.isolated:
@@ -132,7 +132,7 @@ def _kernel_template(job: Job, sandbox: Sandbox) -> forkserver.KernelJob | None:
     env = {k: v for k, v in job.env.items() if workdir not in v}
     try:
         template = forkserver.acquire(
-            forkserver.kernel_code(job.preload),
+            kerneltemplate.kernel_code(job.preload),
             env,
             dataclasses.replace(sandbox.limits, cpu_seconds=0),
             TEMPLATE_TIMEOUT,
@@ -143,7 +143,7 @@ def _kernel_template(job: Job, sandbox: Sandbox) -> forkserver.KernelJob | None:
         log.warning("the kernel template did not start (%s): each kernel starts on its own", exc)
         return None
     try:
-        return forkserver.KernelJob(template, sandbox.uid, _drain)
+        return kerneltemplate.KernelJob(template, sandbox.uid, _drain)
     except (forkserver.TemplateError, OSError) as exc:
         log.warning("the kernel template cannot take this submission (%s): its kernel starts on its own", exc)
         forkserver.release(template)

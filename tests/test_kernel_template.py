@@ -1,4 +1,4 @@
-"""Kernels forked from a kernel template (autograder.forkserver.KernelJob): what is particular to them.
+"""Kernels forked from a kernel template (autograder.kerneltemplate): what is particular to them.
 
 test_sandbox.py checks every claim of autograder/README.md's "what is enforced" list on both kinds of kernel (a
 fresh one per submission and a forked one), and the fork bomb on both; here: a template serves one submission
@@ -17,7 +17,7 @@ import sys
 import nbformat
 import pytest
 
-from autograder import forkserver
+from autograder import forkserver, kerneltemplate
 from autograder.course import CourseError, load_settings
 from autograder.host import bwrap_problem
 from autograder.job import Job, SandboxSpec
@@ -201,4 +201,4 @@ def test_preload_names_modules(tmp_path):
     )
     assert load_settings("hw9", settings).preload == ("tensorflow", "keras.layers")
     with pytest.raises(forkserver.TemplateError, match="not a module name"):
-        forkserver.kernel_code(("numpy", "x)\nimport os"))
+        kerneltemplate.kernel_code(("numpy", "x)\nimport os"))
