@@ -107,10 +107,13 @@ def test_report_escapes_student_strings(course_root):
     text = reports.write_report(course, "hw1", results).read_text()
     assert "<script" not in text and "<img" not in text and "<iframe" not in text and "<a " not in text
     assert not re.search(r"(?<!\\)\]\((?:javascript|http)", text), text
-    assert len(re.findall(r"^#+ ", text, re.M)) == 4  # only the report's own title is a heading
+    assert len(re.findall(r"^#+ ", text, re.M)) == 5  # only the report's own title and sections are headings
     rendered = markdown_it.MarkdownIt("commonmark").enable("table").render(text)
     images = re.findall(r"<img [^>]*>", rendered)
-    assert images == ['<img src="score_distribution.png" alt="score distribution" />']  # the report's own
+    assert images == [  # the report's own
+        '<img src="question_statistics.png" alt="question statistics" />',
+        '<img src="score_distribution.png" alt="score distribution" />',
+    ]
     assert not re.search(r"<(script|a|iframe)\b", rendered), rendered
     assert f"<strong>{html.escape(HOSTILE, quote=False)}</strong>" in rendered  # still readable
     assert "[x](javascript:alert(1))" in html.unescape(rendered)
