@@ -34,6 +34,9 @@ TEST = {"nbgrader": {"grade_id": "facts", "grade": True, "points": 1}}
 # What a kernel sees of itself and of what an earlier submission may have left.
 PROBE = """
 import json, os, pathlib, random
+MOUNTS = [line.split()[4] for line in open("/proc/self/mountinfo")]
+def left_in(top):  # what is in top but the mount points there and the way to them (its folder, a venv under /tmp)
+    return sorted(n for n in os.listdir(top) if not any(m == f"{top}/{n}" or m.startswith(f"{top}/{n}/") for m in MOUNTS))
 me = pathlib.Path(os.getcwd())
 box = me.parents[2]  # <template folder>/jobs/<n>/home
 facts = {
@@ -42,8 +45,8 @@ facts = {
     "box": str(box),
     "parent": os.getppid(),
     "random": random.random(),
-    "tmp": sorted(n for n in os.listdir("/tmp") if not str(me).startswith(f"/tmp/{n}/")),  # not the way to its folder
-    "shm": sorted(os.listdir("/dev/shm")),
+    "tmp": left_in("/tmp"),
+    "shm": left_in("/dev/shm"),
     "others": sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, os.getpid(), os.getppid())),
     "next_job": (box / "jobs" / str(int(me.parent.name) + 1)).exists(),
     "planted_in_template": (box / "planted").exists(),
@@ -134,7 +137,8 @@ def test_one_template_serves_submission_after_submission_and_nothing_of_one_reac
 # same folder (what the earlier cells wrote there is kept) with a fresh /tmp, and the earlier cells run again.
 RESTARTS = [
     "import os, pathlib\nx = 1\npathlib.Path('kept.txt').write_text('x')\npathlib.Path('/tmp/gone.txt').write_text('x')\n"
-    "tmp = lambda: sorted(n for n in os.listdir('/tmp') if not os.getcwd().startswith(f'/tmp/{n}/'))",
+    "mounts = [line.split()[4] for line in open('/proc/self/mountinfo')]\n"
+    "tmp = lambda: sorted(n for n in os.listdir('/tmp') if not any(m.startswith(f'/tmp/{n}/') for m in mounts))",
     "while True: pass",
     "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass",
     "y = x + 1",
