@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import logging
 import pathlib
 import sys
-import time
 
-from autograder import gradebook, ingest, pipeline, preflight, reports, scoring
+from autograder import audit, gradebook, ingest, pipeline, preflight, reports, scoring, similarity
 from autograder.course import CourseError, load_course
-from autograder.expected import compare_with_expected, extra_cases, needs_sandbox
 from autograder.ingest import printable
 
-SAMPLES = pathlib.Path(__file__).with_name("samples")
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def timed(label: str):
-    """Print how long the block took."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        print(f"  {label}: {time.perf_counter() - start:.1f} s")
 
 
 def _assignments(course, names):
@@ -44,7 +30,7 @@ def cmd_release(args, course):
 
 
 def cmd_collect(args, course):
-    due = None
+    due = course.settings(args.assignment).due if args.assignment in course.assignments() else None
     if args.due:
         due = datetime.datetime.fromisoformat(args.due)
         due = due if due.tzinfo else due.replace(tzinfo=datetime.UTC)
@@ -157,6 +143,9 @@ def cmd_export(args, course):
     else:
         path = reports.export_csv(course, args.assignment, output)
         print(f"wrote {path}")
+    if args.audit:
+        log = audit.export(course, args.assignment)
+        print(f"wrote {log}" if log else f"  no audit log for {args.assignment} yet: nothing was recorded")
     _print_awaiting(course, args.assignment)
 
 
@@ -196,6 +185,62 @@ def cmd_rubric(args, course):
         print(text)
 
 
+def cmd_regrade(args, course):
+    """Grade again, show the before/after table, and record only when the instructor says so."""
+    from autograder import regrade
+
+    if not args.reason.strip():
+        raise CourseError("regrade: --reason must say why (it goes to the audit log with every changed score)")
+    prepared = regrade.prepare(course, args.assignment, args.student or None, args.workers)
+    print(regrade.format_changes(prepared))
+    if not regrade.changes(prepared):
+        return _finish(_grader_failures(list(prepared.after.values())))
+    if args.dry_run:
+        answer = "n"
+    elif args.yes:
+        answer = "y"
+    elif sys.stdin.isatty():
+        answer = input("Record these scores in the gradebook (the earlier ones stay in the audit log)? [y/N] ")
+    else:
+        print("  not a terminal to ask in: run again with --yes to record these scores")
+        answer = "n"
+    if answer.strip().lower() not in ("y", "yes"):
+        regrade.abandon(prepared)
+        print("  nothing recorded: the gradebook and the cached results are as they were")
+        return 0
+    changed = regrade.commit(course, prepared, args.reason.strip())
+    print(
+        f"  recorded: {changed} student{'s' if changed != 1 else ''} changed; the earlier scores are in "
+        f"{audit.log_path(course, args.assignment).relative_to(course.root)} (adl-grade export {args.assignment} --audit)"
+    )
+    return _finish(_grader_failures(list(prepared.after.values())))
+
+
+def cmd_send_feedback(args, course):
+    """Email each student their feedback page (autograder/mail.py); 1 if the server refused any message."""
+    from autograder import mail
+
+    report = mail.send_feedback(course, args.assignment, args.student, dry_run=args.dry_run, resend=args.resend)
+    for line in mail.format_report(report):
+        print(line)
+    if report.failed:
+        print(
+            f"adl-grade: error: {len(report.failed)} message(s) not sent (FAILED above) and not recorded; the "
+            f"others are. Fix the cause and run adl-grade send-feedback {args.assignment} again: it sends only those",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cmd_similarity(args, course):
+    report = similarity.screen(
+        course, args.assignment, pathlib.Path(args.download) if args.download else None, args.threshold
+    )
+    paths = similarity.write_report(course, report)
+    print("\n".join(similarity.summary(report, paths, top=args.top)))
+
+
 def cmd_report(args, course):
     results = pipeline.autograde(course, args.assignment, workers=args.workers, progress=False)
     print(f"wrote {reports.write_report(course, args.assignment, results)}")
@@ -203,52 +248,9 @@ def cmd_report(args, course):
 
 
 def cmd_demo(args, course):
-    """Release every assignment, then collect, grade and report the bundled sample class of each."""
-    start = time.perf_counter()
-    failed: list[str] = []
-    for a in course.assignments():
-        print(f"== release {a}")
-        with timed("nbgrader generate_assignment"):
-            pipeline.release(course, a)
-    for a in course.assignments():
-        sample = SAMPLES / a
-        if not sample.is_dir():
-            continue
-        print(f"== collect the sample class of {a} ({sample.relative_to(course.root)})")
-        unsafe = needs_sandbox(sample) if not preflight.sandbox_isolated(course, a) else ()
-        if unsafe:
-            print(
-                f"  not grading {len(unsafe)} submissions that attack the course's files: without bubblewrap "
-                f"they would succeed ({', '.join(unsafe)}). Install bubblewrap to grade them."
-            )
-        extra = () if args.all_cases else extra_cases(sample)
-        if extra:
-            print(
-                f"  grading two students who make one mistake per question between them; {len(extra)} single "
-                "mistakes more with 'adl-grade demo --all-cases'"
-            )
-        got = pipeline.collect(course, a, sample, ignore=("expected.json", "README.md", *unsafe, *extra))
-        print(f"  {len(got.accepted)} submissions; rejected: {len(got.rejected)}")
-        _print_rejected(got.rejected)
-        print(f"== autograde {a} ({args.workers} workers; gradebook {course.db_url})")
-        _print_sandbox(course, a)
-        with timed("autograde"):
-            results = pipeline.autograde(course, a, sorted(got.accepted), args.workers, args.force)
-        print(reports.format_table(results))
-        compare_with_expected(sample, results, course.source_notebook(a), course.settings(a).profile)
-        failed += _grader_failures(results)
-        graded = [r for r in results if scoring.GRADER_FAILED not in r.flags]
-        failed += _for_each(graded, "feedback", lambda r: reports.write_feedback(course, r))
-        csv_path = reports.export_csv(course, a)
-        canvas_path, _ = reports.export_canvas(course, a)
-        report = reports.write_report(course, a, results)
-        print(f"  feedback: {course.feedback.relative_to(course.root)}/<student>/{a}/feedback.html")
-        print(
-            f"  grades:   {csv_path.relative_to(course.root)} (Canvas import: {canvas_path.relative_to(course.root)})"
-        )
-        print(f"  report:   {report.relative_to(course.root)} (+ score_distribution.png)")
-    print(f"demo finished in {time.perf_counter() - start:.0f} s")
-    return _finish(failed)
+    from autograder.demo import demo  # the demo's imports are the whole pipeline's: loaded when run
+
+    return demo(args, course)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,7 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignment")
     p.add_argument("download", help="the LMS zip, or a folder of <student_id>_<assignment>.ipynb files")
     p.add_argument("--pattern", help="regex with a (?P<student_id>...) group (and optionally (?P<timestamp>...))")
-    p.add_argument("--due", help="due date, ISO 8601 (e.g. 2026-10-01T23:59); later submissions are listed as late")
+    p.add_argument(
+        "--due",
+        help="due date, ISO 8601 (e.g. 2026-10-01T23:59; default: the assignment's due in assignments.yml); "
+        "later submissions are listed as late",
+    )
     p.set_defaults(func=cmd_collect)
 
     for name, func, text in [
@@ -282,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--final",
                 action="store_true",
-                help="after the deadline: full feedback for everyone, past any feedback_rounds cap (counts no round)",
+                help="after the deadline: full feedback for everyone, hidden results released, past any "
+                "feedback_rounds cap (counts no round)",
             )
         if name == "autograde":
             p.add_argument("--student", action="append", help="grade only this student (repeatable)")
@@ -294,12 +301,57 @@ def build_parser() -> argparse.ArgumentParser:
             )
         p.set_defaults(func=func)
 
+    p = sub.add_parser(
+        "send-feedback", help="email each student their feedback page (the email: section of assignments.yml)"
+    )
+    p.add_argument("assignment")
+    p.add_argument("--student", action="append", help="only this student (repeatable)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="connect to nothing: write the messages to build/mail/<assignment>/outbox/ and list them",
+    )
+    p.add_argument("--resend", action="store_true", help="send again the pages that were sent already")
+    p.set_defaults(func=cmd_send_feedback)
+
+    p = sub.add_parser(
+        "similarity",
+        help="screen the answers for pairs of students who share code (it screens, it does not judge)",
+    )
+    p.add_argument("assignment")
+    p.add_argument(
+        "--download", help="screen an LMS download (.zip or folder) instead of submitted/, without collecting it"
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=similarity.THRESHOLD,
+        help=f"flag pairs at or above this similarity, 0 to 1 (default {similarity.THRESHOLD})",
+    )
+    p.add_argument("--top", type=int, default=10, help="pairs to print (the report lists 100, pairs.csv all)")
+    p.set_defaults(func=cmd_similarity)
+
+    p = sub.add_parser(
+        "regrade",
+        help="after a test or grader change: grade again, show who gains and who loses, record when confirmed",
+    )
+    p.add_argument("assignment")
+    p.add_argument("--student", action="append", help="regrade only this student (repeatable)")
+    p.add_argument("--reason", required=True, help="why (kept in the audit log with every changed score)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--yes", action="store_true", help="record without asking")
+    p.add_argument("--dry-run", action="store_true", help="show the changes and record nothing")
+    p.set_defaults(func=cmd_regrade)
+
     p = sub.add_parser("export", help="write grades from the gradebook as CSV")
     p.add_argument("assignment")
     p.add_argument("--output", help="CSV path (default build/grades/<assignment>.csv or <assignment>-canvas.csv)")
     p.add_argument("--canvas", action="store_true", help="write the CSV that Canvas' gradebook imports")
     p.add_argument("--roster", help="a Canvas gradebook export: identity columns are copied from it")
     p.add_argument("--column", help="the assignment's column name in Canvas, e.g. 'hw1 (12345)'")
+    p.add_argument(
+        "--audit", action="store_true", help="also copy the audit log (every earlier score) to <assignment>-audit.csv"
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(

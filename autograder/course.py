@@ -8,10 +8,15 @@ of its own (a scratch course in a test, another semester's folder) changes a tim
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import pathlib
 import re
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    from autograder.late import LatePolicy
 
 SETTINGS_FILE = pathlib.Path(__file__).with_name("assignments.yml")  # the defaults this package ships
 COURSE_SETTINGS = "assignments.yml"  # a course's own, in its root: used instead of SETTINGS_FILE when present
@@ -21,6 +26,12 @@ class CourseError(RuntimeError):
     """The course directory or its configuration is not usable; the message says how to fix it."""
 
 
+# When a student's feedback shows why hidden tests failed (the public checks are always shown; hidden test code never):
+HIDDEN_RESULTS = {
+    "always": "at once, in every feedback",
+    "after_due": "after the student's due date (an extension included; at once without a due date), or when released",
+    "on_release": "only when the instructor releases them: adl-grade feedback --final",
+}
 MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")  # a module to import: tensorflow, keras.layers
 
 
@@ -45,6 +56,10 @@ class AssignmentSettings:
     sandbox: bool = True  # bubblewrap isolation (resource limits apply either way)
     feedback_rounds: int | None = None  # feedback on at most this many different submissions; None: no cap
     preload: tuple[str, ...] = ()  # modules every grading kernel has imported before the student's code runs
+    # Applied to a graded result, never part of grading it: out of the repr, so out of a result's cache key
+    due: datetime.datetime | None = dataclasses.field(default=None, repr=False, compare=False)
+    late_policy: LatePolicy | None = dataclasses.field(default=None, repr=False, compare=False)
+    hidden_results: str = dataclasses.field(default="after_due", repr=False, compare=False)  # see HIDDEN_RESULTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +75,10 @@ class Course:
     feedback: pathlib.Path
     db_url: str
     settings_file: pathlib.Path = SETTINGS_FILE
-    settings_doc: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # settings_file, parsed
+    # settings_file, parsed (by default the package's, as settings_file)
+    settings_doc: dict = dataclasses.field(
+        default_factory=lambda: read_settings_file(SETTINGS_FILE), repr=False, compare=False
+    )
 
     @property
     def build(self) -> pathlib.Path:
@@ -84,14 +102,16 @@ class Course:
 
 
 def read_settings_file(path: pathlib.Path) -> dict:
-    """The parsed settings file (``defaults:`` and ``assignments:``); CourseError if it cannot be read."""
+    """The parsed settings file (``defaults:``, ``assignments:`` and any other section); CourseError if it cannot
+    be read."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise CourseError(f"cannot read grading settings {path}: {exc}") from exc
     if not isinstance(raw, dict):
         raise CourseError(f"{path}: expected 'defaults:' and 'assignments:' sections, got {type(raw).__name__}")
-    return {"defaults": raw.get("defaults") or {}, "assignments": raw.get("assignments") or {}}
+    # sections other than these two are read by the modules they configure (e.g. ``email:``, autograder.mail)
+    return {**raw, "defaults": raw.get("defaults") or {}, "assignments": raw.get("assignments") or {}}
 
 
 def load_settings(assignment: str, path: pathlib.Path = SETTINGS_FILE) -> AssignmentSettings:
@@ -147,6 +167,15 @@ def merge_settings(assignment: str, raw: dict, path: pathlib.Path) -> Assignment
         raise CourseError(
             f"{path}: feedback_rounds for {assignment!r} must be a whole number of at least 1, or "
             f"null for no cap; got {rounds!r}"
+        )
+    from autograder.late import parse_policy, parse_time
+
+    where = f"{path}: {assignment}"
+    merged["due"] = None if merged.get("due") is None else parse_time(merged["due"], f"{where}: due")
+    merged["late_policy"] = parse_policy(merged.get("late_policy"), where)
+    if merged.get("hidden_results", "after_due") not in HIDDEN_RESULTS:
+        raise CourseError(
+            f"{where}: hidden_results must be one of {list(HIDDEN_RESULTS)}, got {merged.get('hidden_results')!r}"
         )
     return AssignmentSettings(name=assignment, **merged)
 

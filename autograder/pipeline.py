@@ -146,6 +146,7 @@ def autograde_all(
     force: bool = False,
     progress: bool = True,
     dask: str | None = None,
+    record: bool = True,
 ) -> dict[str, list[Result]]:
     """:func:`autograde` for several assignments at once, ``{assignment: students or None (all)}``, in one
     queue: a free worker takes the next submission whatever its assignment, so no worker waits for an
@@ -156,6 +157,8 @@ def autograde_all(
     flagged :data:`autograder.scoring.GRADER_FAILED` (every question "not graded", recorded as such where the gradebook
     allows), and the batch goes on. The caller decides what to make of such results (``adl-grade`` exits
     non-zero and names them).
+
+    With ``record=False`` nothing is written to the gradebook (``adl-grade regrade`` shows the changes first).
     """
     from tqdm.auto import tqdm
 
@@ -172,7 +175,8 @@ def autograde_all(
     try:
         for result in _grade_all(course, tasks, workers, force, dask):
             try:
-                gradebook.record(course, result)
+                if record:
+                    gradebook.record(course, result)
             except Exception as exc:  # noqa: BLE001 - one student's row must not stop the others'
                 log.exception("%s/%s: the gradebook did not take the result", result.assignment, result.student)
                 result = failed(result.student, result.assignment, _trusted(course, result.assignment), exc)

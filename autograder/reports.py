@@ -1,4 +1,4 @@
-"""What grading produces for people: feedback for each student, grade exports, the terminal table, the report.
+"""What grading produces for people: grade exports, the terminal table, the report (feedback: :mod:`autograder.feedback`).
 
 Everything here may carry text from a submission (a student id is a folder name the student chose, a note
 quotes what their notebook did), so every string is escaped for where it goes: HTML by Jinja's autoescape,
@@ -8,111 +8,17 @@ computed (:func:`autograder.scoring.reason` words every lost point).
 
 from __future__ import annotations
 
-import datetime
-import hashlib
 import html
-import json
 import pathlib
 import re
 
-from autograder import gradebook
+from autograder import gradebook, late
 from autograder.course import Course, CourseError
-from autograder.files import write_json
+from autograder.feedback import feedback_rounds, write_feedback  # noqa: F401 (adl-grade's names for them)
 from autograder.ingest import printable
 from autograder.notebook import read_source
 from autograder.question_stats import QUESTION_STATISTICS_HELP, question_statistics, statistics_plot
 from autograder.scoring import GRADED_BY_HAND, PENDING, Result
-
-
-def feedback_rounds(course: Course, assignment: str, student: str) -> list[dict]:
-    """The rounds of feedback ``student`` has had on ``assignment``, oldest first: one per different
-    submission (``key``, the hash of the submitted notebook), with when it was written, its score and
-    whether the feedback was withheld (over the assignment's ``feedback_rounds`` cap)."""
-    path = _rounds_file(course, assignment, student)
-    try:
-        rounds = json.loads(path.read_text())
-    except FileNotFoundError:
-        return []
-    except ValueError as exc:
-        raise CourseError(
-            f"the feedback record {path} is not valid JSON ({exc}); restore it from a backup or "
-            "delete it to count this student's rounds from zero"
-        ) from None
-    return rounds if isinstance(rounds, list) else []
-
-
-def _submission_key(course: Course, result: Result) -> str:
-    """What makes a round: the submitted notebook's bytes (grading the same notebook again, with a newer
-    grader say, is the same round), or the result's key where the submission is not on disk."""
-    path = course.submitted / result.student / result.assignment / course.settings(result.assignment).notebook
-    try:
-        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return result.key
-
-
-def _rounds_file(course: Course, assignment: str, student: str) -> pathlib.Path:
-    return course.build / "feedback_rounds" / assignment / f"{student}.json"
-
-
-def write_feedback(course: Course, result: Result, final: bool = False) -> pathlib.Path:
-    """Per-student HTML: each question's points, the public checks, the reason for each lost point.
-    Hidden tests are never included: the public part of each test cell is cut from the source, and the
-    reasons hold nothing a hidden test computed (see :func:`autograder.scoring.reason`). A question graded by hand shows as such,
-    with its grade or as awaiting one; its source cell (the rubric and the sample answer) is never shown.
-
-    Each different submission a student gets feedback on is a *round*, recorded in
-    ``build/feedback_rounds/<assignment>/<student>.json`` (writing the same submission's feedback again is
-    the same round). Past the assignment's ``feedback_rounds`` cap the feedback says so and shows neither
-    the score nor the questions, so resubmitting cannot be used to probe the hidden tests; ``final=True``
-    (after the deadline: ``adl-grade feedback --final``) writes the whole feedback and counts no round."""
-    import jinja2
-
-    _, trusted = read_source(course.source_notebook(result.assignment))
-    by_id = {c.grade_id: c for c in trusted}
-    cap = course.settings(result.assignment).feedback_rounds
-    now = datetime.datetime.now(datetime.UTC)
-    number, withheld = None, False
-    if not final:
-        rounds = feedback_rounds(course, result.assignment, result.student)
-        keys = [r.get("key") for r in rounds if isinstance(r, dict)]
-        key = _submission_key(course, result)
-        if key in keys:
-            number = keys.index(key) + 1
-        else:
-            number = len(rounds) + 1
-            rounds.append(
-                {
-                    "key": key,
-                    "time": now.isoformat(timespec="seconds"),
-                    "score": result.score,
-                    "withheld": cap is not None and number > cap,
-                }
-            )
-            path = _rounds_file(course, result.assignment, result.student)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(path, rounds)
-        withheld = cap is not None and number > cap
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(pathlib.Path(__file__).with_name("templates")),
-        autoescape=True,
-    )
-    page = env.get_template("feedback.html.j2").render(
-        result=result,
-        public={
-            q.grade_id: by_id[q.grade_id].public_source.strip() if by_id[q.grade_id].autograded_test else ""
-            for q in result.questions
-        },
-        generated=now.strftime("%Y-%m-%d %H:%M UTC"),
-        round=number,
-        cap=cap,
-        withheld=withheld,
-        final=final,
-    )
-    path = course.feedback / result.student / result.assignment / "feedback.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page)
-    return path
 
 
 def export_csv(course: Course, assignment: str, path: pathlib.Path | None = None) -> pathlib.Path:
@@ -128,20 +34,43 @@ def export_csv(course: Course, assignment: str, path: pathlib.Path | None = None
     # only an assignment with questions graded by hand has questions left without any score (opening the
     # gradebook again costs nbgrader's alembic check, about a second)
     awaiting = gradebook.awaiting(course, assignment) if any(not c.autograded_test for c in graded) else {}
+    lateness = late_penalties(course, assignment, sorted(scores))
     path = path or course.build / "grades" / f"{assignment}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     # errors=: a student id that UTF-8 cannot write (a folder made by hand) is written escaped, not a crash
     with path.open("w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
         writer = csv.writer(fh)
         writer.writerow(
-            ["student_id", "assignment", *[c.grade_id for c in graded], "score", "max_score", "awaiting_grade"]
+            ["student_id", "assignment", *[c.grade_id for c in graded], "raw_score", "late_penalty", "score"]
+            + ["max_score", "late", "awaiting_grade"]
         )
         for student in sorted(scores):
             waiting = awaiting.get(student, [])
             row = [scores[student].get(c.grade_id, 0.0) for c in graded]
             shown = ["" if c.grade_id in waiting else value for c, value in zip(graded, row, strict=True)]
-            writer.writerow([student, assignment, *shown, sum(row), sum(c.points for c in graded), " ".join(waiting)])
+            penalty, lt = lateness.get(student, (0.0, None))
+            writer.writerow(
+                [student, assignment, *shown, sum(row), penalty, final_score(sum(row), penalty)]
+                + [sum(c.points for c in graded), lt.describe() if lt else "", " ".join(waiting)]
+            )
     return path
+
+
+def final_score(raw: float, penalty: float) -> float:
+    """The score that counts: the raw score less the late penalty, never below 0 (as nbgrader's export)."""
+    return max(0.0, round(raw - penalty, 6))
+
+
+def late_penalties(course: Course, assignment: str, students: list[str]) -> dict[str, tuple[float, late.Lateness]]:
+    """{student: (penalty in points, :class:`~autograder.late.Lateness`)} worked out again from the time stamps and
+    the settings (a resubmission, a new extension or a late day used elsewhere changes it), and written to the
+    gradebook so that the formgrader agrees; {} for an assignment without a due date."""
+    if course.settings(assignment).due is None:
+        return {}
+    lateness = late.all_lateness(course, assignment, students)
+    gradebook.record_lateness(course, assignment, lateness)
+    top = late.max_score(course, assignment)
+    return {s: (lt.penalty(top), lt) for s, lt in lateness.items()}
 
 
 CANVAS_ID_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
@@ -168,6 +97,7 @@ def export_canvas(
     _, trusted = read_source(course.source_notebook(assignment))
     possible = sum(c.points for c in trusted if c.grade)
     scores = gradebook.scores(course, assignment)
+    penalties = late_penalties(course, assignment, sorted(scores))
     people: dict[str, dict[str, str]] = {}
     if roster is not None:
         try:
@@ -206,7 +136,7 @@ def export_canvas(
         writer.writerow([*CANVAS_ID_COLUMNS, column])
         writer.writerow(["Points Possible", "", "", "", "", f"{possible:g}"])
         for student in sorted(scores):
-            total = f"{sum(scores[student].values()):g}"
+            total = f"{final_score(sum(scores[student].values()), penalties.get(student, (0.0,))[0]):g}"
             if roster is None:
                 writer.writerow([student, student, "", "", "", total])
             elif student in people:
@@ -246,6 +176,29 @@ def format_table(results: list[Result]) -> str:
         else []
     )
     return "\n".join(lines + [f"({legend})"] + note)
+
+
+def _late_section(course: Course, assignment: str, results: list[Result]) -> list[str]:
+    """The report's late submissions: each late student's raw score, penalty and the score that counts."""
+    penalties = late_penalties(course, assignment, [r.student for r in results])
+    if not penalties:
+        return []
+    late_ones = [(r, *penalties[r.student]) for r in results if penalties[r.student][1].seconds_late > 0]
+    lines = [
+        "",
+        "## Late submissions",
+        "",
+        f"Due {course.settings(assignment).due:%Y-%m-%d %H:%M %Z}; {len(late_ones)} of {len(results)} submissions "
+        "late. The penalty is taken off the graded (raw) score, which the gradebook keeps.",
+        "",
+    ]
+    if late_ones:
+        lines += ["| student | raw score | penalty | score | lateness |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {_md(r.student, 80)} | {r.score:g} | {penalty:g} | {final_score(r.score, penalty):g} | {lt.describe()} |"
+            for r, penalty, lt in late_ones
+        ]
+    return lines
 
 
 _MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]()!|~:"})
@@ -341,6 +294,7 @@ def write_report(course: Course, assignment: str, results: list[Result]) -> path
         diff = "n/a" if st["difficulty"] is None else f"{st['difficulty']:.2f}"
         why = "; ".join(f"{_md(reason, 160)} ({count})" for reason, count in st["reasons"]) or "none lost"
         lines.append(f"| {st['grade_id']} | {st['n']} | {diff} | {disc} | {why} |")
+    lines += _late_section(course, assignment, results)
     lines += [
         "",
         "![question statistics](question_statistics.png)",
