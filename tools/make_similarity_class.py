@@ -83,6 +83,11 @@ def independent(release, entry: dict) -> nbformat.NotebookNode:
     return nb
 
 
+F_STRING = re.compile(r"(?i)[rb]?f[rb]?['\"]")
+FIELD = re.compile(r"\{[^{}]*\}")  # a replacement field of an f-string (no nesting in the sample answers)
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def rename(code: str, names: dict[str, str]) -> str:
     """``code`` with every name token in ``names`` replaced, its comments deleted and a blank line put before
     each ``if``, ``for`` and ``return``: what a student does to hide a copy. Strings are left as they are."""
@@ -93,6 +98,11 @@ def rename(code: str, names: dict[str, str]) -> str:
             edits.append((tok.start[0], tok.start[1], tok.end[1], names[tok.string]))
         elif tok.type == tokenize.COMMENT:
             edits.append((tok.start[0], tok.start[1], tok.end[1], ""))
+        elif tok.type == tokenize.STRING and F_STRING.match(tok.string) and tok.start[0] == tok.end[0]:
+            # Python 3.11 gives an f-string as one token (3.12 on: its names are NAME tokens, handled above);
+            # a student renaming a variable renames it in the f-strings too, so both give the same copy
+            renamed = FIELD.sub(lambda m: NAME.sub(lambda n: names.get(n.group(), n.group()), m.group()), tok.string)
+            edits.append((tok.start[0], tok.start[1], tok.end[1], renamed))
     for row, start, end, new in sorted(edits, reverse=True):
         line = lines[row - 1]
         lines[row - 1] = line[:start] + new + line[end:]
