@@ -10,6 +10,10 @@ Each assignment from hw2 on keeps ``source/<assignment>/wrong_answers.yml`` besi
         loses: [q4_momentum]           # the test cells that must fail; every other one keeps its points
         why: the update goes uphill
 
+A test cell with partial credit (``adl_helpers.partial_credit``) may lose only some of its points: the optional
+``lost_points: {q3_audit: 1}`` says how many (more than 0, fewer than the cell's points) for a cell in ``loses``;
+the cells it does not name lose all theirs.
+
 :func:`build_class` turns the file into sample submissions, built from the student release the way a student
 fills it in: every ``# YOUR CODE HERE`` stub replaced by the solution's code, then the case's one edit.
 ``tools/make_sample_class.py`` writes them under ``autograder/samples/<assignment>/`` with ``expected.json``
@@ -52,6 +56,7 @@ class Case:
     with_: str
     loses: tuple[str, ...]
     why: str
+    lost_points: dict[str, float] = dataclasses.field(default_factory=dict)  # partial losses, see the docstring
 
 
 def _cells(nb) -> dict[str, nbformat.NotebookNode]:
@@ -124,11 +129,37 @@ def load_cases(source_dir: pathlib.Path, source_nb) -> list[Case]:
             raise CaseError(
                 f"{where}: 'loses' must name graded test cells (not a question graded by hand), got {list(case.loses)}"
             )
+        case = dataclasses.replace(case, lost_points=_lost_points(raw.get("lost_points", {}), case, source_nb, where))
         cases.append(case)
     covered = {g for c in cases for g in c.loses}
     if cases and graded - covered:
         raise CaseError(f"{path.name}: no case loses {sorted(graded - covered)}: add one per graded test cell")
     return cases
+
+
+def _lost_points(raw, case: Case, source_nb, where: str) -> dict[str, float]:
+    """A case's ``lost_points`` checked: each names a test cell of ``loses`` and fewer points than it has."""
+    if not isinstance(raw, dict):
+        raise CaseError(f"{where}: 'lost_points' maps test cells to the points they lose, got {raw!r}")
+    full = expected_points(source_nb, ())
+    out = {}
+    for gid, lost in raw.items():
+        if gid not in case.loses:
+            raise CaseError(f"{where}: 'lost_points' names {gid}, which 'loses' does not: add it there")
+        if isinstance(lost, bool) or not isinstance(lost, int | float) or not 0 < lost < full[gid]:
+            raise CaseError(
+                f"{where}: 'lost_points' of {gid} must be between 0 and {full[gid]:g} (its points; to lose them "
+                f"all, leave it out of 'lost_points'), got {lost!r}"
+            )
+        out[str(gid)] = float(lost)
+    return out
+
+
+def _loss(gid: str, lost_points: dict[str, float], source_nb) -> str:
+    """How a note names what a test cell loses: its grade id, or the points of it that are lost."""
+    if gid not in lost_points:
+        return gid
+    return f"{lost_points[gid]:g} of {gid}'s {expected_points(source_nb, ())[gid]:g} points"
 
 
 def fill_release(release_nb, source_nb, *cases: Case):
@@ -158,7 +189,8 @@ def fill_release(release_nb, source_nb, *cases: Case):
 
 
 def build_class(assignment: str, source_nb, release_nb, source_dir: pathlib.Path) -> list[dict]:
-    """The sample students of ``assignment``: [{"id", "notebook", "note", "loses", "manual", "ci"}] (``manual``:
+    """The sample students of ``assignment``: [{"id", "notebook", "note", "loses", "lost_points", "manual", "ci"}]
+    (``lost_points``: of the cells in ``loses``, those that lose only some of their points; ``manual``:
     the questions graded by hand, which each student answers with the sample answer). (The correct student
     is the solution itself, which the demo and the tests grade anyway.)
 
@@ -181,8 +213,10 @@ def build_class(assignment: str, source_nb, release_nb, source_dir: pathlib.Path
                 "id": f"w{i:02d}_{case.id.replace('-', '_')}",
                 "notebook": fill_release(release_nb, source_nb, case),
                 "loses": list(case.loses),
+                "lost_points": dict(case.lost_points),
                 "manual": manual,
-                "note": f"{case.why} (in {case.cell}): loses {', '.join(case.loses)} and nothing else.",
+                "note": f"{case.why} (in {case.cell}): loses "
+                f"{', '.join(_loss(g, case.lost_points, source_nb) for g in case.loses)} and nothing else.",
                 "ci": False,
             }
         )
@@ -191,28 +225,47 @@ def build_class(assignment: str, source_nb, release_nb, source_dir: pathlib.Path
         if not group:
             continue
         loses = [gid for gid in order if any(gid in c.loses for c in group)]
+        lost = _combined(group, loses, source_nb)
         students.append(
             {
                 "id": f"wx_several_mistakes_{name}",
                 "notebook": fill_release(release_nb, source_nb, *group),
                 "loses": loses,
+                "lost_points": lost,
                 "manual": manual,
                 "note": f"{len(group)} mistakes at once ({', '.join(c.id for c in group)}): loses "
-                f"{', '.join(loses)} and nothing else.",
+                f"{', '.join(_loss(g, lost, source_nb) for g in loses)} and nothing else.",
                 "ci": True,
             }
         )
     return students
 
 
-def expected_points(source_nb, loses) -> dict[str, float]:
-    """Points per graded test cell for a student who loses exactly ``loses`` (questions graded by hand are not
-    test cells: see :func:`manual_ids`)."""
+def _combined(group: list[Case], loses: list[str], source_nb) -> dict[str, float]:
+    """The partial losses of several mistakes in one notebook: a cell that one of them loses entirely is lost
+    entirely; else the mistakes' partial losses add up (they are taken to fail different checks), and a sum that
+    reaches the cell's points loses it entirely."""
+    full = expected_points(source_nb, ())
+    out = {}
+    for gid in loses:
+        touching = [c for c in group if gid in c.loses]
+        if all(gid in c.lost_points for c in touching):
+            total = sum(c.lost_points[gid] for c in touching)
+            if total < full[gid]:
+                out[gid] = total
+    return out
+
+
+def expected_points(source_nb, loses, lost_points: dict[str, float] | None = None) -> dict[str, float]:
+    """Points per graded test cell for a student who loses exactly ``loses``: all of each cell's points, or of a
+    cell in ``lost_points`` that many (questions graded by hand are not test cells: see :func:`manual_ids`)."""
+    lost_points = lost_points or {}
     points = {}
     for gid, cell in _cells(source_nb).items():
         md = cell.metadata["nbgrader"]
         if md.get("grade") and not md.get("solution") and cell.cell_type == "code":
-            points[gid] = 0.0 if gid in loses else float(md.get("points", 0))
+            full = float(md.get("points", 0))
+            points[gid] = full - lost_points.get(gid, full) if gid in loses else full
     return points
 
 

@@ -31,11 +31,15 @@ import builtins
 import contextlib
 import importlib
 import io
+import math
 import re
 import traceback
 import types
 import warnings
 
+import numpy as np
+
+from adl_helpers.partial_credit import CheckRecord, PartialCredit
 from autograder.wire import (  # noqa: F401 (the wire's names are the contract's too: contract.Unreadable, ...)
     ARRAY_KINDS,
     KERNEL_SIDE,
@@ -161,41 +165,46 @@ class TrustedTests:
 
     def run(self, source: str, label: str) -> dict:
         """Execute one test cell. Returns {"status": "ok"} or {"status": "error", ...} with the fields of
-        :func:`describe_failure`, and ``stdout`` either way. Raises KernelUnavailable if the kernel timed
+        :func:`describe_failure`, and ``stdout`` either way; a cell whose last statement's value is a score
+        adds ``score`` (and ``checks``: see :func:`cell_score`). Raises KernelUnavailable if the kernel timed
         out or died."""
         filename = f"<test {label}>"
         out = io.StringIO()
         try:
-            code = compile(source, filename, "exec")
+            code, last = _split_last(source, filename)
         except SyntaxError as exc:
-            return {
-                "status": "error",
-                "ename": "SyntaxError",
-                "evalue": str(exc),
-                "line": exc.lineno,
-                "origin": "test",
-                "function": None,
-                "message": None,
-                "stdout": "",
-            }
+            return {"status": "error", **_failure("SyntaxError", str(exc), exc.lineno), "stdout": ""}
+        value = None
         try:
-            self._bind(code)
+            self._bind(code, last)
+            before = {id(v): v for v in self.ns.values() if type(v) is PartialCredit}  # kept alive: ids stay theirs
             with contextlib.redirect_stdout(out), warnings.catch_warnings():
                 warnings.simplefilter("default")
                 exec(code, self.ns)  # noqa: S102 (the instructor's test code, in the grader's process)
+                if last is not None:
+                    value = eval(last[0], self.ns)  # noqa: S307 (the test's last expression: its score, if any)
         except KernelUnavailable:
             raise
         except Exception as exc:
             return {"status": "error", **describe_failure(exc, filename, source), "stdout": out.getvalue()}
-        return {"status": "ok", "stdout": out.getvalue()}
+        new = [v for v in self.ns.values() if type(v) is PartialCredit and id(v) not in before]
+        line = last[1] if last is not None else None
+        if (new and not any(v is value for v in new)) or (type(value) is PartialCredit and id(value) in before):
+            message = "the test cell's last line must be the checks it made"
+            return {
+                "status": "error",
+                **_failure("ValueError", message, line, message=message),
+                "stdout": out.getvalue(),
+            }
+        return {**cell_score(value, filename, source, line), "stdout": out.getvalue()}
 
-    def _bind(self, code: types.CodeType) -> None:
+    def _bind(self, code: types.CodeType, last: tuple[types.CodeType, int] | None = None) -> None:
         # Student values are re-read for every test cell; the test's own names stay as the test set them.
         for name in self._student_names:
             self.ns.pop(name, None)
         self._student_names = set()
         wanted = []
-        for name in sorted(code_names(code)):
+        for name in sorted(code_names(code) | (code_names(last[0]) if last else set())):
             if name in self.imports and name not in self.ns:
                 self.ns[name] = importlib.import_module(self.imports[name])
             elif name not in self.ns and not hasattr(builtins, name) and not _is_private(name):
@@ -206,6 +215,60 @@ class TrustedTests:
             self.ns.update(fetched)
 
     _student_names: set[str] | frozenset[str] = frozenset()
+
+
+# ------------------------------------------------------------------------------ what a test cell scores
+
+
+def _split_last(source: str, filename: str) -> tuple[types.CodeType, tuple[types.CodeType, int] | None]:
+    """The test's code, and its last statement apart (with its line) when that is an expression: its value."""
+    tree = ast.parse(source, filename)
+    last = tree.body[-1] if tree.body else None
+    if not isinstance(last, ast.Expr):
+        return compile(tree, filename, "exec"), None
+    tree.body.pop()
+    return compile(tree, filename, "exec"), (compile(ast.Expression(last.value), filename, "eval"), last.lineno)
+
+
+def _failure(ename: str, evalue: str, line: int | None, origin: str = "test", message: str | None = None) -> dict:
+    """The fields of :func:`describe_failure` for a failure the grader words itself (``message``: its own words)."""
+    return {"ename": ename, "evalue": evalue, "line": line, "origin": origin, "function": None, "message": message}
+
+
+def cell_score(value, filename: str, source: str, line: int | None) -> dict:
+    """What a test cell that ran to its end scores, from the value of its last line (computed here, by the
+    test's code): the ``status`` of :meth:`TrustedTests.run`, and ``score`` for a cell with partial credit.
+
+    - a :class:`~adl_helpers.partial_credit.PartialCredit` (the grader's own class): its score, and
+      ``checks``, one :func:`check_result` per check;
+    - a real number (``int``, ``float``, a NumPy integer or float; not a ``bool``): that number, as nbgrader
+      scores a test cell whose output is a number; a NaN or an infinity fails the cell;
+    - a value the grader could not read from the kernel fails the cell, as any use of it does;
+    - anything else (``None``, a ``bool``, an array): no score, the cell earns all its points.
+
+    The score is not clamped here: :func:`autograder.scoring.score_run` keeps it within the cell's points."""
+    if type(value) is Unreadable:
+        return {"status": "error", **_failure("TypeError", repr(value)[:2000], line, origin="unreadable")}
+    if type(value) is PartialCredit:
+        return {
+            "status": "ok",
+            "score": value.score,
+            "checks": [check_result(c, filename, source) for c in value.checks],
+        }
+    if not (type(value) in (int, float) or isinstance(value, np.integer | np.floating)):
+        return {"status": "ok"}
+    if not math.isfinite(value):
+        message = "the test's score is not a finite number"
+        return {"status": "error", **_failure("ValueError", f"{message}: {value!r}", line, message=message)}
+    return {"status": "ok", "score": float(value)}
+
+
+def check_result(check: CheckRecord, filename: str, source: str) -> dict:
+    """One check of a partial-credit cell as the run records it: ``points``, ``passed``, and for a failed one the
+    fields of :func:`describe_failure` (its ``line`` is in the check's ``with`` block)."""
+    if check.error is None:
+        return {"points": check.points, "passed": True}
+    return {"points": check.points, "passed": False, **describe_failure(check.error, filename, source)}
 
 
 # ------------------------------------------------------------------------------ what a failure may say
@@ -283,9 +346,9 @@ def instructor_message(source: str, line: int | None) -> str | None:
         return None
     text = None
     if isinstance(best, ast.Assert) and best.msg is not None:
-        text = _literal_text(best.msg)
+        text = literal_text(best.msg)
     elif isinstance(best, ast.Raise) and isinstance(best.exc, ast.Call) and best.exc.args:
-        text = _literal_text(best.exc.args[0])
+        text = literal_text(best.exc.args[0])
     else:
         calls = [
             n for n in ast.walk(best) if isinstance(n, ast.Call) and n.lineno <= line <= (n.end_lineno or n.lineno)
@@ -293,7 +356,7 @@ def instructor_message(source: str, line: int | None) -> str | None:
         for call in sorted(calls, key=lambda n: (n.end_lineno or n.lineno) - n.lineno):
             for kw in call.keywords:
                 if kw.arg in MESSAGE_KEYWORDS:
-                    text = _literal_text(kw.value)
+                    text = literal_text(kw.value)
                     break
             if text:
                 break
@@ -303,7 +366,7 @@ def instructor_message(source: str, line: int | None) -> str | None:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + HOLE
 
 
-def _literal_text(node: ast.expr) -> str | None:
+def literal_text(node: ast.expr) -> str | None:
     """A string literal's text; an f-string's literal parts with each field as an ellipsis; else None."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value

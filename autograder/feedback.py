@@ -141,6 +141,8 @@ def public_view(q: QuestionResult) -> str:
     that could not be graded is named; a point lost to a hidden test is not, and neither are the points."""
     if q.manual:
         return "graded by hand: the grade is shown with the score"
+    if q.public_reason is not None:  # a test cell with per-check points: its failed public checks alone
+        return q.public_reason or "the public checks passed"
     if q.status in ("passed", "partial") or q.reason.startswith("a hidden test failed"):
         return "the public checks passed"
     return q.reason

@@ -277,7 +277,9 @@ def write_report(course: Course, assignment: str, results: list[Result]) -> path
             )
             continue
         passed = sum(1 for status in statuses if status.get(gid) == "passed")
-        lines.append(f"| {gid} | {q.max_points:g} | {passed}/{len(results)} | {passed / len(results):.0%} |")
+        partial = sum(1 for status in statuses if status.get(gid) == "partial")  # per-check points: some earned
+        some = f" (+{partial} partial)" if partial else ""
+        lines.append(f"| {gid} | {q.max_points:g} | {passed}/{len(results)}{some} | {passed / len(results):.0%} |")
     stats = question_statistics(results)
     statistics_plot(stats, outdir / "question_statistics.png", assignment)
     lines += [

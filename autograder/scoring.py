@@ -8,15 +8,20 @@ lost its points for the student, and never with anything a hidden test computed.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
 import json
+import logging
+import math
 import pathlib
 import re
 
 from autograder.ingest import printable
 from autograder.notebook import SURROGATE, GradeCell
+
+log = logging.getLogger(__name__)
 
 GRADER_FAILED = (
     "grader failed"  # the flag of a submission the grader itself failed on: not graded, not the student's doing
@@ -31,9 +36,12 @@ class QuestionResult:
     grade_id: str
     points: float
     max_points: float
-    status: str  # passed | failed | not graded | pending | graded by hand
+    status: str  # passed | partial | failed | not graded | pending | graded by hand
     reason: str = ""
     manual: bool = False  # graded by hand (nbgrader's manually graded answer): "pending" until the formgrader scores it
+    # a test cell with per-check points (adl_helpers.partial_credit): its failed public checks alone ("" if none),
+    # what feedback may say while hidden results are held back; None for any other question
+    public_reason: str | None = None
 
 
 @dataclasses.dataclass
@@ -89,6 +97,69 @@ def reason(cell: dict, trusted: GradeCell) -> str:
     status = cell.get("status")
     if status in ("timeout", "dead", "skipped", "unresponsive", "disk"):
         return f"the test could not run: {cell.get('evalue')}"  # the grader's own words
+    hidden, what, at = _failure_words(cell, trusted)
+    if hidden:
+        return f"a hidden test failed ({what})"
+    return f"a public check failed ({what})" + (f" at: {at}" if at else "")
+
+
+def partial_reason(cell: dict, trusted: GradeCell, points: float) -> str:
+    """Why a test cell with partial credit earned ``points`` of its points, for the student: each failed check
+    (``cell["checks"]``, see :func:`autograder.contract.cell_score`) with the points it cost, in the words of
+    :func:`lost_checks`."""
+    lost = [f"lost {_points(p)}: {words}" for _, p, words in lost_checks(cell, trusted)]
+    head = f"earned {points:g} of {_points(trusted.points)}"
+    if lost:
+        return f"{head}; " + "; ".join(lost)
+    if "checks" in cell:
+        return f"{head}: the checks that ran are worth {_points(sum(c['points'] for c in cell['checks']))}"
+    return f"{head} (the score the test gave)"
+
+
+def lost_checks(cell: dict, trusted: GradeCell) -> list[tuple[bool, float, str]]:
+    """The failed checks of a test cell with partial credit: (hidden, points, words) each, the words saying its
+    part (public or hidden), the check's text as the instructor typed it (:func:`check_label`) and what failed,
+    as :func:`reason` says it (never a value the test or the student's code computed)."""
+    lost = []
+    for check in cell.get("checks", []):
+        if check["passed"]:
+            continue
+        hidden, what, at = _failure_words(check, trusted)
+        label = check_label(trusted.source, check.get("line"))
+        words = f"a {'hidden' if hidden else 'public'} check failed ({label + ': ' if label else ''}{what})"
+        lost.append((hidden, check["points"], words + (f" at: {at}" if at and not hidden else "")))
+    return lost
+
+
+def _points(points: float) -> str:
+    return f"{points:g} point" + ("" if points == 1 else "s")
+
+
+def check_label(source: str, line: object) -> str | None:
+    """The text of the innermost ``with ....check(points, "text"):`` around ``line`` of the test's ``source``, as
+    the instructor typed it (f-string fields cut out, see :func:`autograder.contract.instructor_message`), or None."""
+    from autograder.contract import HOLE, MAX_MESSAGE, literal_text
+
+    if not isinstance(line, int):
+        return None
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    best = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.With) and node.lineno <= line <= (node.end_lineno or node.lineno):
+            call = node.items[0].context_expr
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "check":
+                what = [*call.args[1:2], *(k.value for k in call.keywords if k.arg == "what")]
+                if what and (best is None or node.lineno > best[0]):
+                    best = (node.lineno, literal_text(what[0]))
+    text = " ".join(best[1].split()) if best and best[1] else None
+    return text if text is None or len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + HOLE
+
+
+def _failure_words(cell: dict, trusted: GradeCell) -> tuple[bool, str, str | None]:
+    """For :func:`reason`: whether the failing line is hidden, what failed, and the public line that failed."""
     ename = str(cell.get("ename") or "Error")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,59}", ename):
         ename = "Error"
@@ -122,10 +193,7 @@ def reason(cell: dict, trusted: GradeCell) -> str:
         what = f"NameError: {name} is not defined (an answer cell above did not run or did not define it)"
     else:
         what = f"{ename}: {message}" if isinstance(message, str) and message else ename
-    if hidden:
-        return f"a hidden test failed ({what})"
-    at = _public_line(trusted, line)
-    return f"a public check failed ({what})" + (f" at: {at}" if at else "")
+    return hidden, what, None if hidden else _public_line(trusted, line)
 
 
 def _public_names(trusted: GradeCell) -> set[str]:
@@ -179,7 +247,9 @@ def score_run(
             questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, PENDING, AWAITS, manual=True))
             continue
         cell = by_id.get(tc.grade_id, {"status": "skipped", "evalue": "the test cell did not run"})
-        if cell["status"] == "ok":
+        if cell["status"] == "ok" and "score" in cell:
+            questions.append(_partial(cell, tc))
+        elif cell["status"] == "ok":
             questions.append(QuestionResult(tc.grade_id, tc.points, tc.points, "passed"))
         else:
             questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "failed", valid_text(reason(cell, tc))))
@@ -192,7 +262,7 @@ def score_run(
     }
     flags = [labels[s] for s in labels if any(c["status"] == s for c in cells)]
     notes = [f"cell {c.get('grade_id') or c.get('index')}: {c.get('evalue')}" for c in cells if c["status"] in labels]
-    if any(c.get("ename") == "ProtocolError" for c in cells):
+    if any(c.get("ename") == "ProtocolError" for c in cells + [k for c in cells for k in c.get("checks", [])]):
         flags.append("kernel tampered")
         notes.append(
             "the notebook's code changed how the kernel runs cells, so the grader could not read "
@@ -203,6 +273,24 @@ def score_run(
     if isinstance(raw, int | float) and not isinstance(raw, bool) and abs(raw) < 1e9:  # not NaN either
         elapsed = float(raw)
     return Result(student, assignment, questions, flags, elapsed, key, notes)
+
+
+def _partial(cell: dict, tc: GradeCell) -> QuestionResult:
+    """The result of a test cell that ran to its end with a score (partial credit): the score kept within
+    [0, the cell's points]; "passed" at full points, "failed" at 0, else "partial"."""
+    score = cell["score"]
+    total = sum(c["points"] for c in cell.get("checks", []))
+    if "checks" in cell and total != tc.points:  # the instructor's to fix; the score is clamped meanwhile
+        log.warning("the checks of test cell %s are worth %g points, the cell %g", tc.grade_id, total, tc.points)
+    points = min(max(float(score), 0.0), float(tc.points))
+    public = None
+    if "checks" in cell:
+        public = valid_text("; ".join(words for hidden, _, words in lost_checks(cell, tc) if not hidden))
+    if points >= tc.points:
+        return QuestionResult(tc.grade_id, points, tc.points, "passed", public_reason=public)
+    status = "failed" if points <= 0 else "partial"
+    reason = valid_text(partial_reason(cell, tc, points))
+    return QuestionResult(tc.grade_id, points, tc.points, status, reason, public_reason=public)
 
 
 @functools.cache
@@ -227,7 +315,8 @@ def result_key(submission: bytes, source: bytes, settings: object) -> str:
 
 def run_cells(run) -> list[dict]:
     """The worker's per-cell entries, each a dict with a text ``status`` and a text or None ``grade_id``;
-    text values made writable as UTF-8, an int or None ``line``; nested values and other types dropped."""
+    text values made writable as UTF-8, an int or None ``line``; a ``score`` only if it is a finite number,
+    ``checks`` only as a list of checks (see :func:`_checks`); other nested values and other types dropped."""
     cells = run.get("cells") if isinstance(run, dict) else None
     out = []
     for cell in cells if isinstance(cells, list) else []:
@@ -240,6 +329,38 @@ def run_cells(run) -> list[dict]:
         }
         clean["status"] = clean["status"] if isinstance(clean.get("status"), str) else "error"
         clean["grade_id"] = clean.get("grade_id") if isinstance(clean.get("grade_id"), str) else None
+        clean["line"] = clean.get("line") if type(clean.get("line")) is int else None
+        if not _is_finite(clean.get("score")):
+            clean.pop("score", None)
+        clean.pop("checks", None)  # a text: not checks
+        checks = _checks(cell.get("checks"))
+        if checks is not None:
+            clean["checks"] = checks
+        out.append(clean)
+    return out
+
+
+def _is_finite(value) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _checks(raw) -> list[dict] | None:
+    """A cell's ``checks`` (:func:`autograder.contract.check_result`) read defensively: each a dict with finite
+    ``points`` >= 0 and a bool ``passed``, text made writable, an int or None ``line``; None if it is not a list of
+    such dicts (then the cell has no checks, and its score, if any, stands alone)."""
+    if not isinstance(raw, list):
+        return None
+    out = []
+    for check in raw:
+        if not (isinstance(check, dict) and _is_finite(check.get("points")) and type(check.get("passed")) is bool):
+            return None
+        clean = {
+            k: valid_text(v) if isinstance(v, str) else v
+            for k, v in check.items()
+            if isinstance(k, str) and (v is None or type(v) in (str, int, float, bool))
+        }
+        if check["points"] < 0:
+            return None
         clean["line"] = clean.get("line") if type(clean.get("line")) is int else None
         out.append(clean)
     return out

@@ -107,9 +107,10 @@ def test_each_wrong_answer_loses_exactly_its_question(graded, assignment):
         )
     expected = _expected(assignment)
     ci = {s: e for s, e in expected.items() if e["ci"]}
-    graded_cells = {q.grade_id for q in results[assignment]["solution"].questions if not q.manual}
-    assert {g for e in ci.values() for g, p in e["points"].items() if p == 0} == graded_cells, (
-        "every test cell needs a wrong-answer case that loses it"
+    full = {q.grade_id: q.max_points for q in results[assignment]["solution"].questions if not q.manual}
+    assert {g for e in ci.values() for g, p in e["points"].items() if p < full[g]} == set(full), (
+        "every test cell needs a wrong-answer case that costs it points (all of them, or some of a cell with "
+        "partial credit)"
     )
     for student, exp in ci.items():
         r = results[assignment][student]

@@ -5,11 +5,14 @@ feedback. No kernel runs: results are made from the source's cells."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 
 import pytest
 import yaml
 from helpers import scratch_course
+from hypothesis import given
+from hypothesis import strategies as st
 
 from autograder import gradebook, late, pipeline, reports
 from autograder.course import SETTINGS_FILE, CourseError, load_course
@@ -288,3 +291,34 @@ def test_feedback_shows_the_penalty_beside_the_graded_score(released):
     assert f"{max(0.0, result.score - penalty):g} / {result.max_score:g}" in page
     assert f"graded {result.score:g}, less a late penalty of {penalty:g}" in page
     assert "2.0 days late, penalty 30% of the maximum score" in page
+
+
+@given(
+    seconds=st.lists(st.floats(0, 30 * 86400), min_size=1, max_size=40),
+    per=st.integers(0, 100),
+    cap=st.integers(0, 100),
+    grace=st.floats(0, 86400),
+    hourly=st.booleans(),
+)
+def test_the_penalty_never_falls_as_lateness_grows_and_never_passes_the_cap(seconds, per, cap, grace, hourly):
+    policy = late.parse_policy(
+        {"per_hour" if hourly else "per_day": f"{per}%", "cap": f"{cap}%", "grace": grace}, "property"
+    )
+    shares = [policy.penalty_share(s) for s in sorted(seconds)]
+    assert all(a <= b for a, b in zip(shares, shares[1:], strict=False))
+    assert all(0.0 <= s <= cap / 100 for s in shares)
+    assert all(policy.penalty_share(s) == 0.0 for s in seconds if s <= grace)
+
+
+def test_held_back_feedback_names_public_failures_only():
+    from autograder.feedback import public_view
+    from autograder.scoring import QuestionResult
+
+    hidden = QuestionResult("q1", 0.0, 2.0, "failed", "a hidden test failed (AssertionError: shape)")
+    public = QuestionResult("q2", 0.0, 2.0, "failed", "a public check failed (AssertionError) at: assert f(1) == 2")
+    checks = QuestionResult("q3", 3.0, 4.0, "partial", "earned 3 of 4 points; lost 1 point: a hidden check failed")
+    public_check = dataclasses.replace(checks, public_reason="lost 1 point: a public check failed (shapes)")
+    assert public_view(hidden) == "the public checks passed"
+    assert public_view(public) == public.reason
+    assert public_view(dataclasses.replace(checks, public_reason="")) == "the public checks passed"
+    assert public_view(public_check) == "lost 1 point: a public check failed (shapes)"

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             "solution": cases.expected_points(source_nb, ()),
             "blank": cases.expected_points(source_nb, graded_ids),
         }
-        expect.update({s["id"]: cases.expected_points(source_nb, s["loses"]) for s in students})
+        expect.update({s["id"]: cases.expected_points(source_nb, s["loses"], s["lost_points"]) for s in students})
         # questions graded by hand: answered (so awaiting a grade) by all but the blank release
         manual = {student: cases.manual_ids(source_nb) if student != "blank" else [] for student in expect}
         bad = 0

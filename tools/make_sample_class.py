@@ -242,10 +242,11 @@ def render_cases(assignment: str) -> dict[str, bytes]:
     source_nb = nbformat.read(source_dir / f"{assignment}.ipynb", as_version=4)
     release_nb = nbformat.read(ROOT / "release" / assignment / f"{assignment}.ipynb", as_version=4)
     files, students = {}, {}
-    for st in cases.build_class(assignment, source_nb, release_nb, source_dir):
+    built = cases.build_class(assignment, source_nb, release_nb, source_dir)
+    for st in built:
         name = f"{st['id']}_{assignment}.ipynb"
         files[name] = nbformat.writes(st["notebook"]).encode() + b"\n"
-        points = cases.expected_points(source_nb, st["loses"])
+        points = cases.expected_points(source_nb, st["loses"], st["lost_points"])
         students[st["id"]] = {
             "file": name,
             "points": points,
@@ -265,6 +266,12 @@ def render_cases(assignment: str) -> dict[str, bytes]:
         RULES[0].replace("hw1/hw1", f"{assignment}/{assignment}"),
         *RULES[1:3],
     ]
+    if any(st["lost_points"] for st in built):  # a test cell with per-check points (adl_helpers.partial_credit)
+        rules.append(
+            "A test cell that ends with its checks (adl_helpers.partial_credit) earns the points of the checks "
+            "that raise no error; a check that fails costs its own points only. 'lost_points' in "
+            "wrong_answers.yml says how many of such a cell's points a mistake costs."
+        )
     files["expected.json"] = (json.dumps({"rules": rules, "students": students}, indent=1) + "\n").encode()
     return files
 
