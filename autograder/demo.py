@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import pathlib
 import time
 
 from autograder import pipeline, preflight, reports, scoring
 from autograder.cli import _finish, _for_each, _grader_failures, _print_rejected, _print_sandbox
 from autograder.expected import compare_with_expected, extra_cases, needs_sandbox
+from autograder.ingest import printable
 
 SAMPLES = pathlib.Path(__file__).with_name("samples")
 
@@ -74,6 +76,8 @@ def demo(args, course) -> int:
             f"  grades:   {csv_path.relative_to(course.root)} (Canvas import: {canvas_path.relative_to(course.root)})"
         )
         print(f"  report:   {report.relative_to(course.root)} (+ score_distribution.png)")
+        if a == "hw1":
+            _late_example(course, results)
     _screen_and_mail(course)
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return _finish(failed)
@@ -103,3 +107,36 @@ def _screen_and_mail(course) -> None:
         for line in mail.format_report(sent)[:4]:
             print(line)
         print(f"  ... the messages are in {(course.build / 'mail' / 'hw1' / 'outbox').relative_to(course.root)}/")
+
+
+def _late_example(course, results) -> None:
+    """What a late policy does to the class just graded, worked out and printed, recorded nowhere: the sample's
+    files carry no submission time (they are stamped when collected), so the example's due date is set from it."""
+    from autograder import late
+
+    stamps = [s for r in results if (s := late.submitted_at(course, r.assignment, r.student))]
+    if not stamps:
+        return
+    due = min(stamps) - datetime.timedelta(hours=36)
+    policy = {"grace": "15m", "per_day": "10%", "cap": "50%", "late_days": True}
+    shown = [r for r in results if scoring.GRADER_FAILED not in r.flags][:4]
+    doc = dict(course.settings_doc)
+    doc["assignments"] = {
+        **doc["assignments"],
+        "hw1": {**doc["assignments"].get("hw1", {}), "due": due, "late_policy": policy},
+    }
+    doc.update(late_days=1, extensions={f"hw1/{shown[0].student}": "2d"} if shown else {})
+    example = dataclasses.replace(course, settings_doc=doc)
+    print(
+        "== late policy, an example recorded nowhere (hw1 due 36 hours before these files were collected; grace 15m, "
+        "10% a day, cap 50%, 1 late day per student; an extension of 2 days for the first student)"
+    )
+    top = late.max_score(course, "hw1")
+    for r in shown:
+        lt = late.lateness(example, "hw1", r.student, roster=set())
+        penalty = lt.penalty(top)
+        print(
+            f"  {printable(r.student, limit=40):<12} graded {r.score:>4g}  penalty {penalty:>4g}  score "
+            f"{reports.final_score(r.score, penalty):>4g}  ({lt.describe()})"
+        )
+    print("  Set due: and late_policy: in assignments.yml (autograder/README.md, 'Late submissions').")

@@ -120,7 +120,7 @@ def _write_late(gb: Gradebook, course: Course, assignment: str, lateness: dict[s
             continue
         sub.extension = lt.due - due if lt.extended and lt.due is not None and due is not None else None
         for nb in sub.notebooks:
-            nb.late_submission_penalty = lt.penalty_share * max_score if lt.penalty_share else None
+            nb.late_submission_penalty = lt.penalty(max_score) if lt.penalty_share else None
 
 
 def _naive(moment):

@@ -66,6 +66,10 @@ def late_penalties(course: Course, assignment: str, students: list[str]) -> dict
     the settings (a resubmission, a new extension or a late day used elsewhere changes it), and written to the
     gradebook so that the formgrader agrees; {} for an assignment without a due date."""
     if course.settings(assignment).due is None:
+        if any(gradebook.penalties(course, assignment).values()):  # a due date taken away: clear what it left
+            gradebook.record_lateness(
+                course, assignment, {s: late.Lateness(s, assignment, None, None) for s in students}
+            )
         return {}
     lateness = late.all_lateness(course, assignment, students)
     gradebook.record_lateness(course, assignment, lateness)

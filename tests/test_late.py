@@ -261,6 +261,15 @@ def test_the_penalty_is_recorded_for_nbgrader_and_exported_beside_the_raw_score(
     assert (float(rows["late2"]["late_penalty"]), float(rows["late2"]["score"])) == (0.0, raw)
     assert gradebook.penalties(course, "hw1")["late2"] == 0.0
 
+    # the due date taken away: nothing of it is left in the gradebook for the formgrader or nbgrader's export
+    course = _settings(released, due=DUE.isoformat(), late_policy=POLICY)
+    reports.export_csv(course, "hw1")
+    assert gradebook.penalties(course, "hw1")["late2"] > 0
+    course = _settings(released, due=None, late_policy=None)
+    rows = {r["student_id"]: r for r in csv.DictReader(reports.export_csv(course, "hw1").open())}
+    assert (float(rows["late2"]["late_penalty"]), rows["late2"]["late"]) == (0.0, "")
+    assert set(gradebook.penalties(course, "hw1").values()) == {0.0}
+
 
 def test_feedback_holds_back_hidden_results_until_the_due_date(released):
     course = _settings(released, due="2999-01-01T00:00", hidden_results="after_due")
