@@ -33,7 +33,7 @@ QUIET_ROUNDS = 5  # passes of freeze-then-kill until one finds nothing left
 log = logging.getLogger("autograder.worker")  # the kernel's stderr lines go to the job's log, as the worker's
 
 
-def _drain(fd: int) -> None:
+def drain_kernel_log(fd: int) -> None:
     """Copy the kernel's stderr into the job's log, each line marked as the kernel's; drop what passes
     KERNEL_LOG_LIMIT (still reading, so the kernel never blocks on a full pipe)."""
     kept = 0
@@ -242,7 +242,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             os.close(write_end)
             if self.sandbox is not None:
                 self.sandbox.release()
-        threading.Thread(target=_drain, args=(read_end,), daemon=True).start()
+        threading.Thread(target=drain_kernel_log, args=(read_end,), daemon=True).start()
 
     @property
     def kernel_spec(self):

@@ -27,7 +27,7 @@ from autograder.evaluate import ModelEvaluator
 from autograder.files import write_json
 from autograder.formgrader import sanitize_notebook
 from autograder.job import Job, JobError
-from autograder.kernel import _drain
+from autograder.kernel import drain_kernel_log
 from autograder.processes import kill_tree
 from autograder.runner import Runner
 from autograder.sandbox import Limits, Sandbox
@@ -73,39 +73,44 @@ def _run_job(job: Job) -> None:
     start = time.monotonic()
     env = job.env
     forked = _kernel_template(job, sandbox) if sandbox is not None else None
-    if forked is not None and sandbox is not None:
-        _copy_into(workdir, forked.home)
-        kept = tuple(path for path in sandbox.readonly if path != control)  # the data mirror
-        env = {k: v.replace(str(workdir), str(forked.home)) for k, v in env.items()}  # HOME, its caches
-        workdir, control = forked.home, forked.control
-        sandbox = dataclasses.replace(sandbox, workdir=workdir, readonly=kept + (control,))
-    # Saved models (adl.grading.evaluate_saved_model in a test cell) are loaded in a sandbox of their own.
-    evaluator = ModelEvaluator(
-        workdir,
-        timeout=job.cell_timeout,
-        slot=box.slot if box else 0,
-        limits=Limits(memory=box.memory if box else Limits.memory, processes=64, cpu_seconds=int(job.cell_timeout) * 4),
-        sandbox=box.enabled if box else True,
-        env=job.evaluator_env(),
-        scratch=pathlib.Path(job.scratch) if job.scratch else None,
-    )
-    runner = Runner(
-        nb,
-        workdir,
-        job.cell_timeout,
-        job.notebook_timeout,
-        env,
-        sandbox,
-        control,
-        output_limits=(job.output_limit, job.notebook_output_limit),
-        evaluator=evaluator,
-        forked=forked,
-    )
-    _limit_memory(job.grader_memory)
-    try:
-        cells = runner.run()
+    try:  # whatever fails from here on, a kernel template taken is handed back
+        if forked is not None:
+            assert sandbox is not None  # a template is taken only for a sandboxed kernel
+            _copy_into(workdir, forked.home)
+            kept = tuple(path for path in sandbox.readonly if path != control)  # the data mirror
+            env = {k: v.replace(str(workdir), str(forked.home)) for k, v in env.items()}  # HOME, its caches
+            workdir, control = forked.home, forked.control
+            sandbox = dataclasses.replace(sandbox, workdir=workdir, readonly=kept + (control,))
+        # Saved models (adl.grading.evaluate_saved_model in a test cell) are loaded in a sandbox of their own.
+        evaluator = ModelEvaluator(
+            workdir,
+            timeout=job.cell_timeout,
+            slot=box.slot if box else 0,
+            limits=Limits(
+                memory=box.memory if box else Limits.memory, processes=64, cpu_seconds=int(job.cell_timeout) * 4
+            ),
+            sandbox=box.enabled if box else True,
+            env=job.evaluator_env(),
+            scratch=pathlib.Path(job.scratch) if job.scratch else None,
+        )
+        try:
+            runner = Runner(
+                nb,
+                workdir,
+                job.cell_timeout,
+                job.notebook_timeout,
+                env,
+                sandbox,
+                control,
+                output_limits=(job.output_limit, job.notebook_output_limit),
+                evaluator=evaluator,
+                forked=forked,
+            )
+            _limit_memory(job.grader_memory)
+            cells = runner.run()
+        finally:
+            evaluator.close()
     finally:
-        evaluator.close()
         if forked is not None:
             forked.finish()
     pathlib.Path(job.executed).write_text(nbformat.writes(sanitize_notebook(nb)))
@@ -143,7 +148,7 @@ def _kernel_template(job: Job, sandbox: Sandbox) -> kerneltemplate.KernelJob | N
         log.warning("the kernel template did not start (%s): each kernel starts on its own", exc)
         return None
     try:
-        return kerneltemplate.KernelJob(template, sandbox.uid, _drain)
+        return kerneltemplate.KernelJob(template, sandbox.uid, drain_kernel_log)
     except (forkserver.TemplateError, OSError) as exc:
         log.warning("the kernel template cannot take this submission (%s): its kernel starts on its own", exc)
         forkserver.release(template)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import filecmp
+import json
 import pathlib
 import shutil
+import warnings
 
 import yaml
 
+from autograder import contract
+from autograder.contract import read_answer
 from autograder.course import COURSE_SETTINGS, SETTINGS_FILE
 from autograder.notebook import read_source
 
@@ -170,3 +174,27 @@ def chromium(what: str) -> str:
     if os.environ.get("ADL_REQUIRE_BROWSER") == "1":
         pytest.fail("chromium is not installed, and ADL_REQUIRE_BROWSER=1 (.ci/run installs it)")
     pytest.skip(f"chromium is not installed: {what} (apt-get install chromium; .ci/run installs it)")
+
+
+# ----------------------------------------------------------------------- the grading contract, no process
+
+
+class FakeKernel:
+    """The student's kernel, minus the process: ``ask`` does what the worker's ``_ask`` does (request and
+    answer cross as JSON files, the answer is read with ``read_answer``), and :data:`KERNEL_SIDE` answers
+    from ``user``, the globals the student's code ``source`` left behind."""
+
+    def __init__(self, folder, source: str = ""):
+        self.folder = folder
+        self.user: dict = {"__name__": "student"}
+        exec(source, self.user)  # noqa: S102 (the "student's" code)
+        self._side: dict = {}
+        exec(contract.KERNEL_SIDE, self._side)  # noqa: S102 (our own code)
+
+    def ask(self, request: dict) -> dict:
+        req, ans = self.folder / "request.json", self.folder / "answer.json"
+        req.write_text(json.dumps(request))
+        with warnings.catch_warnings():  # as in a kernel, where Python's default filters ignore them
+            warnings.simplefilter("ignore", ResourceWarning)
+            self._side["_adl_answer"](self.user, str(req), str(ans))
+        return read_answer(ans.read_text())

@@ -18,11 +18,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from helpers import FakeKernel as Kernel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from autograder import contract
 from autograder.contract import (
     ARRAY_KINDS,
     MAX_ITEMS,
@@ -40,27 +40,6 @@ from autograder.contract import (
     encode,
     read_answer,
 )
-
-
-class Kernel:
-    """The student's kernel, minus the process: ``ask`` does what the worker's ``_ask`` does (request and
-    answer cross as JSON files, the answer is read with ``read_answer``), and :data:`KERNEL_SIDE` answers
-    from ``user``, the globals the student's code ``source`` left behind."""
-
-    def __init__(self, folder, source: str = ""):
-        self.folder = folder
-        self.user: dict = {"__name__": "student"}
-        exec(source, self.user)  # noqa: S102 (the "student's" code)
-        self._side: dict = {}
-        exec(contract.KERNEL_SIDE, self._side)  # noqa: S102 (our own code)
-
-    def ask(self, request: dict) -> dict:
-        req, ans = self.folder / "request.json", self.folder / "answer.json"
-        req.write_text(json.dumps(request))
-        with warnings.catch_warnings():  # as in a kernel, where Python's default filters ignore them
-            warnings.simplefilter("ignore", ResourceWarning)
-            self._side["_adl_answer"](self.user, str(req), str(ans))
-        return read_answer(ans.read_text())
 
 
 @pytest.fixture(scope="module")

@@ -188,6 +188,21 @@ def test_a_killed_template_leaves_the_submission_to_fresh_kernels(tmp_path):
         assert facts["kept"] is True and facts["parent"] == 1  # bubblewrap's init: a kernel of its own sandbox
 
 
+def test_a_submission_that_fails_before_its_first_kernel_hands_the_template_back(tmp_path):
+    """A full disk while the submission's files are copied into the template's folder: the job fails, and the
+    template goes back to the worker's idle ones instead of being lost with the job."""
+    code = (
+        "import sys\nfrom autograder import forkserver, worker\n"
+        "def full(source, target):\n    raise OSError(28, 'No space left on device')\n"
+        "worker._copy_into = full\n"
+        "try:\n    worker.run_job(sys.argv[1])\nexcept OSError as exc:\n    print('raised', exc.errno)\n"
+        "print('idle', [t.kernel for t in forkserver._IDLE.values()])\n"
+    )
+    job = _job(tmp_path / "a", [PROBE])
+    proc = subprocess.run([sys.executable, "-c", code, str(job)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.stdout.split("\n")[:2] == ["raised 28", "idle [True]"], proc.stdout + proc.stderr[-2000:]
+
+
 def test_preload_names_modules(tmp_path):
     settings = tmp_path / "assignments.yml"
     settings.write_text(

@@ -11,32 +11,15 @@ import math
 
 import numpy as np
 import pytest
+from helpers import FakeKernel as Kernel
 
 from adl_helpers import partial_credit
 from adl_helpers.partial_credit import PartialCredit
 from autograder import cases, contract, scoring
-from autograder.contract import KernelUnavailable, Link, TrustedTests, read_answer
+from autograder.contract import KernelUnavailable, Link, TrustedTests
 from autograder.notebook import GradeCell
 
 IMPORT = "from adl_helpers.partial_credit import PartialCredit as _PartialCredit\n"
-
-
-class Kernel:
-    """The student's kernel minus the process: :data:`KERNEL_SIDE` answers from ``user``, the globals the
-    student's code left behind (request and answer cross as JSON files, as in the worker)."""
-
-    def __init__(self, folder, source: str = ""):
-        self.folder = folder
-        self.user: dict = {"__name__": "student"}
-        exec(source, self.user)  # noqa: S102 (the "student's" code)
-        self._side: dict = {}
-        exec(contract.KERNEL_SIDE, self._side)  # noqa: S102 (our own code)
-
-    def ask(self, request: dict) -> dict:
-        req, ans = self.folder / "request.json", self.folder / "answer.json"
-        req.write_text(json.dumps(request))
-        self._side["_adl_answer"](self.user, str(req), str(ans))
-        return read_answer(ans.read_text())
 
 
 def run_test(tmp_path, student: str, test: str, label: str = "q1") -> dict:
