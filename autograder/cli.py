@@ -30,15 +30,23 @@ def cmd_release(args, course):
 
 
 def cmd_collect(args, course):
-    due = course.settings(args.assignment).due if args.assignment in course.assignments() else None
+    due = None
     if args.due:
         due = datetime.datetime.fromisoformat(args.due)
         due = due if due.tzinfo else due.replace(tzinfo=datetime.UTC)
     got = pipeline.collect(course, args.assignment, pathlib.Path(args.download), args.pattern, due=due)
     print(f"collected {len(got.accepted)} submissions of {args.assignment} into {course.submitted}")
     _print_rejected(got.rejected)
-    if got.late:
-        print(f"  late: {', '.join(printable(s) for s in got.late)}")
+    late = got.late
+    if due is None and course.settings(args.assignment).due is not None:  # the settings' due date, extensions too
+        from autograder import late as lateness
+
+        worked_out = lateness.all_lateness(course, args.assignment, sorted(got.accepted))
+        late = [s for s, lt in worked_out.items() if lt.seconds_late > 0]
+        for s in late:
+            print(f"  late: {printable(s)}: {worked_out[s].describe()}")
+    elif late:
+        print(f"  late: {', '.join(printable(s) for s in late)}")
 
 
 def _print_rejected(rejected) -> None:

@@ -331,3 +331,29 @@ def test_held_back_feedback_names_public_failures_only():
     assert public_view(public) == public.reason
     assert public_view(dataclasses.replace(checks, public_reason="")) == "the public checks passed"
     assert public_view(public_check) == "lost 1 point: a public check failed (shapes)"
+
+
+def test_collect_lists_late_submissions_by_the_settings_due_date_and_extensions(tmp_path, monkeypatch, capsys):
+    import os
+
+    from helpers import ROOT
+
+    from autograder import cli
+
+    course = _course(
+        tmp_path,
+        monkeypatch,
+        {"hw1": {"due": DUE.isoformat(), "late_policy": POLICY}},
+        {"extensions": {"hw1/s02": "2d"}},
+        assignments=("hw1",),
+    )
+    download = tmp_path / "download"
+    download.mkdir()
+    for student, moment in (("s01", DUE + DAY), ("s02", DUE + DAY), ("s03", DUE - SECOND)):
+        path = download / f"{student}_hw1.ipynb"
+        path.write_bytes((ROOT / "release" / "hw1" / "hw1.ipynb").read_bytes())
+        os.utime(path, (moment.timestamp(), moment.timestamp()))
+    assert cli.main(["--course", str(course.root), "collect", "hw1", str(download)]) == 0
+    out = capsys.readouterr().out
+    assert "late: s01: 1.0 days late, penalty 10% of the maximum score" in out
+    assert "s02" not in out.split("collected")[1] and "s03" not in out  # an extension; on time
