@@ -97,7 +97,9 @@ def _screen_and_mail(course) -> None:
 
     sample = SAMPLES / "similarity" / "hw2"
     if "hw2" in course.assignments() and sample.is_dir():
-        print(f"== similarity screening of {sample.relative_to(course.root)} (who copied whom: its README.md)")
+        print(
+            f"== similarity screening of autograder/{sample.relative_to(SAMPLES.parent)} (who copied whom: its README.md)"
+        )
         report = similarity.screen(course, "hw2", download=sample)
         print("\n".join(similarity.summary(report, similarity.write_report(course, report), top=5)))
     if "hw1" in course.assignments() and (course.feedback).is_dir():
