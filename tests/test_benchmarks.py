@@ -108,3 +108,14 @@ def test_the_projection_reads_the_newest_grading_speed_table(tmp_path):
     )
     assert table(results) == {"hw3": 7.1, "midterm": 2.5}
     assert table(tmp_path / "missing.md") == {}
+
+
+def test_the_similarity_benchmark_finds_each_methods_best_threshold_and_counts_at_the_fixed_one():
+    evaluate = _script("similarity_screening").evaluate
+    copies = {("a", "b"), ("c", "d")}
+    separated = evaluate({("a", "b"): 0.9, ("c", "d"): 0.7, ("a", "c"): 0.3, ("b", "d"): 0.6}, copies)
+    assert separated["margin"] == pytest.approx(0.1) and separated["best_threshold"] == pytest.approx(0.65)
+    assert separated["at_best"] == (2, 0) and separated["at_fixed"] == (2, 1)
+    overlapping = evaluate({("a", "b"): 0.9, ("c", "d"): 0.4, ("a", "c"): 0.5, ("b", "d"): 0.1}, copies)
+    assert overlapping["margin"] == pytest.approx(-0.1) and overlapping["at_best"] == (1, 0)
+    assert overlapping["best_threshold"] == pytest.approx(0.7) and overlapping["at_fixed"] == (1, 1)
