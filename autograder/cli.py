@@ -136,7 +136,22 @@ def cmd_feedback(args, course):
             f"{len(held)}: {', '.join(printable(s) for s in held) or 'nobody'}. After the deadline: "
             f"adl-grade feedback {args.assignment} --final"
         )
+    _print_held_back(course, args.assignment, graded, args.final)
     return _finish(_grader_failures(results) + unwritten)
+
+
+def _print_held_back(course, assignment: str, graded, final: bool) -> None:
+    """Name how many pages hold back the score and the hidden tests' results (``hidden_results``)."""
+    from autograder.feedback import held_back
+
+    held, mode = held_back(course, assignment, graded, final), course.settings(assignment).hidden_results
+    if held:
+        when = "after each student's due date" if mode == "after_due" else "when you release them"
+        print(
+            f"  hidden results held back for {len(held)} (hidden_results: {mode}): their pages show the public "
+            f"checks alone, the score and the hidden tests' results {when}; write the pages again then "
+            f"(adl-grade feedback {assignment}), or release them now: adl-grade feedback {assignment} --final"
+        )
 
 
 def cmd_export(args, course):
@@ -194,34 +209,9 @@ def cmd_rubric(args, course):
 
 
 def cmd_regrade(args, course):
-    """Grade again, show the before/after table, and record only when the instructor says so."""
-    from autograder import regrade
+    from autograder.regrade import run  # the regrade's command line, with its question to the instructor
 
-    if not args.reason.strip():
-        raise CourseError("regrade: --reason must say why (it goes to the audit log with every changed score)")
-    prepared = regrade.prepare(course, args.assignment, args.student or None, args.workers)
-    print(regrade.format_changes(prepared))
-    if not regrade.changes(prepared):
-        return _finish(_grader_failures(list(prepared.after.values())))
-    if args.dry_run:
-        answer = "n"
-    elif args.yes:
-        answer = "y"
-    elif sys.stdin.isatty():
-        answer = input("Record these scores in the gradebook (the earlier ones stay in the audit log)? [y/N] ")
-    else:
-        print("  not a terminal to ask in: run again with --yes to record these scores")
-        answer = "n"
-    if answer.strip().lower() not in ("y", "yes"):
-        regrade.abandon(prepared)
-        print("  nothing recorded: the gradebook and the cached results are as they were")
-        return 0
-    changed = regrade.commit(course, prepared, args.reason.strip())
-    print(
-        f"  recorded: {changed} student{'s' if changed != 1 else ''} changed; the earlier scores are in "
-        f"{audit.log_path(course, args.assignment).relative_to(course.root)} (adl-grade export {args.assignment} --audit)"
-    )
-    return _finish(_grader_failures(list(prepared.after.values())))
+    return run(args, course)
 
 
 def cmd_send_feedback(args, course):

@@ -135,6 +135,21 @@ def hidden_results_shown(mode: str, lt: late.Lateness | None, now: datetime.date
     return mode == "after_due" and (lt is None or lt.due is None or now > lt.due)  # no due date: nothing to wait for
 
 
+def held_back(course: Course, assignment: str, results: list[Result], final: bool = False) -> list[str]:
+    """The students whose feedback page, written now, holds back the score and the hidden tests' results."""
+    settings = course.settings(assignment)
+    if final or settings.hidden_results == "always":
+        return []
+    now = datetime.datetime.now(datetime.UTC)
+    return [
+        r.student
+        for r in results
+        if not hidden_results_shown(
+            settings.hidden_results, late.lateness(course, assignment, r.student) if settings.due else None, now
+        )
+    ]
+
+
 def public_view(q: QuestionResult) -> str:
     """What a question's feedback says while hidden results are held back: the public checks' outcome alone. A
     point lost to a public check (the student can run those), to a cell that could not run, or to a notebook

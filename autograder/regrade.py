@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import sys
 
-from autograder import gradebook, pipeline
-from autograder.course import Course
+from autograder import audit, gradebook, pipeline
+from autograder.course import Course, CourseError
 from autograder.ingest import printable
 from autograder.scoring import GRADER_FAILED, Result
 
@@ -126,3 +127,34 @@ def abandon(regrade: Regrade) -> None:
             path.unlink(missing_ok=True)
         else:
             path.write_bytes(data)
+
+
+def run(args, course: Course) -> int:
+    """Grade again, show the before/after table, and record only when the instructor says so."""
+    from autograder.cli import _finish, _grader_failures  # the command line's own reporting (cli imports us lazily)
+
+    if not args.reason.strip():
+        raise CourseError("regrade: --reason must say why (it goes to the audit log with every changed score)")
+    prepared = prepare(course, args.assignment, args.student or None, args.workers)
+    print(format_changes(prepared))
+    if not changes(prepared):
+        return _finish(_grader_failures(list(prepared.after.values())))
+    if args.dry_run:
+        answer = "n"
+    elif args.yes:
+        answer = "y"
+    elif sys.stdin.isatty():
+        answer = input("Record these scores in the gradebook (the earlier ones stay in the audit log)? [y/N] ")
+    else:
+        print("  not a terminal to ask in: run again with --yes to record these scores")
+        answer = "n"
+    if answer.strip().lower() not in ("y", "yes"):
+        abandon(prepared)
+        print("  nothing recorded: the gradebook and the cached results are as they were")
+        return 0
+    changed = commit(course, prepared, args.reason.strip())
+    print(
+        f"  recorded: {changed} student{'s' if changed != 1 else ''} changed; the earlier scores are in "
+        f"{audit.log_path(course, args.assignment).relative_to(course.root)} (adl-grade export {args.assignment} --audit)"
+    )
+    return _finish(_grader_failures(list(prepared.after.values())))

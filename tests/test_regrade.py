@@ -9,10 +9,11 @@ import csv
 import shutil
 
 import pytest
+import yaml
 from helpers import scratch_course
 
 from autograder import audit, cli, gradebook, pipeline
-from autograder.course import load_course
+from autograder.course import SETTINGS_FILE, load_course
 from autograder.files import write_json
 from autograder.notebook import read_source
 from autograder.scoring import score_run
@@ -149,3 +150,16 @@ def test_a_submission_the_grader_failed_on_keeps_its_recorded_score(course, monk
     assert code == 1 and "the grader failed on: s02" in captured.out and "hw1/s02" in captured.err
     assert gradebook.scores(course, "hw1")["s02"] == before["s02"]
     assert not any(r["reason"].startswith("regrade") for r in audit.read(course, "hw1"))
+
+
+def test_feedback_says_whose_hidden_results_are_held_back(course, monkeypatch, capsys):
+    monkeypatch.setattr(pipeline, "grade_one", grader({}))
+    raw = yaml.safe_load(SETTINGS_FILE.read_text())
+    raw["assignments"]["hw1"].update(due="2999-01-01T00:00", hidden_results="after_due")
+    raw["extensions"] = {}
+    (course.root / "assignments.yml").write_text(yaml.safe_dump(raw))
+    assert cli.main(["--course", str(course.root), "feedback", "hw1"]) == 0
+    out = capsys.readouterr().out
+    assert "hidden results held back for 3 (hidden_results: after_due)" in out
+    assert cli.main(["--course", str(course.root), "feedback", "hw1", "--final"]) == 0
+    assert "held back" not in capsys.readouterr().out
