@@ -183,7 +183,8 @@ class TrustedTests:
                 exec(code, self.ns)  # noqa: S102 (the instructor's test code, in the grader's process)
                 if last is not None:
                     value = eval(last[0], self.ns)  # noqa: S307 (the test's last expression: its score, if any)
-        except KernelUnavailable:
+        except KernelUnavailable as exc:  # where in the test: a hidden test that timed out is no public failure
+            exc.line = failing_line(exc, filename)
             raise
         except Exception as exc:
             return {"status": "error", **describe_failure(exc, filename, source), "stdout": out.getvalue()}
@@ -257,10 +258,14 @@ def cell_score(value, filename: str, source: str, line: int | None) -> dict:
         }
     if not (type(value) in (int, float) or isinstance(value, np.integer | np.floating)):
         return {"status": "ok"}
-    if not math.isfinite(value):
+    try:
+        score = float(value)
+    except OverflowError:  # an int past float's range (1e309)
+        score = math.inf
+    if not math.isfinite(score):
         message = "the test's score is not a finite number"
-        return {"status": "error", **_failure("ValueError", f"{message}: {value!r}", line, message=message)}
-    return {"status": "ok", "score": float(value)}
+        return {"status": "error", **_failure("ValueError", f"{message}: {repr(value)[:100]}", line, message=message)}
+    return {"status": "ok", "score": score}
 
 
 def check_result(check: CheckRecord, filename: str, source: str) -> dict:
@@ -278,6 +283,11 @@ MAX_MESSAGE = 300
 HOLE = "\u2026"  # stands for each value an f-string message would have shown
 
 
+def failing_line(exc: BaseException, filename: str) -> int | None:
+    """The test cell's own statement that ``exc`` came out of: the outermost frame in the test (``filename``)."""
+    return next((f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename), None)
+
+
 def describe_failure(exc: BaseException, filename: str, source: str) -> dict:
     """What is known about a failed test cell, split by who wrote each part.
 
@@ -293,11 +303,12 @@ def describe_failure(exc: BaseException, filename: str, source: str) -> dict:
     ``evalue`` is the exception's text, for the instructor only: it may hold whatever the student's code
     produced (an exception message, a returned string) and whatever a comparison printed (NumPy's
     ACTUAL/DESIRED lines hold the expected values of a hidden test)."""
-    line = None
     frames = traceback.extract_tb(exc.__traceback__)
-    for frame in frames:
-        if frame.filename == filename:
-            line = frame.lineno
+    in_test = [frame.lineno for frame in frames if frame.filename == filename]
+    # Where the cell failed is its own statement, the outermost frame in the test (a helper the public part defines
+    # and a hidden test calls fails in a hidden test); the instructor's message is where the error was raised.
+    line = in_test[0] if in_test else None
+    inner = in_test[-1] if in_test else None
     if isinstance(exc, ProtocolError):
         origin = "student"
     elif getattr(exc, "adl_function", None):
@@ -318,7 +329,7 @@ def describe_failure(exc: BaseException, filename: str, source: str) -> dict:
         "line": line,
         "origin": origin,
         "function": function if isinstance(function, str) else None,
-        "message": instructor_message(source, line) if origin in ("test", "library") else None,
+        "message": instructor_message(source, inner) if origin in ("test", "library") else None,
     }
 
 

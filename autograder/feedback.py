@@ -150,14 +150,17 @@ def held_back(course: Course, assignment: str, results: list[Result], final: boo
     ]
 
 
+NO_PUBLIC_FAILURE = "no public check failed"  # the same words whether the hidden tests passed, failed or did not run
+
+
 def public_view(q: QuestionResult) -> str:
     """What a question's feedback says while hidden results are held back: the public checks' outcome alone. A
     point lost to a public check (the student can run those), to a cell that could not run, or to a notebook
     that could not be graded is named; a point lost to a hidden test is not, and neither are the points."""
     if q.manual:
         return "graded by hand: the grade is shown with the score"
-    if q.public_reason is not None:  # a test cell with per-check points: its failed public checks alone
-        return q.public_reason or "the public checks passed"
-    if q.status in ("passed", "partial") or q.reason.startswith("a hidden test failed"):
-        return "the public checks passed"
+    if q.public_reason is not None:  # a test cell: its failures known to be public, "" for none
+        return q.public_reason or NO_PUBLIC_FAILURE
+    if q.status in ("passed", "partial") or q.reason.startswith("a hidden test failed"):  # a result cached before
+        return NO_PUBLIC_FAILURE
     return q.reason

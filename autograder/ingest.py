@@ -229,7 +229,10 @@ def ingest(
         tmp = dest / f".{notebook}.part"
         tmp.write_bytes(member.data)
         tmp.replace(dest / notebook)
-        (dest / "timestamp.txt").write_text(member.timestamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
+        # in UTC: nbgrader's parse_utc reads a numeric offset's empty %Z as UTC, hours off
+        (dest / "timestamp.txt").write_text(
+            member.timestamp.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f %Z")
+        )
         accepted[student] = dest / notebook
         if due is not None and member.timestamp > due:
             late.append(student)

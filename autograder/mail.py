@@ -354,7 +354,8 @@ def _send_all(course: Course, settings: MailSettings, pages: dict, report: SendR
             msg = build_message(course, settings, report.assignment, to, page)
             if report.dry_run:
                 hashed = hashlib.sha256(student.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-                eml = folder / "outbox" / f"{student if PLAIN_ID.fullmatch(student) else 'id-' + hashed}.eml"
+                # a plain id never starts with "_": a hashed name cannot be a plain id's file
+                eml = folder / "outbox" / f"{student if PLAIN_ID.fullmatch(student) else '_id-' + hashed}.eml"
                 eml.write_bytes(bytes(msg))
                 report.sent.append(Delivery(student, to, str(msg["Subject"]), eml))
                 continue

@@ -223,7 +223,7 @@ class Runner:
         try:
             outcome = self.tests.run(cell.source, gid or f"cell {index}")
         except KernelUnavailable as exc:
-            entry.update(status=exc.status, evalue=str(exc))
+            entry.update(status=exc.status, evalue=str(exc), line=getattr(exc, "line", None))
             what = "timed out" if exc.status == "timeout" else "killed the kernel"
             self.events.append(f"cell {index} ({gid or 'no id'}) {what} while the grader waited for it")
             cell.outputs = []

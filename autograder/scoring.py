@@ -14,12 +14,12 @@ import functools
 import hashlib
 import json
 import logging
-import math
 import pathlib
 import re
 
 from autograder.ingest import printable
-from autograder.notebook import SURROGATE, GradeCell
+from autograder.notebook import GradeCell
+from autograder.runfile import run_cells, valid_text
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ class QuestionResult:
     status: str  # passed | partial | failed | not graded | pending | graded by hand
     reason: str = ""
     manual: bool = False  # graded by hand (nbgrader's manually graded answer): "pending" until the formgrader scores it
-    # a test cell with per-check points (adl_helpers.partial_credit): its failed public checks alone ("" if none),
-    # what feedback may say while hidden results are held back; None for any other question
+    # a test cell's failure known to be public (a public check, or a partial-credit cell's failed public checks;
+    # "" if none): all its feedback may say while hidden results are held back; None for other questions
     public_reason: str | None = None
 
 
@@ -158,13 +158,21 @@ def check_label(source: str, line: object) -> str | None:
     return text if text is None or len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + HOLE
 
 
+def in_hidden_test(cell: dict, trusted: GradeCell) -> bool:
+    """Whether a failure belongs to the cell's hidden tests: its line is hidden, or the grader could not place it
+    (a value the kernel could not hand over, a time limit before any line) in a cell that has hidden tests. What
+    is not known to be public is treated as hidden, so feedback that holds hidden results back reveals nothing."""
+    line = cell.get("line")
+    return line in trusted.hidden_lines or (line is None and bool(trusted.hidden_lines))
+
+
 def _failure_words(cell: dict, trusted: GradeCell) -> tuple[bool, str, str | None]:
     """For :func:`reason`: whether the failing line is hidden, what failed, and the public line that failed."""
     ename = str(cell.get("ename") or "Error")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,59}", ename):
         ename = "Error"
     line = cell.get("line")
-    hidden = line in trusted.hidden_lines
+    hidden = in_hidden_test(cell, trusted)
     origin, message = cell.get("origin"), cell.get("message")
     function = cell.get("function") if isinstance(cell.get("function"), str) else None
     called = f"{function}()" if function and function.isidentifier() else "your code"
@@ -250,9 +258,11 @@ def score_run(
         if cell["status"] == "ok" and "score" in cell:
             questions.append(_partial(cell, tc))
         elif cell["status"] == "ok":
-            questions.append(QuestionResult(tc.grade_id, tc.points, tc.points, "passed"))
+            questions.append(QuestionResult(tc.grade_id, tc.points, tc.points, "passed", public_reason=""))
         else:
-            questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "failed", valid_text(reason(cell, tc))))
+            why = valid_text(reason(cell, tc))
+            public = "" if in_hidden_test(cell, tc) else why  # what feedback may say while hidden results are held
+            questions.append(QuestionResult(tc.grade_id, 0.0, tc.points, "failed", why, public_reason=public))
     labels = {
         "timeout": "timeout",
         "dead": "kernel died",
@@ -283,7 +293,7 @@ def _partial(cell: dict, tc: GradeCell) -> QuestionResult:
     if "checks" in cell and total != tc.points:  # the instructor's to fix; the score is clamped meanwhile
         log.warning("the checks of test cell %s are worth %g points, the cell %g", tc.grade_id, total, tc.points)
     points = min(max(float(score), 0.0), float(tc.points))
-    public = None
+    public = ""  # a score the test computed (hidden parts included) says nothing public
     if "checks" in cell:
         public = valid_text("; ".join(words for hidden, _, words in lost_checks(cell, tc) if not hidden))
     if points >= tc.points:
@@ -311,64 +321,6 @@ def result_key(submission: bytes, source: bytes, settings: object) -> str:
     the grading settings and :func:`grader_fingerprint`; the same key, the same result."""
     parts = [submission, source, repr(settings).encode(), grader_fingerprint().encode()]
     return hashlib.sha256(b"\0".join(parts)).hexdigest()
-
-
-def run_cells(run) -> list[dict]:
-    """The worker's per-cell entries, each a dict with a text ``status`` and a text or None ``grade_id``;
-    text values made writable as UTF-8, an int or None ``line``; a ``score`` only if it is a finite number,
-    ``checks`` only as a list of checks (see :func:`_checks`); other nested values and other types dropped."""
-    cells = run.get("cells") if isinstance(run, dict) else None
-    out = []
-    for cell in cells if isinstance(cells, list) else []:
-        if not isinstance(cell, dict):
-            continue
-        clean = {
-            k: valid_text(v) if isinstance(v, str) else v
-            for k, v in cell.items()
-            if isinstance(k, str) and (v is None or type(v) in (str, int, float, bool))
-        }
-        clean["status"] = clean["status"] if isinstance(clean.get("status"), str) else "error"
-        clean["grade_id"] = clean.get("grade_id") if isinstance(clean.get("grade_id"), str) else None
-        clean["line"] = clean.get("line") if type(clean.get("line")) is int else None
-        if not _is_finite(clean.get("score")):
-            clean.pop("score", None)
-        clean.pop("checks", None)  # a text: not checks
-        checks = _checks(cell.get("checks"))
-        if checks is not None:
-            clean["checks"] = checks
-        out.append(clean)
-    return out
-
-
-def _is_finite(value) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
-
-
-def _checks(raw) -> list[dict] | None:
-    """A cell's ``checks`` (:func:`autograder.contract.check_result`) read defensively: each a dict with finite
-    ``points`` >= 0 and a bool ``passed``, text made writable, an int or None ``line``; None if it is not a list of
-    such dicts (then the cell has no checks, and its score, if any, stands alone)."""
-    if not isinstance(raw, list):
-        return None
-    out = []
-    for check in raw:
-        if not (isinstance(check, dict) and _is_finite(check.get("points")) and type(check.get("passed")) is bool):
-            return None
-        clean = {
-            k: valid_text(v) if isinstance(v, str) else v
-            for k, v in check.items()
-            if isinstance(k, str) and (v is None or type(v) in (str, int, float, bool))
-        }
-        if check["points"] < 0:
-            return None
-        clean["line"] = clean.get("line") if type(clean.get("line")) is int else None
-        out.append(clean)
-    return out
-
-
-def valid_text(text: str) -> str:
-    """``text`` with any lone UTF-16 surrogate (which UTF-8 cannot write) replaced by U+FFFD."""
-    return SURROGATE.sub("\ufffd", text)
 
 
 def invalid(student: str, assignment: str, trusted: list[GradeCell], reason: str, key: str) -> Result:

@@ -42,6 +42,9 @@ from autograder.notebook import InvalidNotebook, nbgrader_meta, parse_submission
 log = logging.getLogger(__name__)
 NOISE = 25  # copydetect's noise threshold k (its default): shared runs shorter than this are ignored
 GUARANTEE = 25  # copydetect's guarantee threshold (its default): every shared run this long is found
+# Characters of one answer fingerprinted: far past any real answer (a few thousand), short of what would let one
+# submission hold the screening for minutes and gigabytes (copydetect takes about 5 s and 170 MB per MB of code).
+MAX_ANSWER = 100_000
 THRESHOLD = 0.5  # flag a pair sharing at least half of its answer code (chosen on the sample class)
 IGNORED = ("README.md", "expected.json")  # in a download folder: passed over without a word, as in the demo
 SHOWN = 100  # pairs listed in the HTML report (the CSV has all); every flagged pair is shown as well
@@ -97,7 +100,7 @@ class SimilarityReport:
     assignment: str
     students: list[str]
     pairs: list[Pair]
-    skipped: list[tuple[str, str]]  # (file or student, why it was not compared)
+    skipped: list[tuple[str, str]]  # (file or student, why it was not compared, or compared in part)
     threshold: float
     answers: dict[str, dict[str, Answer]] = dataclasses.field(repr=False, default_factory=dict)
 
@@ -150,10 +153,20 @@ def answers_of(nb, cells: dict[str, str], starter: frozenset[int]) -> dict[str, 
         if isinstance(gid, str) and gid in cells and isinstance(cell.get("source"), str):
             texts.setdefault(gid, []).append(cell["source"])
     return {
-        gid: Answer(gid, text, _fingerprint(gid, text, cells[gid] == "code", starter))
+        gid: Answer(gid, text[:MAX_ANSWER], _fingerprint(gid, text[:MAX_ANSWER], cells[gid] == "code", starter))
         for gid in cells
         if gid in texts and (text := _text("\n\n".join(texts[gid]), cells[gid])).strip()
     }
+
+
+def cut_answers(nb, cells: dict[str, str]) -> list[str]:
+    """The answer cells of ``nb`` longer than MAX_ANSWER characters (compared on their beginning only)."""
+    sizes: dict[str, int] = {}
+    for cell in nb.get("cells", []):
+        gid = nbgrader_meta(cell).get("grade_id")
+        if isinstance(gid, str) and gid in cells and isinstance(cell.get("source"), str):
+            sizes[gid] = sizes.get(gid, 0) + len(cell["source"])
+    return [gid for gid, size in sizes.items() if size > MAX_ANSWER]
 
 
 def _text(source: str, cell_type: str) -> str:
@@ -242,7 +255,12 @@ def screen(
         answers = {}
         for student, path in sorted(paths.items()):
             try:
-                answers[student] = answers_of(_read(path), cells, starter)
+                nb = _read(path)
+                answers[student] = answers_of(nb, cells, starter)
+                skipped += [
+                    (student, f"compared in part: only the first {MAX_ANSWER:,} characters of {gid}")
+                    for gid in cut_answers(nb, cells)
+                ]
             except (InvalidNotebook, OSError) as exc:
                 log.warning("similarity: skipped %s: %s", ingest.printable(student), ingest.printable(exc, 300))
                 skipped.append((f"{student} ({path.name})", f"not compared: {exc}"))
@@ -347,6 +365,6 @@ def summary(report: SimilarityReport, paths: tuple[pathlib.Path, pathlib.Path], 
     for p in report.pairs[:top]:
         mark = "FLAGGED" if p.flagged else "       "
         lines.append(f"  {mark} {p.similarity:.2f}  {ingest.printable(p.first)}  {ingest.printable(p.second)}")
-    lines += [f"  not compared: {ingest.printable(name)}: {ingest.printable(why, 400)}" for name, why in report.skipped]
+    lines += [f"  {ingest.printable(name)}: {ingest.printable(why, 400)}" for name, why in report.skipped]
     lines += [f"  report: {paths[0]}", f"  all pairs: {paths[1]}"]
     return lines

@@ -32,6 +32,7 @@ class KernelUnavailable(BaseException):  # noqa: N818 (not an error of the test:
     def __init__(self, status: str, message: str):
         super().__init__(message)
         self.status = status  # "timeout" | "dead"
+        self.line: int | None = None  # the test's statement it happened in (set by TrustedTests.run)
 
 
 class ProtocolError(Exception):

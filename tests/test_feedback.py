@@ -253,3 +253,75 @@ def test_feedback_rounds_setting_is_validated(tmp_path, value):
 
 def test_numpy_is_the_graders_own():  # the tests above compare with the grader's NumPy, not a kernel's
     assert TrustedTests(Link(lambda r: {"names": {}})).imports["np"] == np.__name__
+
+
+# ------------------------------------------------------------------ what feedback may say while hidden results wait
+
+HELPER_TEST = (
+    "def _check(x, want):\n"
+    '    assert f(x) == want, "f gives the wrong value"\n'
+    "_check(1, 2)\n"
+    "### BEGIN HIDDEN TESTS\n"
+    "_check(7, 14)\n"
+    "### END HIDDEN TESTS\n"
+)
+
+
+def _held_back_view(tmp_path, student: str, test: str) -> tuple[scoring.QuestionResult, str]:
+    from helpers import FakeKernel
+
+    from autograder.feedback import public_view
+
+    cell = TrustedTests(Link(FakeKernel(tmp_path, student).ask)).run(test, "q1")
+    trusted = [GradeCell("q1", "code", test, False, True, True, 2.0)]
+    run = {"cells": [{"index": 0, "grade_id": "q1", **json.loads(json.dumps(cell))}]}
+    q = scoring.score_run("ana", "hw1", trusted, run, "k").questions[0]
+    return q, public_view(q)
+
+
+def test_a_public_helper_that_fails_in_a_hidden_test_is_a_hidden_failure(tmp_path):
+    """The public part defines the helper, the hidden part calls it: the failure is the hidden call's, so the
+    page that holds hidden results back says the same as for a student who passed."""
+    passed, shown_passed = _held_back_view(tmp_path, "def f(x):\n    return 2 * x\n", HELPER_TEST)
+    failed, shown_failed = _held_back_view(tmp_path, "def f(x):\n    return 2 * x if x < 5 else 0\n", HELPER_TEST)
+    assert (passed.points, failed.points) == (2.0, 0.0)
+    assert failed.reason == "a hidden test failed (AssertionError: f gives the wrong value)"
+    assert shown_failed == shown_passed == "no public check failed"
+    public, shown = _held_back_view(tmp_path, "def f(x):\n    return 0\n", HELPER_TEST)
+    assert shown == public.reason == "a public check failed (AssertionError: f gives the wrong value) at: _check(1, 2)"
+
+
+def test_what_the_grader_cannot_place_or_a_computed_score_says_nothing_while_held_back():
+    trusted = [GradeCell("q1", "code", HELPER_TEST, False, True, True, 2.0)]
+    runs = {
+        "unplaced": {"status": "error", "ename": "ProtocolError", "origin": "student", "line": None},
+        "timeout in a hidden test": {"status": "timeout", "evalue": "the test ran longer than 60 s", "line": 5},
+        "timeout before any line": {"status": "timeout", "evalue": "the test ran longer than 60 s", "line": None},
+        "a computed score of 0": {"status": "ok", "score": 0.0},
+    }
+    from autograder.feedback import public_view
+
+    for what, cell in runs.items():
+        q = scoring.score_run("ana", "hw1", trusted, {"cells": [{"grade_id": "q1", **cell}]}, "k").questions[0]
+        assert q.points == 0.0 and public_view(q) == "no public check failed", what
+    public_timeout = {"status": "timeout", "evalue": "the test ran longer than 60 s", "line": 3}
+    q = scoring.score_run("ana", "hw1", trusted, {"cells": [{"grade_id": "q1", **public_timeout}]}, "k").questions[0]
+    assert public_view(q) == "the test could not run: the test ran longer than 60 s"
+
+
+def test_a_kernel_lost_in_a_hidden_test_is_placed_there(tmp_path):
+    """A student's function that loops forever on a hidden input: the time limit is placed on the hidden call."""
+    from helpers import FakeKernel
+
+    from autograder.contract import KernelUnavailable
+
+    kernel = FakeKernel(tmp_path, "def f(x):\n    return 2 * x\n")
+
+    def ask(request):
+        if request.get("op") == "call" and request.get("args") == {"__list__": [7]}:
+            raise KernelUnavailable("timeout", "the test ran longer than 60 s")
+        return kernel.ask(request)
+
+    with pytest.raises(KernelUnavailable) as caught:
+        TrustedTests(Link(ask)).run(HELPER_TEST, "q1")
+    assert caught.value.line == 5  # _check(7, 14), in the hidden part

@@ -152,3 +152,15 @@ def test_bad_inputs_raise_clear_errors(course, tmp_path):
         ing.ingest(course, "hw1", tmp_path / "missing.zip")
     with pytest.raises(CourseError, match="no \\(\\?P<student_id>"):
         ing.ingest(course, "hw1", tmp_path, pattern=r"^(?P<sid>.+)\.ipynb$")
+
+
+def test_a_time_stamp_with_an_offset_is_kept_in_utc(course, tmp_path):
+    """An LMS time in another zone (-05:00) is written as UTC, so nbgrader and the late policy read the moment it
+    was, not a time five hours early."""
+    from nbgrader.utils import parse_utc
+
+    pattern = r"^(?P<student_id>[a-z]+)_(?P<timestamp>.+)_hw1\.ipynb$"
+    z = make_zip(tmp_path / "dl.zip", [("carol_2026-10-02T06:30-05:00_hw1.ipynb", NB)])
+    ing.ingest(course, "hw1", z, pattern=pattern)
+    stamp = parse_utc((course.submitted / "carol" / "hw1" / "timestamp.txt").read_text().strip())
+    assert stamp.replace(tzinfo=None) == datetime.datetime(2026, 10, 2, 11, 30)

@@ -277,7 +277,7 @@ def test_feedback_holds_back_hidden_results_until_the_due_date(released):
     result = _result(course, "early", hidden_failure=True)
     page = reports.write_feedback(course, result).read_text()
     assert "a hidden test failed" not in page and "Score" not in page
-    assert "the public checks passed" in page and "after your due date, 2999-01-01 00:00 UTC" in page
+    assert "no public check failed" in page and "after your due date, 2999-01-01 00:00 UTC" in page
     final = reports.write_feedback(course, result, final=True).read_text()  # the instructor releases them
     assert "a hidden test failed" in final and f"{result.score:g} / {result.max_score:g}" in final
 
@@ -327,9 +327,9 @@ def test_held_back_feedback_names_public_failures_only():
     public = QuestionResult("q2", 0.0, 2.0, "failed", "a public check failed (AssertionError) at: assert f(1) == 2")
     checks = QuestionResult("q3", 3.0, 4.0, "partial", "earned 3 of 4 points; lost 1 point: a hidden check failed")
     public_check = dataclasses.replace(checks, public_reason="lost 1 point: a public check failed (shapes)")
-    assert public_view(hidden) == "the public checks passed"
+    assert public_view(hidden) == "no public check failed"
     assert public_view(public) == public.reason
-    assert public_view(dataclasses.replace(checks, public_reason="")) == "the public checks passed"
+    assert public_view(dataclasses.replace(checks, public_reason="")) == "no public check failed"
     assert public_view(public_check) == "lost 1 point: a public check failed (shapes)"
 
 

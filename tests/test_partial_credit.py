@@ -76,13 +76,13 @@ def test_a_public_check_names_its_line_and_the_instructors_message(tmp_path):
 
 def test_while_hidden_results_are_held_back_only_the_public_checks_are_named(tmp_path):
     hidden_only = score(run_test(tmp_path, "def f(x):\n    return 2 * x if x > 0 else x\n", TEST), TEST)
-    assert hidden_only.public_reason == ""  # feedback: "the public checks passed"
+    assert hidden_only.public_reason == ""  # feedback: "no public check failed"
     both = score(run_test(tmp_path, "def f(x):\n    return 2 * x + 1.0\n", TEST), TEST)
     assert both.public_reason == (
         'a public check failed (f(1) is 2: AssertionError: f(1) should be 2) at: assert f(1) == 2, "f(1) should be 2"'
     )
-    assert score({"status": "ok"}, TEST).public_reason is None  # not a cell with checks
-    assert score({"status": "ok", "score": 1.0}, TEST).public_reason is None
+    assert score({"status": "ok"}, TEST).public_reason == ""  # not a cell with checks: nothing public failed
+    assert score({"status": "ok", "score": 1.0}, TEST).public_reason == ""  # a computed score is never public
 
 
 def test_all_checks_pass_full_points_none_pass_zero(tmp_path):
@@ -308,3 +308,13 @@ def _case_notebook():
 
 def test_np_bool_is_not_a_score():
     assert contract.cell_score(np.bool_(True), "<test q1>", "", 1) == {"status": "ok"}
+
+
+def test_a_score_past_floats_range_or_not_a_number_never_gives_the_points(tmp_path):
+    """A student's int of 400 digits at the test's last line fails the cell (not the whole submission); a run
+    whose score is not a finite number (a worker's file tampered with) is no full marks either."""
+    cell = run_test(tmp_path, "big = 10 ** 400\n", "big\n")
+    assert cell["status"] == "error" and "not a finite number" in cell["message"]
+    for bad in (float("inf"), float("nan"), True, "3"):
+        q = score({"status": "ok", "score": bad}, TEST)
+        assert (q.points, q.status) == (0.0, "failed"), bad

@@ -199,3 +199,13 @@ def test_segments_cut_text_at_the_shared_slices():
     ]
     assert similarity._segments("abc", ([], [])) == [("abc", False)]
     assert similarity._segments("a\x1bb", [[0], [3]]) == [("a\\x1bb", True)]
+
+
+def test_an_enormous_answer_is_compared_on_its_beginning_only(monkeypatch):
+    """One submission cannot hold the screening for minutes: an answer past MAX_ANSWER is cut, and named."""
+    monkeypatch.setattr(similarity, "MAX_ANSWER", 2_000)
+    cell = nbformat.v4.new_code_cell("x = 1\n" * 5_000, metadata={"nbgrader": {"grade_id": "q1", "solution": True}})
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    answers = similarity.answers_of(nb, {"q1": "code"}, frozenset())
+    assert len(answers["q1"].text) == 2_000
+    assert similarity.cut_answers(nb, {"q1": "code"}) == ["q1"]
