@@ -37,6 +37,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results_file import append_section  # noqa: E402 (benchmarks/results_file.py)
+
 from autograder import pipeline, preflight  # noqa: E402
 from autograder.course import load_course  # noqa: E402
 from autograder.scoring import GRADER_FAILED  # noqa: E402
@@ -198,9 +200,7 @@ def main() -> int:
         ]
     text = "\n".join(lines)
     print(text)
-    out = pathlib.Path(args.out)
-    before = out.read_text() if out.exists() else "# Benchmark results\n\n"
-    out.write_text(before.rstrip("\n") + "\n\n" + text.strip("\n") + "\n")
+    append_section(args.out, text)
     return 0
 
 

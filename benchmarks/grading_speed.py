@@ -42,6 +42,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from peer import nbgrader_autograde  # noqa: E402 (benchmarks/peer.py)
+from results_file import append_section  # noqa: E402 (benchmarks/results_file.py)
 
 from autograder import expected, ingest, pipeline, preflight, processes  # noqa: E402
 from autograder.course import load_course  # noqa: E402
@@ -224,9 +225,7 @@ def main() -> int:
     ]
     text = "\n".join(lines)
     print(text)
-    out = pathlib.Path(args.out)
-    before = out.read_text() if out.exists() else "# Benchmark results\n\n"
-    out.write_text(before.rstrip("\n") + "\n\n" + text.strip("\n") + "\n")  # one blank line between sections
+    append_section(args.out, text)
     return 0
 
 

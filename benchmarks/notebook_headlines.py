@@ -111,14 +111,13 @@ def main() -> int:
     if not sections:
         print("no notebook defines HEADLINES", file=sys.stderr)
         return 1
-    header = "# Benchmark results\n\nEach section is appended by the script named in it; rerun to compare.\n\n"
-    out = pathlib.Path(args.out)
     text = (
         f"## Notebook headlines, {datetime.date.today().isoformat()}\n\n`{command}` on {os.cpu_count()} CPU "
         f"cores, Python {platform.python_version()}, no GPU.\n\n" + "\n".join(sections)
     )
-    before = out.read_text() if out.exists() else header
-    out.write_text(before.rstrip("\n") + "\n\n" + text.strip("\n") + "\n")  # one blank line between sections
+    from results_file import append_section  # benchmarks/results_file.py, beside this script
+
+    append_section(args.out, text)
     return 0
 
 
