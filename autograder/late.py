@@ -241,20 +241,26 @@ def max_score(course: Course, assignment: str) -> float:
 
 
 def all_lateness(course: Course, assignment: str, students: list[str], roster: set[str] | None = None) -> dict:
-    """{student: :class:`Lateness`} for ``students``."""
-    return {s: lateness(course, assignment, s, roster) for s in students}
+    """{student: :class:`Lateness`} for ``students``, the extensions read and checked once for all of them."""
+    if course.settings(assignment).due is None:
+        return {s: lateness(course, assignment, s) for s in students}
+    ext = extensions(course, roster)
+    return {s: lateness(course, assignment, s, ext=ext) for s in students}
 
 
 def due_date(course: Course, assignment: str) -> datetime.datetime | None:
     return course.settings(assignment).due
 
 
-def lateness(course: Course, assignment: str, student: str, roster: set[str] | None = None) -> Lateness:
+def lateness(
+    course: Course, assignment: str, student: str, roster: set[str] | None = None, ext: dict | None = None
+) -> Lateness:
     """``student``'s lateness on ``assignment``, late days used on the assignments due before it counted first.
-    ``roster``: see :func:`extensions`."""
+    ``roster``: see :func:`extensions`; ``ext``: the extensions, when the caller has read them already."""
     if course.settings(assignment).due is None:
         return Lateness(student, assignment, None, submitted_at(course, assignment, student))
-    ext = extensions(course, roster)
+    if ext is None:
+        ext = extensions(course, roster)
     left = course_late_days(course)
     dated = sorted(
         (s.due, a, s.late_policy or LatePolicy()) for a in course.assignments() if (s := course.settings(a)).due
